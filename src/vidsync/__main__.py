@@ -1,0 +1,3 @@
+from vidsync.cli import main
+
+main()

@@ -1,0 +1,243 @@
+"""Project channels: who is subscribed to what, and getting every event to them once, in order.
+
+Events reach the hub from ``publish`` after their transaction committed: from this node's own
+writes, or from other nodes through a backplane. Each channel delivers seqs strictly in order. A
+publish that skips ahead (another publish still in flight, or a message the backplane lost) is held
+while the hole is filled from the store, so a gap is never passed on and a duplicate is dropped.
+
+A new subscription replays from the store first and joins the live stream only once it has caught
+up with what the channel delivered; each subscription remembers the last seq it was sent, so an
+event that was both replayed and published is sent once. Broadcasting encodes each event once per
+kind of subscription (plain, filtered by paths, batched) and writes the same bytes to everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vidsync.changes import matches
+from vidsync.realtime import protocol
+from vidsync.realtime.session import Session
+from vidsync.store import Event, Store
+
+log = logging.getLogger("vidsync.realtime")
+
+REPLAY_PAGE = 500
+GAP_WAIT_S = 0.05
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    session: Session
+    project_id: str
+    user_id: str
+    prefixes: tuple[str, ...]
+    batch: bool
+    sent_seq: int
+    live: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Channel:
+    project_id: str
+    subs: dict[Session, Subscription] = field(default_factory=dict)
+    # Highest seq delivered live; None until known (first publish or first completed replay).
+    last_seq: int | None = None
+    held: dict[int, Event] = field(default_factory=dict)
+    filling: asyncio.Task | None = None
+
+
+class _Encoded:
+    """One broadcast, encoded lazily once per kind of subscription."""
+
+    __slots__ = ("events", "project_id", "_cache")
+
+    def __init__(self, project_id: str, events: list[Event]) -> None:
+        self.project_id = project_id
+        self.events = events
+        self._cache: dict[tuple[tuple[str, ...], bool], tuple[bytes, tuple[bytes, ...]]] = {}
+
+    def get(self, prefixes: tuple[str, ...], batch: bool) -> tuple[bytes, tuple[bytes, ...]]:
+        key = (prefixes, batch)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = encode_events(self.project_id, self.events, prefixes, batch)
+        return hit
+
+
+def encode_events(project_id: str, events: list[Event], prefixes: tuple[str, ...],
+                  batch: bool) -> tuple[bytes, tuple[bytes, ...]]:
+    """The packets for ``events`` as one subscription kind sees them, and their WebSocket frames."""
+    last_seq = events[-1].seq
+    chosen = [e for e in events if matches(e.change.path, prefixes)] if prefixes else events
+    if not chosen:
+        packets: tuple[bytes, ...] = (protocol.event_packet(
+            "project:seq", {"project_id": project_id, "last_seq": last_seq}),)
+    elif batch:
+        packets = (protocol.event_packet("project:events", {
+            "project_id": project_id, "events": [e.to_json() for e in chosen],
+            "last_seq": last_seq}),)
+    else:
+        packets = tuple(protocol.event_packet("project:event", e.to_json()) for e in chosen)
+    return b"".join(protocol.ws_text_frame(p) for p in packets), packets
+
+
+class Hub:
+    def __init__(self, store: Store, on_delivered: Callable[[int, float], None] | None = None) -> None:
+        self.store = store
+        self.channels: dict[str, Channel] = {}
+        # Metrics hook: (number of deliveries, seconds from commit to write) per broadcast.
+        self.on_delivered = on_delivered
+
+    # -- subscriptions ------------------------------------------------------------------------------
+
+    async def subscribe(self, session: Session, project_id: str, user_id: str,
+                        since_seq: int | None, prefixes: tuple[str, ...], batch: bool) -> int:
+        """Subscribe, replay what ``since_seq`` missed, go live. Returns the log's last seq at
+        the time of the ack."""
+        ch = self.channels.get(project_id)
+        if ch is None:
+            ch = self.channels[project_id] = Channel(project_id)
+        old = ch.subs.pop(session, None)
+        if since_seq is None:
+            since_seq = old.sent_seq if old else await self.store.last_seq(project_id)
+        sub = Subscription(session, project_id, user_id, prefixes, batch, since_seq)
+        ch.subs[session] = sub
+        session.projects.add(project_id)
+        last_seq = await self._replay(ch, sub)
+        return last_seq
+
+    async def _replay(self, ch: Channel, sub: Subscription) -> int:
+        while True:
+            events, last_seq, has_more = await self.store.events_since(
+                ch.project_id, sub.sent_seq, REPLAY_PAGE, sub.prefixes)
+            if ch.subs.get(sub.session) is not sub:
+                return last_seq  # unsubscribed, removed or disconnected meanwhile
+            if events:
+                _, packets = encode_events(ch.project_id, events, sub.prefixes, sub.batch)
+                await sub.session.send_with_backpressure(list(packets))
+                sub.sent_seq = max(sub.sent_seq, events[-1].seq)
+            if has_more:
+                continue
+            # This page reached the end of the log as of the read: with a path filter the
+            # events in between did not match, so the subscription has seen up to last_seq.
+            if sub.prefixes and last_seq > sub.sent_seq:
+                sub.sent_seq = last_seq
+            if ch.last_seq is None:
+                ch.last_seq = last_seq
+            if sub.sent_seq >= ch.last_seq:
+                # No await between this check and going live: anything delivered from now on
+                # has seq > ch.last_seq and reaches the subscription through _deliver.
+                sub.live = True
+                return max(last_seq, sub.sent_seq)
+
+    def unsubscribe(self, session: Session, project_id: str) -> None:
+        ch = self.channels.get(project_id)
+        if ch is not None:
+            ch.subs.pop(session, None)
+            self._maybe_drop(ch)
+        session.projects.discard(project_id)
+
+    def drop_session(self, session: Session) -> None:
+        for project_id in list(session.projects):
+            self.unsubscribe(session, project_id)
+
+    def end_subscriptions(self, project_id: str, reason: str,
+                          user_id: str | None = None) -> int:
+        """Stop a member's (or, with no user, everyone's) subscriptions to a project now and tell
+        them why with ``project:removed``. Returns how many ended."""
+        ch = self.channels.get(project_id)
+        if ch is None:
+            return 0
+        ended = [s for s in ch.subs.values() if user_id is None or s.user_id == user_id]
+        packet = protocol.event_packet("project:removed",
+                                       {"project_id": project_id, "reason": reason})
+        for sub in ended:
+            self.unsubscribe(sub.session, project_id)
+            sub.session.send(packet)
+        return len(ended)
+
+    def subscription_count(self) -> int:
+        return sum(len(ch.subs) for ch in self.channels.values())
+
+    def _maybe_drop(self, ch: Channel) -> None:
+        if not ch.subs and ch.filling is None and self.channels.get(ch.project_id) is ch:
+            del self.channels[ch.project_id]
+
+    # -- publishing ---------------------------------------------------------------------------------
+
+    def publish(self, project_id: str, events: list[Event], committed_at: float | None = None) -> None:
+        """Fan out committed events (consecutive seqs, ascending) to the project's subscribers."""
+        ch = self.channels.get(project_id)
+        if ch is None or not events:
+            return
+        if ch.last_seq is not None:
+            events = [e for e in events if e.seq > ch.last_seq]
+            if not events:
+                return  # all duplicates
+            if events[0].seq != ch.last_seq + 1 or ch.held:
+                for e in events:
+                    ch.held[e.seq] = e
+                self._fill_gap(ch)
+                return
+        self._deliver(ch, events, committed_at)
+
+    def _fill_gap(self, ch: Channel) -> None:
+        if ch.filling is not None:
+            return
+
+        async def fill() -> None:
+            try:
+                await asyncio.sleep(GAP_WAIT_S)  # an in-flight local publish usually lands first
+                while ch.held and ch.last_seq is not None:
+                    self._release_held(ch)
+                    if not ch.held:
+                        break
+                    events, _, _ = await self.store.events_since(
+                        ch.project_id, ch.last_seq, min(REPLAY_PAGE, min(ch.held) - ch.last_seq))
+                    if not events:
+                        await asyncio.sleep(GAP_WAIT_S)
+                        continue
+                    log.info("project %s: filled seq gap %d..%d from the store",
+                             ch.project_id, events[0].seq, events[-1].seq)
+                    for e in events:
+                        ch.held.setdefault(e.seq, e)
+            finally:
+                ch.filling = None
+                self._maybe_drop(ch)
+
+        ch.filling = asyncio.ensure_future(fill())
+
+    def _release_held(self, ch: Channel) -> None:
+        """Deliver the held events that now follow on without a hole."""
+        assert ch.last_seq is not None
+        run = []
+        for stale in [s for s in ch.held if s <= ch.last_seq]:
+            del ch.held[stale]
+        while (nxt := ch.held.pop(ch.last_seq + 1 + len(run), None)) is not None:
+            run.append(nxt)
+        if run:
+            self._deliver(ch, run, None)
+
+    def _deliver(self, ch: Channel, events: list[Event], committed_at: float | None) -> None:
+        first, last = events[0].seq, events[-1].seq
+        ch.last_seq = last
+        encoded = _Encoded(ch.project_id, events)
+        delivered = 0
+        for sub in list(ch.subs.values()):
+            if not sub.live or sub.sent_seq >= last:
+                continue
+            if sub.sent_seq >= first:  # partly replayed already: send only the rest
+                frames, packets = encode_events(
+                    ch.project_id, events[sub.sent_seq - first + 1:], sub.prefixes, sub.batch)
+            else:
+                frames, packets = encoded.get(sub.prefixes, sub.batch)
+            sub.sent_seq = last
+            sub.session.deliver(frames, packets)
+            delivered += 1
+        if self.on_delivered is not None and committed_at is not None:
+            self.on_delivered(delivered, time.monotonic() - committed_at)

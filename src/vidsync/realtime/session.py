@@ -1,0 +1,186 @@
+"""One Engine.IO session: a client connection, over long-polling, WebSocket, or one then the other.
+
+Outgoing packets take one of two roads. Over WebSocket they are framed and written straight to the
+socket's transport (no task, no await per packet); over polling they wait in a queue that the
+client's next GET takes. Either way the amount waiting is bounded (``max_buffer``): a client that
+stops reading is disconnected rather than allowed to grow the server's memory or hold back others.
+It reconnects and resumes from the last seq it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from vidsync.realtime import protocol
+
+if TYPE_CHECKING:
+    from vidsync.store import User
+
+log = logging.getLogger("vidsync.realtime")
+
+
+def new_sid() -> str:
+    return secrets.token_urlsafe(15)
+
+
+class Session:
+    """State of one client: transport, outgoing buffer, heartbeat, and Socket.IO login."""
+
+    __slots__ = (
+        "sid", "transport_name", "max_buffer", "ws", "_transport", "_queue", "_queued_bytes",
+        "_poll_waiter", "_drained", "last_seen", "ping_sent_at", "closed", "upgrading",
+        "sio_sid", "user", "token_hash", "projects", "_on_close", "close_reason",
+    )
+
+    def __init__(self, max_buffer: int, on_close: Callable[[Session], None]) -> None:
+        self.sid = new_sid()
+        self.transport_name = "polling"
+        self.max_buffer = max_buffer
+        self.ws: web.WebSocketResponse | None = None
+        self._transport: asyncio.Transport | None = None
+        self._queue: list[bytes] = []
+        self._queued_bytes = 0
+        self._poll_waiter: asyncio.Future[None] | None = None
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.last_seen = time.monotonic()
+        self.ping_sent_at: float | None = None
+        self.closed = False
+        self.upgrading = False
+        # Socket.IO: set once the client's CONNECT carried a valid token.
+        self.sio_sid: str | None = None
+        self.user: User | None = None
+        self.token_hash: str | None = None
+        self.projects: set[str] = set()
+        self._on_close = on_close
+        self.close_reason = ""
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def send(self, packet: bytes) -> None:
+        """Send one Engine.IO packet."""
+        if self._transport is not None:
+            self.deliver(protocol.ws_text_frame(packet), (packet,))
+        else:
+            self.deliver(b"", (packet,))
+
+    def deliver(self, frames: bytes, packets: tuple[bytes, ...] | list[bytes]) -> None:
+        """Send packets already encoded: ``frames`` is their WebSocket framing, ``packets`` the
+        bare packets for the polling queue. The hub builds both once for all subscribers."""
+        if self.closed:
+            return
+        transport = self._transport
+        if transport is not None:
+            if transport.is_closing():
+                self.close("transport closed")
+                return
+            transport.write(frames)
+            if transport.get_write_buffer_size() > self.max_buffer:
+                self.close("slow consumer: outgoing buffer over limit", abort=True)
+            return
+        self._queue.extend(packets)
+        self._queued_bytes += sum(len(p) for p in packets)
+        if self._queued_bytes > self.max_buffer:
+            self.close("slow consumer: polling queue over limit")
+            return
+        self._drained.clear()
+        self._wake_poller()
+
+    async def send_with_backpressure(self, packets: list[bytes]) -> None:
+        """Send many packets (a replay) without passing the buffer bound: wait for the client
+        to read whenever half of it is used."""
+        for packet in packets:
+            if self.closed:
+                return
+            self.send(packet)
+            await self.wait_writable()
+
+    async def wait_writable(self) -> None:
+        low_water = self.max_buffer // 2
+        while not self.closed:
+            if self._transport is not None:
+                if self._transport.get_write_buffer_size() <= low_water:
+                    return
+                await asyncio.sleep(0.005)
+            elif self._queued_bytes <= low_water:
+                return
+            else:
+                await self._drained.wait()
+
+    # -- polling ----------------------------------------------------------------------------------
+
+    async def poll(self, timeout: float) -> bytes:
+        """Body for a long-polling GET: what is queued, or wait for something (or a noop)."""
+        if not self._queue and not self.closed:
+            if self._poll_waiter is not None:
+                raise web.HTTPBadRequest(text="overlapping polls")
+            self._poll_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._poll_waiter, timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self._poll_waiter = None
+        if self.closed and not self._queue:
+            return protocol.CLOSE_PACKET
+        packets, self._queue, self._queued_bytes = self._queue, [], 0
+        self._drained.set()
+        return protocol.encode_payload(packets) if packets else protocol.NOOP_PACKET
+
+    def _wake_poller(self) -> None:
+        if self._poll_waiter is not None and not self._poll_waiter.done():
+            self._poll_waiter.set_result(None)
+
+    # -- WebSocket --------------------------------------------------------------------------------
+
+    def attach_websocket(self, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
+        """Switch to WebSocket and flush what the polling queue held."""
+        self.ws = ws
+        self._transport = transport
+        self.transport_name = "websocket"
+        self.upgrading = False
+        packets, self._queue, self._queued_bytes = self._queue, [], 0
+        self._drained.set()
+        if packets:
+            self.deliver(b"".join(protocol.ws_text_frame(p) for p in packets), packets)
+
+    def nudge_poller(self) -> None:
+        """During an upgrade: answer the pending poll with a noop so the client can switch."""
+        if not self._queue:
+            self._queue.append(protocol.NOOP_PACKET)
+            self._queued_bytes += 1
+        self._wake_poller()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def touch(self) -> None:
+        self.last_seen = time.monotonic()
+        self.ping_sent_at = None
+
+    def close(self, reason: str, abort: bool = False) -> None:
+        """Close the session; ``abort`` drops the socket at once (its buffer is hopeless)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        if reason.startswith("slow consumer"):
+            log.warning("closing session %s: %s", self.sid, reason)
+        transport = self._transport
+        if transport is not None:
+            if abort:
+                transport.abort()
+            else:
+                if not transport.is_closing():
+                    transport.write(protocol.ws_text_frame(protocol.CLOSE_PACKET))
+                if self.ws is not None:
+                    asyncio.ensure_future(self.ws.close())
+        self._wake_poller()
+        self._drained.set()
+        self._on_close(self)

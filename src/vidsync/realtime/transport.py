@@ -1,0 +1,319 @@
+"""``/socket.io/``: Engine.IO's HTTP long-polling and WebSocket transports on aiohttp, and the
+Socket.IO layer on top (login with a token, ``subscribe:project``, ``unsubscribe:project``).
+
+One heartbeat task pings every session (one frame, encoded once) instead of a timer per
+connection, and closes the sessions that did not answer the previous ping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from vidsync.changes import normalize_prefixes
+from vidsync.errors import ApiError
+from vidsync.realtime import protocol
+from vidsync.realtime.hub import Hub
+from vidsync.realtime.session import Session
+from vidsync.store import Store, User
+
+log = logging.getLogger("vidsync.realtime")
+
+# authenticate(token) -> (user, token_hash) or None
+Authenticator = Callable[[str], Awaitable[tuple[User, str] | None]]
+OriginCheck = Callable[[web.Request], bool]
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    ping_interval_s: float = 25.0
+    ping_timeout_s: float = 20.0
+    max_payload: int = 1_000_000
+    # Outgoing bytes a client may leave unread before it is dropped as a slow consumer.
+    max_buffer: int = 4 * 1024 * 1024
+    websocket: bool = True
+
+
+class EngineError(web.HTTPBadRequest):
+    """An Engine.IO-level error, in the JSON shape Engine.IO clients expect."""
+
+    def __init__(self, code: int, message: str, status: int = 400) -> None:
+        super().__init__(body=orjson.dumps({"code": code, "message": message}),
+                         content_type="application/json")
+        self.set_status(status)
+
+
+class RealtimeServer:
+    def __init__(self, store: Store, hub: Hub, authenticate: Authenticator,
+                 origin_allowed: OriginCheck, config: RealtimeConfig) -> None:
+        self.store = store
+        self.hub = hub
+        self.authenticate = authenticate
+        self.origin_allowed = origin_allowed
+        self.config = config
+        self.sessions: dict[str, Session] = {}
+        self._heartbeat: asyncio.Task | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._heartbeat = asyncio.ensure_future(self._heartbeat_loop())
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        for session in list(self.sessions.values()):
+            session.close("server shutting down")
+
+    async def _heartbeat_loop(self) -> None:
+        frame = protocol.ws_text_frame(protocol.PING_PACKET)
+        ping = (protocol.PING_PACKET,)
+        while True:
+            await asyncio.sleep(self.config.ping_interval_s)
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                if session.ping_sent_at is not None and \
+                        now - session.ping_sent_at > self.config.ping_timeout_s:
+                    session.close("ping timeout")
+                    continue
+                if session.ping_sent_at is None:
+                    session.ping_sent_at = now
+                    session.deliver(frame, ping)
+
+    def _new_session(self) -> Session:
+        session = Session(self.config.max_buffer, self._session_closed)
+        self.sessions[session.sid] = session
+        return session
+
+    def _session_closed(self, session: Session) -> None:
+        self.sessions.pop(session.sid, None)
+        self.hub.drop_session(session)
+
+    def sessions_of_token(self, token_hash: str) -> list[Session]:
+        return [s for s in self.sessions.values() if s.token_hash == token_hash]
+
+    def disconnect_token(self, token_hash: str) -> None:
+        """A revoked token: tell its sockets the server disconnected them, then close."""
+        for session in self.sessions_of_token(token_hash):
+            session.send(protocol.DISCONNECT_PACKET)
+            session.close("token revoked")
+
+    # -- HTTP entry point ---------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("EIO") != "4":
+            raise EngineError(5, "Unsupported protocol version")
+        if not self.origin_allowed(request):
+            raise EngineError(4, "Origin not allowed", status=403)
+        transport = request.query.get("transport")
+        sid = request.query.get("sid")
+        if transport == "websocket":
+            if not self.config.websocket:
+                raise EngineError(3, "WebSocket transport is disabled on this server")
+            return await self._websocket(request, sid)
+        if transport != "polling":
+            raise EngineError(0, "Transport unknown")
+        if sid is None:
+            if request.method != "GET":
+                raise EngineError(2, "Bad handshake method")
+            session = self._new_session()
+            return self._text(self._open_packet(session, upgrades=self.config.websocket))
+        session = self.sessions.get(sid)
+        if session is None:
+            raise EngineError(1, "Session ID unknown")
+        if session.transport_name != "polling":
+            raise EngineError(3, "Bad request: session is on another transport")
+        if request.method == "GET":
+            body = await session.poll(self.config.ping_interval_s + 5)
+            return self._text(body)
+        if request.method == "POST":
+            if request.content_length and request.content_length > self.config.max_payload:
+                session.close("payload too large")
+                raise EngineError(3, "Payload too large", status=413)
+            raw = await request.content.read(self.config.max_payload + 1)
+            if len(raw) > self.config.max_payload:
+                session.close("payload too large")
+                raise EngineError(3, "Payload too large", status=413)
+            try:
+                packets = protocol.decode_payload(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise EngineError(3, "Bad request: payload is not UTF-8") from None
+            for packet in packets:
+                await self._on_packet(session, packet)
+            return self._text(b"ok")
+        raise EngineError(2, "Bad method")
+
+    def _text(self, body: bytes) -> web.Response:
+        return web.Response(body=body, content_type="text/plain", charset="utf-8",
+                            headers={"Cache-Control": "no-store"})
+
+    def _open_packet(self, session: Session, upgrades: bool) -> bytes:
+        return protocol.open_packet(
+            session.sid, int(self.config.ping_interval_s * 1000),
+            int(self.config.ping_timeout_s * 1000), self.config.max_payload,
+            ["websocket"] if upgrades else [])
+
+    async def _websocket(self, request: web.Request, sid: str | None) -> web.StreamResponse:
+        upgrading = None
+        if sid is not None:
+            upgrading = self.sessions.get(sid)
+            if upgrading is None:
+                raise EngineError(1, "Session ID unknown")
+            if upgrading.transport_name != "polling" or upgrading.upgrading:
+                raise EngineError(3, "Bad request: session already upgraded")
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_payload, compress=False,
+                                   autoping=True)
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        if upgrading is None:
+            session = self._new_session()
+            session.attach_websocket(ws, transport)
+            session.send(self._open_packet(session, upgrades=False))
+        else:
+            session = upgrading
+            if not await self._upgrade(session, ws, transport):
+                await ws.close()
+                return ws
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_packet(session, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    session.close("binary frames are not supported")
+                if session.closed:
+                    break
+        finally:
+            session.close("transport closed")
+        return ws
+
+    async def _upgrade(self, session: Session, ws: web.WebSocketResponse,
+                       transport: asyncio.Transport) -> bool:
+        """Engine.IO upgrade: ``2probe``/``3probe`` on the new socket, a noop to release the
+        pending poll, then the client's ``5`` moves the session over."""
+        session.upgrading = True
+        try:
+            probe = await ws.receive(timeout=self.config.ping_timeout_s)
+            if probe.type != WSMsgType.TEXT or probe.data != "2probe":
+                return False
+            await ws.send_str("3probe")
+            session.nudge_poller()
+            upgrade = await ws.receive(timeout=self.config.ping_timeout_s)
+            if upgrade.type != WSMsgType.TEXT or upgrade.data != protocol.EIO_UPGRADE:
+                return False
+        except TimeoutError:
+            return False
+        finally:
+            session.upgrading = False
+        if session.closed:
+            return False
+        session.attach_websocket(ws, transport)
+        return True
+
+    # -- Engine.IO and Socket.IO packets -----------------------------------------------------------
+
+    async def _on_packet(self, session: Session, packet: str) -> None:
+        if session.closed or not packet:
+            return
+        session.last_seen = time.monotonic()
+        kind = packet[0]
+        if kind == protocol.EIO_PONG:
+            session.touch()
+        elif kind == protocol.EIO_MESSAGE:
+            session.touch()
+            try:
+                await self._on_sio(session, protocol.decode_sio(packet[1:]))
+            except protocol.ProtocolError as e:
+                log.info("session %s: protocol error: %s", session.sid, e)
+                session.close(f"protocol error: {e}")
+        elif kind == protocol.EIO_CLOSE:
+            session.close("client closed")
+        elif kind == protocol.EIO_PING:  # a v3-style client ping: answer it
+            session.send(protocol.EIO_PONG.encode() + packet[1:].encode())
+        # noop, upgrade out of turn: nothing to do
+
+    async def _on_sio(self, session: Session, packet: protocol.SioPacket) -> None:
+        if packet.namespace != "/":
+            session.send(protocol.connect_error_packet("Invalid namespace")
+                         .replace(b"44", b"44" + packet.namespace.encode() + b",", 1))
+            return
+        if packet.type == protocol.SIO_CONNECT:
+            await self._on_connect(session, packet.data)
+        elif session.user is None:
+            raise protocol.ProtocolError("a packet arrived before CONNECT")
+        elif packet.type == protocol.SIO_EVENT:
+            await self._on_event(session, packet.data[0], packet.data[1:], packet.ack_id)
+        elif packet.type == protocol.SIO_DISCONNECT:
+            self.hub.drop_session(session)
+            session.user = None
+            session.sio_sid = None
+
+    async def _on_connect(self, session: Session, auth: Any) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        found = await self.authenticate(token) if isinstance(token, str) and token else None
+        if found is None:
+            message = "missing auth token" if not token else "invalid or expired token"
+            session.send(protocol.connect_error_packet(
+                "unauthorized", {"code": "unauthorized", "message": message}))
+            return
+        session.user, session.token_hash = found
+        session.sio_sid = secrets.token_urlsafe(15)
+        session.send(protocol.connect_packet(session.sio_sid))
+
+    async def _on_event(self, session: Session, name: str, args: list[Any],
+                        ack_id: int | None) -> None:
+        try:
+            if name == "subscribe:project":
+                result = await self._subscribe(session, args[0] if args else None)
+            elif name == "unsubscribe:project":
+                project_id = _project_id(args[0] if args else None)
+                self.hub.unsubscribe(session, project_id)
+                result = {"ok": True, "project_id": project_id}
+            else:
+                raise ApiError(400, "unknown_event", f"unknown event {name!r}")
+        except ApiError as e:
+            result = {"ok": False, **e.to_json()}
+        if ack_id is not None and not session.closed:
+            session.send(protocol.ack_packet(ack_id, result))
+
+    async def _subscribe(self, session: Session, arg: Any) -> dict:
+        assert session.user is not None
+        project_id = _project_id(arg)
+        since_seq = None
+        prefixes: tuple[str, ...] = ()
+        batch = False
+        if isinstance(arg, dict):
+            since_seq = arg.get("since_seq")
+            if since_seq is not None and (isinstance(since_seq, bool)
+                                          or not isinstance(since_seq, int) or since_seq < 0):
+                raise ApiError(400, "invalid_since_seq", "since_seq must be an integer >= 0")
+            paths = arg.get("paths")
+            if paths is not None and not (isinstance(paths, list)
+                                          and all(isinstance(p, str) for p in paths)):
+                raise ApiError(400, "invalid_paths", "paths must be a list of strings")
+            prefixes = normalize_prefixes(paths)
+            batch = arg.get("batch") is True
+        role = await self.store.role_of(project_id, session.user.id)
+        if role is None:
+            raise ApiError(404, "not_found", "no such project, or you are not a member")
+        last_seq = await self.hub.subscribe(session, project_id, session.user.id, since_seq,
+                                            prefixes, batch)
+        return {"ok": True, "project_id": project_id, "last_seq": last_seq}
+
+
+def _project_id(arg: Any) -> str:
+    project_id = arg.get("projectId", arg.get("project_id")) if isinstance(arg, dict) else arg
+    if not isinstance(project_id, str) or not project_id or len(project_id) > 100:
+        raise ApiError(400, "invalid_project_id", "expected a project id or {projectId}")
+    return project_id

@@ -1,0 +1,1 @@
+"""The HTTP API and the process wiring behind ``vidsync serve``."""

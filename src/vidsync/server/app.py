@@ -1,0 +1,166 @@
+"""Wiring: build the store, the hub, the Socket.IO endpoint and the HTTP routes into one app.
+
+Everything a handler needs hangs off one ``Services`` object, stored on the app under
+``SERVICES``; there are no globals. ``committed`` is the single path from a committed write to the
+outside world: the local hub, the long-polling readers, and (when configured) other nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from vidsync.changes import Change
+from vidsync.errors import ApiError
+from vidsync.realtime.hub import Hub
+from vidsync.realtime.transport import RealtimeServer
+from vidsync.server import auth, events, projects, static
+from vidsync.server.config import ServerConfig
+from vidsync.server.events import LogWaiters
+from vidsync.server.http import SERVICES, json_response
+from vidsync.store import Event, Store, open_store
+
+log = logging.getLogger("vidsync.server")
+
+ChangeCheck = Callable[[str, list[Change]], Awaitable[None]]
+
+
+@dataclass
+class Services:
+    config: ServerConfig
+    store: Store
+    auth: auth.Auth
+    hub: Hub
+    realtime: RealtimeServer
+    waiters: LogWaiters
+    # Checks run on a batch before it is appended (e.g. "the content it names is stored").
+    change_checks: list[ChangeCheck] = field(default_factory=list)
+    # Called with every batch this node commits (e.g. to publish it to other nodes).
+    on_commit: list[Callable[[str, list[Event]], None]] = field(default_factory=list)
+
+    def committed(self, project_id: str, batch: list[Event], committed_at: float) -> None:
+        """Events are durable: fan them out here and to anyone else who listens."""
+        self.deliver(project_id, batch, committed_at)
+        for hook in self.on_commit:
+            hook(project_id, batch)
+
+    def deliver(self, project_id: str, batch: list[Event], committed_at: float | None) -> None:
+        """Hand committed events (from this node or another) to local subscribers."""
+        self.hub.publish(project_id, batch, committed_at)
+        self.waiters.wake(project_id)
+
+
+def origin_checker(config: ServerConfig) -> Callable[[web.Request], bool]:
+    """Browsers may connect from the server's own origin or a configured one. Non-browser
+    clients send no Origin and must still present a token."""
+    allowed = {o.rstrip("/") for o in config.allowed_origins}
+
+    def check(request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True
+        if origin in allowed:
+            return True
+        parts = urlsplit(origin)
+        return parts.netloc == request.host
+
+    return check
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        headers = {}
+        if e.status == 429 and "retry_after_s" in e.extra:
+            headers["Retry-After"] = str(e.extra["retry_after_s"])
+        if e.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        response = json_response(e.to_json(), status=e.status)
+        response.headers.update(headers)
+        return response
+    except web.HTTPException as e:
+        if e.status < 400 or e.content_type == "application/json" \
+                or request.path.startswith("/socket.io/"):
+            raise
+        code = {404: "not_found", 405: "method_not_allowed",
+                413: "payload_too_large"}.get(e.status, "http_error")
+        message = {413: f"body larger than {request.app._client_max_size} bytes"}.get(
+            e.status, e.reason)
+        response = json_response({"error": {"code": code, "message": message}}, status=e.status)
+        if e.status == 405 and "Allow" in e.headers:
+            response.headers["Allow"] = e.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response({"error": {"code": "internal", "message": "internal error"}},
+                             status=500)
+
+
+def cors_middleware(config: ServerConfig) -> Callable:
+    """CORS for configured origins only; bearer tokens, never cookies, so no credentials."""
+    allowed = {o.rstrip("/") for o in config.allowed_origins}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        cors = origin is not None and origin in allowed
+        if cors and request.method == "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204, headers={
+                "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
+                "Access-Control-Max-Age": "600"})
+        else:
+            response = await handler(request)
+        if cors:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
+
+
+async def build_app(config: ServerConfig, store: Store | None = None) -> web.Application:
+    """The whole server as an aiohttp app; the store is opened here unless given."""
+    if store is None:
+        store = await open_store(config.database_url)
+    hub = Hub(store)
+    authn = auth.Auth(store, config.token_ttl_s, config.login_attempts, config.login_window_s)
+    realtime = RealtimeServer(store, hub, authn.authenticate, origin_checker(config),
+                              config.realtime)
+    svc = Services(config, store, authn, hub, realtime, LogWaiters())
+
+    app = web.Application(client_max_size=config.max_json_body,
+                          middlewares=[cors_middleware(config), errors_middleware])
+    app[SERVICES] = svc
+    auth.add_routes(app)
+    projects.add_routes(app)
+    events.add_routes(app)
+    app.router.add_route("*", "/socket.io/", realtime.handle)
+    app.router.add_get("/healthz", healthz)
+    static.add_routes(app)
+
+    async def on_startup(app: web.Application) -> None:
+        realtime.start()
+        log.info("vidsync listening", extra={"port": config.port, "store": type(store).__name__})
+
+    async def on_shutdown(app: web.Application) -> None:
+        await realtime.stop()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await store.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"ok": True, "time": time.time()})

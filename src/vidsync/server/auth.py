@@ -1,0 +1,151 @@
+"""Accounts and bearer tokens: register, login (rate-limited), logout, me.
+
+Passwords are hashed with argon2id (argon2-cffi's RFC 9106 low-memory profile) on a worker thread,
+so a login does not stall the event loop. Tokens are 256-bit random strings, stored only as
+SHA-256 hashes, revocable one by one (logout) and expiring after ``token_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from datetime import timedelta
+
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from vidsync.errors import ApiError, bad_request, unauthorized
+from vidsync.server.http import (
+    current_user,
+    json_response,
+    read_json,
+    services,
+    token_hash,
+)
+from vidsync.server.ratelimit import RateLimiter
+from vidsync.store import Store, User
+from vidsync.store.base import utcnow
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+MAX_NAME = 200
+
+
+class Auth:
+    def __init__(self, store: Store, token_ttl_s: int, attempts: int, window_s: float) -> None:
+        self.store = store
+        self.token_ttl = timedelta(seconds=token_ttl_s)
+        self.hasher = PasswordHasher()
+        self.by_address = RateLimiter(attempts * 3, window_s)
+        self.by_account = RateLimiter(attempts, window_s)
+        # A hash to verify against when the email is unknown, so timing does not reveal accounts.
+        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def verify_password(self, stored: str, password: str) -> bool:
+        try:
+            return await asyncio.to_thread(self.hasher.verify, stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def issue_token(self, user: User) -> str:
+        token = secrets.token_urlsafe(32)
+        await self.store.create_token(user.id, token_hash(token), utcnow() + self.token_ttl)
+        return token
+
+    async def authenticate(self, token: str) -> tuple[User, str] | None:
+        digest = token_hash(token)
+        user = await self.store.user_by_token(digest, utcnow())
+        return None if user is None else (user, digest)
+
+    def check_rate(self, *keys_and_limiters: tuple[RateLimiter, str]) -> None:
+        wait = max(limiter.retry_after(key) for limiter, key in keys_and_limiters)
+        if wait > 0:
+            raise ApiError(429, "rate_limited",
+                           f"too many attempts; try again in {int(wait) + 1} s",
+                           retry_after_s=int(wait) + 1)
+
+
+def _credentials(body: object) -> tuple[str, str]:
+    if not isinstance(body, dict):
+        raise bad_request("body must be a JSON object", code="invalid_body")
+    email, password = body.get("email"), body.get("password")
+    if not isinstance(email, str) or not EMAIL_RE.match(email.strip()) or len(email) > 320:
+        raise bad_request("'email' must be an email address", code="invalid_email")
+    if not isinstance(password, str) or not password:
+        raise bad_request("'password' is required", code="invalid_password")
+    if len(password) > MAX_PASSWORD:
+        raise bad_request(f"'password' is longer than {MAX_PASSWORD} characters",
+                          code="invalid_password")
+    return email.strip().lower(), password
+
+
+async def register(request: web.Request) -> web.Response:
+    svc = services(request)
+    address = request.remote or "?"
+    svc.auth.check_rate((svc.auth.by_address, address))
+    body = await read_json(request)
+    email, password = _credentials(body)
+    if len(password) < MIN_PASSWORD:
+        raise bad_request(f"'password' must be at least {MIN_PASSWORD} characters",
+                          code="invalid_password")
+    name = body.get("name") or email.split("@")[0]
+    if not isinstance(name, str) or len(name) > MAX_NAME:
+        raise bad_request(f"'name' must be a string of at most {MAX_NAME} characters",
+                          code="invalid_name")
+    svc.auth.by_address.hit(address)
+    user = await svc.store.create_user(email, name.strip(), await svc.auth.hash_password(password))
+    if user is None:
+        raise ApiError(409, "email_taken", "an account with this email already exists")
+    token = await svc.auth.issue_token(user)
+    return json_response({"token": token, "user": user.to_json()}, status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    svc = services(request)
+    address = request.remote or "?"
+    body = await read_json(request)
+    email, password = _credentials(body)
+    svc.auth.check_rate((svc.auth.by_address, address), (svc.auth.by_account, email))
+    found = await svc.store.user_by_email(email)
+    if found is None:
+        await svc.auth.verify_password(svc.auth._dummy_hash, password)
+        ok = False
+    else:
+        ok = await svc.auth.verify_password(found[1], password)
+    if not ok:
+        svc.auth.by_address.hit(address)
+        svc.auth.by_account.hit(email)
+        raise unauthorized("wrong email or password")
+    svc.auth.by_account.reset(email)
+    user, stored = found
+    if svc.auth.hasher.check_needs_rehash(stored):
+        await svc.store.set_password_hash(user.id, await svc.auth.hash_password(password))
+    token = await svc.auth.issue_token(user)
+    return json_response({"token": token, "user": user.to_json()})
+
+
+async def logout(request: web.Request) -> web.Response:
+    await current_user(request)
+    svc = services(request)
+    digest = request["token_hash"]
+    await svc.store.revoke_token(digest)
+    svc.realtime.disconnect_token(digest)
+    return web.Response(status=204)
+
+
+async def me(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    return json_response({"user": user.to_json()})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/auth/register", register)
+    app.router.add_post("/api/auth/login", login)
+    app.router.add_post("/api/auth/logout", logout)
+    app.router.add_get("/api/auth/me", me)

@@ -1,0 +1,116 @@
+"""The event log over HTTP: post a batch of changes, read events since a seq, list live files.
+
+``files/update`` appends the whole batch in one transaction (each change one event, consecutive
+seqs) and only then hands the events to the fan-out. ``/events?wait=S`` is the long-polling
+fallback: it parks until the project's log moves past ``since_seq`` or S seconds pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import defaultdict
+
+import orjson
+from aiohttp import web
+
+from vidsync.changes import normalize_prefixes, parse_changes
+from vidsync.errors import ApiError, bad_request
+from vidsync.server.http import int_param, json_response, read_json, require_role, services
+from vidsync.store import IdempotencyMismatch
+from vidsync.store.base import utcnow
+
+MAX_EVENTS_PAGE = 1000
+MAX_WAIT_S = 60
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class LogWaiters:
+    """Long-polling readers parked per project, woken when its log grows."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+
+    async def wait(self, project_id: str, timeout: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        waiters = self._waiters[project_id]
+        waiters.add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters.discard(fut)
+            if not waiters:
+                self._waiters.pop(project_id, None)
+
+    def wake(self, project_id: str) -> None:
+        for fut in self._waiters.get(project_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+
+def _prefixes(request: web.Request) -> tuple[str, ...]:
+    raw = request.query.get("paths")
+    if not raw:
+        return ()
+    return normalize_prefixes([p for p in raw.split(",") if p])
+
+
+async def post_changes(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id, owner=True)
+    svc = services(request)
+    body = await read_json(request)
+    changes = parse_changes(body)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        raise bad_request(f"'Idempotency-Key' must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
+                          "characters", code="invalid_idempotency_key")
+    for check in svc.change_checks:
+        await check(project_id, changes)
+    digest = hashlib.sha256(orjson.dumps([c.to_json() for c in changes])).hexdigest()
+    try:
+        result = await svc.store.append_events(project_id, changes, utcnow(), key, digest)
+    except IdempotencyMismatch:
+        raise ApiError(422, "idempotency_key_reused",
+                       "this Idempotency-Key was used for a different request") from None
+    if result.events:
+        svc.committed(project_id, result.events, time.monotonic())
+    return json_response(result.response)
+
+
+async def get_events(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id)
+    svc = services(request)
+    since_seq = int_param(request, "since_seq", 0, 0, 2**62)
+    limit = int_param(request, "limit", 100, 1, MAX_EVENTS_PAGE)
+    wait = int_param(request, "wait", 0, 0, MAX_WAIT_S)
+    prefixes = _prefixes(request)
+    deadline = time.monotonic() + wait
+    while True:
+        events, last_seq, has_more = await svc.store.events_since(
+            project_id, since_seq, limit, prefixes)
+        remaining = deadline - time.monotonic()
+        # With a path filter the log may move without a matching event: report the position.
+        if events or last_seq > since_seq or remaining <= 0:
+            break
+        await svc.waiters.wait(project_id, remaining)
+    return json_response({"events": [e.to_json() for e in events], "last_seq": last_seq,
+                          "has_more": has_more})
+
+
+async def get_files(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id)
+    files, seq = await services(request).store.files(project_id, _prefixes(request))
+    return json_response({"files": [f.to_json() for f in files], "seq": seq})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/projects/{project_id}/files/update", post_changes)
+    r.add_get("/api/projects/{project_id}/events", get_events)
+    r.add_get("/api/projects/{project_id}/files", get_files)

@@ -1,0 +1,88 @@
+"""Request helpers shared by the route modules: JSON in and out, the caller, the app's parts."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from vidsync.errors import ApiError, bad_request, forbidden, not_found, unauthorized
+
+if TYPE_CHECKING:
+    from vidsync.server.app import Services
+    from vidsync.store import User
+
+SERVICES: web.AppKey[Services] = web.AppKey("services")
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    raw = await request.read()  # bounded by the app's client_max_size (413 past it)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise bad_request(f"malformed JSON: {e}", code="invalid_json") from None
+
+
+def token_hash(token: str) -> str:
+    """Tokens are 256 random bits, so a fast hash is enough: only hashes are stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def current_user(request: web.Request) -> User:
+    """The caller, from a live bearer token, or 401."""
+    cached = request.get("user")
+    if cached is not None:
+        return cached
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized("send 'Authorization: Bearer <token>'")
+    found = await services(request).auth.authenticate(token)
+    if found is None:
+        raise unauthorized("invalid, expired or revoked token")
+    request["user"], request["token_hash"] = found
+    return found[0]
+
+
+async def require_role(request: web.Request, project_id: str, owner: bool = False) -> tuple[User, str]:
+    """The caller and their role in the project; 404 for strangers (a project's existence is not
+    revealed to them), 403 for a viewer where the owner is required."""
+    user = await current_user(request)
+    role = await services(request).store.role_of(project_id, user.id)
+    if role is None:
+        raise not_found("no such project, or you are not a member")
+    if owner and role != "owner":
+        raise forbidden("only the project's owner can do this")
+    return user, role
+
+
+def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"'{name}' must be an integer", code="invalid_query") from None
+    if not lo <= value <= hi:
+        raise bad_request(f"'{name}' must be between {lo} and {hi}", code="invalid_query")
+    return value

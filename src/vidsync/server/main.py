@@ -1,0 +1,79 @@
+"""``vidsync serve``: run the server until SIGTERM or Ctrl-C, then shut down cleanly.
+
+aiohttp's runner stops accepting, lets in-flight requests finish (so every acknowledged write is
+already committed), closes the sockets, and closes the store last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from aiohttp import web
+
+from vidsync.realtime.transport import RealtimeConfig
+from vidsync.server.app import build_app
+from vidsync.server.config import ServerConfig
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    _skip = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage()}
+        entry.update({k: v for k, v in record.__dict__.items() if k not in self._skip})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    env = os.environ.get
+    p = subparsers.add_parser("serve", help="run the Vidsync server (HTTP API + Socket.IO)")
+    p.add_argument("--host", default=env("VIDSYNC_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("VIDSYNC_PORT", "5000")))
+    p.add_argument("--data-dir", default=env("VIDSYNC_DATA_DIR", "./data"),
+                   help="where the SQLite database and content blobs live")
+    p.add_argument("--database", default=env("VIDSYNC_DATABASE"),
+                   help="postgresql://... to use PostgreSQL (default: SQLite in --data-dir)")
+    p.add_argument("--redis", default=env("VIDSYNC_REDIS"),
+                   help="redis://... backplane, to run several nodes")
+    p.add_argument("--allowed-origin", action="append", default=[],
+                   help="a browser origin allowed besides the server's own (repeatable)")
+    p.add_argument("--ping-interval", type=float, default=25.0, help="seconds")
+    p.add_argument("--ping-timeout", type=float, default=20.0, help="seconds")
+    p.add_argument("--max-buffer", type=int, default=4 * 1024 * 1024,
+                   help="bytes a client may leave unread before it is dropped")
+    p.add_argument("--no-websocket", action="store_true",
+                   help="refuse the WebSocket transport (clients fall back to long-polling)")
+    p.add_argument("--log-level", default=env("VIDSYNC_LOG_LEVEL", "info"))
+    p.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> None:
+    setup_logging(args.log_level)
+    origins = tuple(args.allowed_origin) + tuple(
+        o for o in os.environ.get("VIDSYNC_ALLOWED_ORIGINS", "").split(",") if o)
+    if "*" in origins:
+        sys.exit("vidsync: '*' is not an allowed origin; list the origins")
+    config = ServerConfig(
+        host=args.host, port=args.port, data_dir=args.data_dir, database=args.database,
+        redis=args.redis, allowed_origins=origins,
+        realtime=RealtimeConfig(ping_interval_s=args.ping_interval,
+                                ping_timeout_s=args.ping_timeout, max_buffer=args.max_buffer,
+                                websocket=not args.no_websocket))
+    os.makedirs(config.data_dir, exist_ok=True)
+    web.run_app(build_app(config), host=config.host, port=config.port, print=None,
+                access_log_format='%a "%r" %s %b %Tf', shutdown_timeout=10)

@@ -1,0 +1,172 @@
+"""Projects, members and invites. The owner is the only writer; invited members are viewers."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+
+from aiohttp import web
+
+from vidsync.errors import ApiError, bad_request, not_found
+from vidsync.server.http import current_user, json_response, read_json, require_role, services
+from vidsync.store import InviteError
+from vidsync.store.base import utcnow
+
+MAX_NAME = 200
+MAX_DESCRIPTION = 5000
+DEFAULT_INVITE_TTL_S = 7 * 24 * 3600
+MAX_INVITE_TTL_S = 365 * 24 * 3600
+INVITE_ERRORS = {
+    "unknown": (404, "invite_not_found", "no such invite code"),
+    "expired": (410, "invite_expired", "this invite has expired"),
+    "revoked": (410, "invite_revoked", "this invite was revoked"),
+    "used_up": (410, "invite_used_up", "this invite has been used the allowed number of times"),
+}
+
+
+def _text_field(body: dict, name: str, limit: int, required: bool) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()) or len(value) > limit:
+        raise bad_request(f"'{name}' must be a non-empty string of at most {limit} characters"
+                          if required else f"'{name}' must be a string of at most {limit} "
+                          "characters", code=f"invalid_{name}")
+    return value.strip()
+
+
+async def _object_body(request: web.Request) -> dict:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise bad_request("body must be a JSON object", code="invalid_body")
+    return body
+
+
+async def create_project(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    body = await _object_body(request)
+    name = _text_field(body, "name", MAX_NAME, required=True)
+    description = _text_field(body, "description", MAX_DESCRIPTION, required=False) or ""
+    project = await services(request).store.create_project(
+        str(uuid.uuid4()), user.id, name, description, utcnow())
+    return json_response({"project": project.to_json()}, status=201)
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    rows = await services(request).store.projects_for_user(user.id)
+    return json_response({"projects": [
+        {**p.to_json(), "role": role, "member_count": count} for p, role, count in rows]})
+
+
+async def get_project(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    _, role = await require_role(request, project_id)
+    store = services(request).store
+    project = await store.get_project(project_id)
+    if project is None:
+        raise not_found("no such project")
+    members = await store.members(project_id)
+    return json_response({"project": project.to_json(), "role": role,
+                          "members": [m.to_json() for m in members]})
+
+
+async def update_project(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id, owner=True)
+    body = await _object_body(request)
+    name = _text_field(body, "name", MAX_NAME, required=False)
+    if name is not None and not name:
+        raise bad_request("'name' must not be empty", code="invalid_name")
+    description = _text_field(body, "description", MAX_DESCRIPTION, required=False)
+    project = await services(request).store.update_project(project_id, name, description)
+    if project is None:
+        raise not_found("no such project")
+    return json_response({"project": project.to_json()})
+
+
+async def delete_project(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id, owner=True)
+    svc = services(request)
+    await svc.store.delete_project(project_id)
+    svc.hub.end_subscriptions(project_id, "project deleted")
+    return web.Response(status=204)
+
+
+async def create_invite(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    user, _ = await require_role(request, project_id, owner=True)
+    body = await _object_body(request) if request.can_read_body else {}
+    ttl = body.get("expires_in_s", DEFAULT_INVITE_TTL_S)
+    max_uses = body.get("max_uses")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= MAX_INVITE_TTL_S:
+        raise bad_request(f"'expires_in_s' must be an integer from 60 to {MAX_INVITE_TTL_S}",
+                          code="invalid_expires_in_s")
+    if max_uses is not None and (isinstance(max_uses, bool) or not isinstance(max_uses, int)
+                                 or not 1 <= max_uses <= 100_000):
+        raise bad_request("'max_uses' must be an integer from 1 to 100000",
+                          code="invalid_max_uses")
+    now = utcnow()
+    invite = await services(request).store.create_invite(
+        secrets.token_urlsafe(18), project_id, user.id, now, now + timedelta(seconds=ttl), max_uses)
+    return json_response({"invite": invite.to_json()}, status=201)
+
+
+async def list_invites(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id, owner=True)
+    invites = await services(request).store.invites(project_id, utcnow())
+    return json_response({"invites": [i.to_json() for i in invites]})
+
+
+async def revoke_invite(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id, owner=True)
+    if not await services(request).store.revoke_invite(project_id, request.match_info["code"]):
+        raise not_found("no such active invite in this project")
+    return web.Response(status=204)
+
+
+async def join(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    body = await _object_body(request)
+    code = body.get("invite_code")
+    if not isinstance(code, str) or not code.strip() or len(code) > 200:
+        raise bad_request("'invite_code' is required", code="invalid_invite_code")
+    code = code.strip().rstrip("/").rsplit("/", 1)[-1]  # accept a whole invite link too
+    try:
+        project, role = await services(request).store.redeem_invite(code, user.id, utcnow())
+    except InviteError as e:
+        status, err_code, message = INVITE_ERRORS[e.reason]
+        raise ApiError(status, err_code, message) from None
+    return json_response({"project": project.to_json(), "role": role})
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    owner, _ = await require_role(request, project_id, owner=True)
+    member_id = request.match_info["user_id"]
+    if member_id == owner.id:
+        raise bad_request("the owner cannot be removed; delete the project instead",
+                          code="cannot_remove_owner")
+    svc = services(request)
+    if not await svc.store.remove_member(project_id, member_id):
+        raise not_found("no such member in this project")
+    svc.hub.end_subscriptions(project_id, "removed from project", user_id=member_id)
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/projects", create_project)
+    r.add_get("/api/projects", list_projects)
+    r.add_post("/api/projects/join", join)
+    r.add_get("/api/projects/{project_id}", get_project)
+    r.add_patch("/api/projects/{project_id}", update_project)
+    r.add_delete("/api/projects/{project_id}", delete_project)
+    r.add_post("/api/projects/{project_id}/invites", create_invite)
+    r.add_get("/api/projects/{project_id}/invites", list_invites)
+    r.add_delete("/api/projects/{project_id}/invites/{code}", revoke_invite)
+    r.add_delete("/api/projects/{project_id}/members/{user_id}", remove_member)

@@ -1,0 +1,47 @@
+"""Durable state: accounts, tokens, projects, members, invites and the per-project event log.
+
+``open_store(url)`` picks the backend: a file path or ``sqlite:///path`` gives the embedded SQLite
+store (the default), ``postgresql://...`` the PostgreSQL one.
+"""
+
+from __future__ import annotations
+
+from vidsync.store.base import (
+    AppendResult,
+    Event,
+    FileEntry,
+    IdempotencyMismatch,
+    Invite,
+    InviteError,
+    Member,
+    Project,
+    Store,
+    User,
+)
+
+
+async def open_store(url: str) -> Store:
+    """Open (and migrate) the store named by ``url``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from vidsync.store.postgres import PostgresStore
+
+        return await PostgresStore.open(url)
+    from vidsync.store.sqlite import SqliteStore
+
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+    return await SqliteStore.open(path)
+
+
+__all__ = [
+    "AppendResult",
+    "Event",
+    "FileEntry",
+    "IdempotencyMismatch",
+    "Invite",
+    "InviteError",
+    "Member",
+    "Project",
+    "Store",
+    "User",
+    "open_store",
+]

@@ -1,0 +1,229 @@
+"""The store interface both backends implement, and the records it hands out.
+
+Why one interface: the server and the hub never see SQL. A backend owns its schema, its migrations
+and the one rule everything else leans on: ``append_events`` gives a project's events consecutive
+``seq`` numbers, gap-free and unique, in the same transaction that writes them.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from vidsync.changes import Change
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    """ISO 8601 in UTC with millisecond precision and a ``Z``, as JavaScript's ``toISOString``."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    name: str
+    created_at: datetime
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "email": self.email, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    name: str
+    description: str
+    owner_id: str
+    created_at: datetime
+    last_seq: int = 0
+    last_activity_at: datetime | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "owner_id": self.owner_id,
+            "created_at": iso(self.created_at),
+            "last_seq": self.last_seq,
+            "last_activity_at": iso(self.last_activity_at) if self.last_activity_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: str
+    email: str
+    name: str
+    role: str
+    joined_at: datetime
+
+    def to_json(self) -> dict:
+        return {"user_id": self.user_id, "email": self.email, "name": self.name,
+                "role": self.role, "joined_at": iso(self.joined_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    code: str
+    project_id: str
+    created_at: datetime
+    expires_at: datetime
+    max_uses: int | None
+    uses: int
+    revoked: bool
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "project_id": self.project_id,
+                "created_at": iso(self.created_at), "expires_at": iso(self.expires_at),
+                "max_uses": self.max_uses, "uses": self.uses}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    project_id: str
+    seq: int
+    change: Change
+    created_at: datetime
+
+    def to_json(self) -> dict:
+        return {"project_id": self.project_id, "seq": self.seq, "change": self.change.to_json(),
+                "created_at": iso(self.created_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    path: str
+    hash: str
+    size: int
+    mtime: int | None
+    seq: int
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "hash": self.hash, "size": self.size, "mtime": self.mtime,
+                "seq": self.seq}
+
+
+@dataclass(slots=True)
+class AppendResult:
+    """What ``append_events`` did. ``replayed`` is True when an idempotency key matched an earlier
+    request: ``response`` is then the first response and ``events`` is empty (nothing appended)."""
+
+    events: list[Event]
+    last_seq: int
+    response: dict
+    replayed: bool = False
+
+
+class InviteError(Exception):
+    """An invite code that cannot be redeemed; ``reason`` is unknown, expired, revoked or used_up."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class IdempotencyMismatch(Exception):
+    """An ``Idempotency-Key`` reused with a different request body."""
+
+
+class Store(abc.ABC):
+    """Everything durable. All methods are coroutines; a backend may run them on threads."""
+
+    # accounts and tokens
+    @abc.abstractmethod
+    async def create_user(self, email: str, name: str, password_hash: str) -> User | None:
+        """Create a user; None if the (case-insensitive) email is taken."""
+
+    @abc.abstractmethod
+    async def user_by_email(self, email: str) -> tuple[User, str] | None:
+        """The user and their password hash."""
+
+    @abc.abstractmethod
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    async def create_token(self, user_id: str, token_hash: str, expires_at: datetime) -> None: ...
+
+    @abc.abstractmethod
+    async def user_by_token(self, token_hash: str, now: datetime) -> User | None:
+        """The user a live (unexpired, unrevoked) token belongs to."""
+
+    @abc.abstractmethod
+    async def revoke_token(self, token_hash: str) -> None: ...
+
+    # projects, members, invites
+    @abc.abstractmethod
+    async def create_project(self, project_id: str, owner_id: str, name: str,
+                             description: str, now: datetime) -> Project: ...
+
+    @abc.abstractmethod
+    async def get_project(self, project_id: str) -> Project | None: ...
+
+    @abc.abstractmethod
+    async def projects_for_user(self, user_id: str) -> list[tuple[Project, str, int]]:
+        """Owned and joined projects: (project, role, member_count)."""
+
+    @abc.abstractmethod
+    async def update_project(self, project_id: str, name: str | None,
+                             description: str | None) -> Project | None: ...
+
+    @abc.abstractmethod
+    async def delete_project(self, project_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def role_of(self, project_id: str, user_id: str) -> str | None:
+        """``owner``, ``viewer`` or None for a non-member (or a project that does not exist)."""
+
+    @abc.abstractmethod
+    async def members(self, project_id: str) -> list[Member]: ...
+
+    @abc.abstractmethod
+    async def remove_member(self, project_id: str, user_id: str) -> bool:
+        """Remove a viewer; False if they were not one."""
+
+    @abc.abstractmethod
+    async def create_invite(self, code: str, project_id: str, created_by: str, now: datetime,
+                            expires_at: datetime, max_uses: int | None) -> Invite: ...
+
+    @abc.abstractmethod
+    async def invites(self, project_id: str, now: datetime) -> list[Invite]:
+        """Invites that can still be redeemed."""
+
+    @abc.abstractmethod
+    async def revoke_invite(self, project_id: str, code: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def redeem_invite(self, code: str, user_id: str, now: datetime) -> tuple[Project, str]:
+        """Make the user a viewer; returns (project, role). Raises ``InviteError``. Redeeming as an
+        existing member returns their role and does not count a use."""
+
+    # the event log
+    @abc.abstractmethod
+    async def append_events(self, project_id: str, changes: list[Change], now: datetime,
+                            idempotency_key: str | None, request_digest: str) -> AppendResult:
+        """Append one event per change with consecutive seqs, atomically, and update the file
+        table. With an idempotency key seen before for this project, append nothing and return
+        the first response (``IdempotencyMismatch`` if the request differs)."""
+
+    @abc.abstractmethod
+    async def events_since(self, project_id: str, since_seq: int, limit: int,
+                           prefixes: tuple[str, ...] = ()) -> tuple[list[Event], int, bool]:
+        """Events with seq > since_seq in order: (events, last_seq of the log, has_more)."""
+
+    @abc.abstractmethod
+    async def last_seq(self, project_id: str) -> int: ...
+
+    @abc.abstractmethod
+    async def files(self, project_id: str,
+                    prefixes: tuple[str, ...] = ()) -> tuple[list[FileEntry], int]:
+        """The live files and the seq the listing reflects, read in one snapshot."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,500 @@
+"""The embedded default: SQLite in WAL mode, one writer thread, a few reader threads.
+
+Why threads: the sqlite3 module blocks, and the event loop must not. All writes go through one
+thread with one connection, which serializes them: ``append_events`` reads and bumps the project's
+counter inside ``BEGIN IMMEDIATE``, so seqs are gap-free and unique without any other lock, and
+commits finish in seq order. ``synchronous=FULL`` makes every acknowledged write survive a crash of
+the process or the machine. Readers use their own connections and see committed data only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from vidsync.changes import Change
+from vidsync.store.base import (
+    AppendResult,
+    Event,
+    FileEntry,
+    IdempotencyMismatch,
+    Invite,
+    InviteError,
+    Member,
+    Project,
+    Store,
+    User,
+)
+
+T = TypeVar("T")
+
+# Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL REFERENCES users(id),
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        last_activity_at INTEGER
+    );
+    CREATE TABLE members (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'viewer')),
+        joined_at INTEGER NOT NULL,
+        PRIMARY KEY (project_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX members_by_user ON members(user_id);
+    CREATE TABLE invites (
+        code TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        max_uses INTEGER,
+        uses INTEGER NOT NULL DEFAULT 0,
+        revoked_at INTEGER
+    );
+    CREATE INDEX invites_by_project ON invites(project_id);
+    CREATE TABLE events (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        op TEXT NOT NULL,
+        hash TEXT,
+        size INTEGER,
+        mtime INTEGER,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (project_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE files (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime INTEGER,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (project_id, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE idempotency (
+        project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        request_digest TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (project_id, key)
+    ) WITHOUT ROWID;
+    """,
+]
+
+IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def prefix_clause(prefixes: tuple[str, ...], column: str = "path") -> tuple[str, list[str]]:
+    """SQL matching paths under any prefix, as index-friendly ranges: 'a/' <= path < 'a0'
+    ('0' is the character after '/')."""
+    if not prefixes:
+        return "", []
+    parts, args = [], []
+    for p in prefixes:
+        parts.append(f"({column} >= ? AND {column} < ?)")
+        args += [p, p[:-1] + "0"]
+    return " AND (" + " OR ".join(parts) + ")", args
+
+
+def _project(row: sqlite3.Row) -> Project:
+    return Project(row["id"], row["name"], row["description"], row["owner_id"],
+                   _dt(row["created_at"]), row["last_seq"], _dt(row["last_activity_at"]))
+
+
+def _event(project_id: str, row: sqlite3.Row) -> Event:
+    change = Change(row["path"], row["op"], row["hash"], row["size"], row["mtime"])
+    return Event(project_id, row["seq"], change, _dt(row["created_at"]))
+
+
+def _invite(row: sqlite3.Row) -> Invite:
+    return Invite(row["code"], row["project_id"], _dt(row["created_at"]), _dt(row["expires_at"]),
+                  row["max_uses"], row["uses"], row["revoked_at"] is not None)
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(3, thread_name_prefix="sqlite-reader")
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteStore:
+        store = cls(path)
+        await store._write(store._migrate)
+        return store
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._conn()
+            # One read transaction, so multi-statement reads see one snapshot.
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database schema v{version} is newer than this vidsync")
+        for i in range(version, len(MIGRATIONS)):
+            for statement in MIGRATIONS[i].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {i + 1}")
+
+    async def close(self) -> None:
+        def close_all() -> None:
+            with self._lock:
+                for conn in self._connections:
+                    conn.close()
+                self._connections.clear()
+
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        close_all()
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    async def create_user(self, email: str, name: str, password_hash: str) -> User | None:
+        user = User(str(uuid.uuid4()), email, name, datetime.now(UTC))
+
+        def tx(conn: sqlite3.Connection) -> User | None:
+            try:
+                conn.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?)",
+                             (user.id, email, name, password_hash, _ms(user.created_at)))
+            except sqlite3.IntegrityError:
+                return None
+            return user
+
+        return await self._write(tx)
+
+    async def user_by_email(self, email: str) -> tuple[User, str] | None:
+        def q(conn: sqlite3.Connection) -> tuple[User, str] | None:
+            row = conn.execute("SELECT * FROM users WHERE email = ?", (email,)).fetchone()
+            if row is None:
+                return None
+            user = User(row["id"], row["email"], row["name"], _dt(row["created_at"]))
+            return user, row["password_hash"]
+
+        return await self._read(q)
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        await self._write(lambda c: c.execute(
+            "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)))
+
+    async def create_token(self, user_id: str, token_hash: str, expires_at: datetime) -> None:
+        now = _ms(datetime.now(UTC))
+        await self._write(lambda c: c.execute(
+            "INSERT INTO tokens VALUES (?, ?, ?, ?, NULL)",
+            (token_hash, user_id, now, _ms(expires_at))))
+
+    async def user_by_token(self, token_hash: str, now: datetime) -> User | None:
+        def q(conn: sqlite3.Connection) -> User | None:
+            row = conn.execute(
+                "SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id"
+                " WHERE t.token_hash = ? AND t.revoked_at IS NULL AND t.expires_at > ?",
+                (token_hash, _ms(now))).fetchone()
+            return None if row is None else User(row["id"], row["email"], row["name"],
+                                                 _dt(row["created_at"]))
+
+        return await self._read(q)
+
+    async def revoke_token(self, token_hash: str) -> None:
+        now = _ms(datetime.now(UTC))
+        await self._write(lambda c: c.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+            (now, token_hash)))
+
+    # -- projects -------------------------------------------------------------------------------
+
+    async def create_project(self, project_id: str, owner_id: str, name: str,
+                             description: str, now: datetime) -> Project:
+        def tx(conn: sqlite3.Connection) -> Project:
+            conn.execute("INSERT INTO projects (id, owner_id, name, description, created_at)"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         (project_id, owner_id, name, description, _ms(now)))
+            conn.execute("INSERT INTO members VALUES (?, ?, 'owner', ?)",
+                         (project_id, owner_id, _ms(now)))
+            return Project(project_id, name, description, owner_id, _dt(_ms(now)))
+
+        return await self._write(tx)
+
+    async def get_project(self, project_id: str) -> Project | None:
+        def q(conn: sqlite3.Connection) -> Project | None:
+            row = conn.execute("SELECT * FROM projects WHERE id = ?", (project_id,)).fetchone()
+            return None if row is None else _project(row)
+
+        return await self._read(q)
+
+    async def projects_for_user(self, user_id: str) -> list[tuple[Project, str, int]]:
+        def q(conn: sqlite3.Connection) -> list[tuple[Project, str, int]]:
+            rows = conn.execute(
+                "SELECT p.*, m.role,"
+                " (SELECT COUNT(*) FROM members m2 WHERE m2.project_id = p.id) AS member_count"
+                " FROM members m JOIN projects p ON p.id = m.project_id"
+                " WHERE m.user_id = ? ORDER BY p.created_at, p.id", (user_id,)).fetchall()
+            return [(_project(r), r["role"], r["member_count"]) for r in rows]
+
+        return await self._read(q)
+
+    async def update_project(self, project_id: str, name: str | None,
+                             description: str | None) -> Project | None:
+        def tx(conn: sqlite3.Connection) -> Project | None:
+            if name is not None:
+                conn.execute("UPDATE projects SET name = ? WHERE id = ?", (name, project_id))
+            if description is not None:
+                conn.execute("UPDATE projects SET description = ? WHERE id = ?",
+                             (description, project_id))
+            row = conn.execute("SELECT * FROM projects WHERE id = ?", (project_id,)).fetchone()
+            return None if row is None else _project(row)
+
+        return await self._write(tx)
+
+    async def delete_project(self, project_id: str) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM projects WHERE id = ?", (project_id,)).rowcount > 0
+
+        return await self._write(tx)
+
+    async def role_of(self, project_id: str, user_id: str) -> str | None:
+        def q(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT role FROM members WHERE project_id = ? AND user_id = ?",
+                               (project_id, user_id)).fetchone()
+            return None if row is None else row["role"]
+
+        return await self._read(q)
+
+    async def members(self, project_id: str) -> list[Member]:
+        def q(conn: sqlite3.Connection) -> list[Member]:
+            rows = conn.execute(
+                "SELECT m.user_id, u.email, u.name, m.role, m.joined_at FROM members m"
+                " JOIN users u ON u.id = m.user_id WHERE m.project_id = ?"
+                " ORDER BY m.role = 'viewer', m.joined_at", (project_id,)).fetchall()
+            return [Member(r["user_id"], r["email"], r["name"], r["role"], _dt(r["joined_at"]))
+                    for r in rows]
+
+        return await self._read(q)
+
+    async def remove_member(self, project_id: str, user_id: str) -> bool:
+        return await self._write(lambda c: c.execute(
+            "DELETE FROM members WHERE project_id = ? AND user_id = ? AND role = 'viewer'",
+            (project_id, user_id)).rowcount > 0)
+
+    async def create_invite(self, code: str, project_id: str, created_by: str, now: datetime,
+                            expires_at: datetime, max_uses: int | None) -> Invite:
+        def tx(conn: sqlite3.Connection) -> Invite:
+            conn.execute("INSERT INTO invites VALUES (?, ?, ?, ?, ?, ?, 0, NULL)",
+                         (code, project_id, created_by, _ms(now), _ms(expires_at), max_uses))
+            return _invite(conn.execute("SELECT * FROM invites WHERE code = ?",
+                                        (code,)).fetchone())
+
+        return await self._write(tx)
+
+    async def invites(self, project_id: str, now: datetime) -> list[Invite]:
+        def q(conn: sqlite3.Connection) -> list[Invite]:
+            rows = conn.execute(
+                "SELECT * FROM invites WHERE project_id = ? AND revoked_at IS NULL"
+                " AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)"
+                " ORDER BY created_at", (project_id, _ms(now))).fetchall()
+            return [_invite(r) for r in rows]
+
+        return await self._read(q)
+
+    async def revoke_invite(self, project_id: str, code: str) -> bool:
+        now = _ms(datetime.now(UTC))
+        return await self._write(lambda c: c.execute(
+            "UPDATE invites SET revoked_at = ? WHERE code = ? AND project_id = ?"
+            " AND revoked_at IS NULL", (now, code, project_id)).rowcount > 0)
+
+    async def redeem_invite(self, code: str, user_id: str, now: datetime) -> tuple[Project, str]:
+        def tx(conn: sqlite3.Connection) -> tuple[Project, str]:
+            inv = conn.execute("SELECT * FROM invites WHERE code = ?", (code,)).fetchone()
+            if inv is None:
+                raise InviteError("unknown")
+            project = _project(conn.execute("SELECT * FROM projects WHERE id = ?",
+                                            (inv["project_id"],)).fetchone())
+            role = conn.execute("SELECT role FROM members WHERE project_id = ? AND user_id = ?",
+                                (project.id, user_id)).fetchone()
+            if inv["revoked_at"] is not None:
+                raise InviteError("revoked")
+            if inv["expires_at"] <= _ms(now):
+                raise InviteError("expired")
+            if role is not None:
+                return project, role["role"]
+            if inv["max_uses"] is not None and inv["uses"] >= inv["max_uses"]:
+                raise InviteError("used_up")
+            conn.execute("UPDATE invites SET uses = uses + 1 WHERE code = ?", (code,))
+            conn.execute("INSERT INTO members VALUES (?, ?, 'viewer', ?)",
+                         (project.id, user_id, _ms(now)))
+            return project, "viewer"
+
+        return await self._write(tx)
+
+    # -- the event log ----------------------------------------------------------------------------
+
+    async def append_events(self, project_id: str, changes: list[Change], now: datetime,
+                            idempotency_key: str | None, request_digest: str) -> AppendResult:
+        now_ms = _ms(now)
+        created = _dt(now_ms)
+
+        def tx(conn: sqlite3.Connection) -> AppendResult:
+            if idempotency_key is not None:
+                conn.execute("DELETE FROM idempotency WHERE project_id = ? AND created_at < ?",
+                             (project_id, now_ms - IDEMPOTENCY_TTL_MS))
+                row = conn.execute(
+                    "SELECT request_digest, response FROM idempotency"
+                    " WHERE project_id = ? AND key = ?", (project_id, idempotency_key)).fetchone()
+                if row is not None:
+                    if row["request_digest"] != request_digest:
+                        raise IdempotencyMismatch()
+                    response = json.loads(row["response"])
+                    return AppendResult([], response["last_seq"], response, replayed=True)
+            n = len(changes)
+            row = conn.execute(
+                "UPDATE projects SET last_seq = last_seq + ?, last_activity_at = ?"
+                " WHERE id = ? RETURNING last_seq", (n, now_ms, project_id)).fetchone()
+            last_seq = row[0]
+            first = last_seq - n + 1
+            events = [Event(project_id, first + i, c, created) for i, c in enumerate(changes)]
+            conn.executemany(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(project_id, e.seq, c.path, c.op, c.hash, c.size, c.mtime, now_ms)
+                 for e, c in zip(events, changes, strict=True)])
+            for e, c in zip(events, changes, strict=True):
+                if c.op == "delete":
+                    conn.execute("DELETE FROM files WHERE project_id = ? AND path = ?",
+                                 (project_id, c.path))
+                else:
+                    conn.execute(
+                        "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (project_id, path) DO UPDATE SET hash = excluded.hash,"
+                        " size = excluded.size, mtime = excluded.mtime, seq = excluded.seq",
+                        (project_id, c.path, c.hash, c.size, c.mtime, e.seq))
+            response = {
+                "results": [{"path": c.path, "op": c.op, "seq": e.seq}
+                            for e, c in zip(events, changes, strict=True)],
+                "last_seq": last_seq,
+            }
+            if idempotency_key is not None:
+                conn.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
+                             (project_id, idempotency_key, request_digest,
+                              json.dumps(response), now_ms))
+            return AppendResult(events, last_seq, response)
+
+        return await self._write(tx)
+
+    async def events_since(self, project_id: str, since_seq: int, limit: int,
+                           prefixes: tuple[str, ...] = ()) -> tuple[list[Event], int, bool]:
+        where, args = prefix_clause(prefixes)
+
+        def q(conn: sqlite3.Connection) -> tuple[list[Event], int, bool]:
+            last = conn.execute("SELECT last_seq FROM projects WHERE id = ?",
+                                (project_id,)).fetchone()
+            last_seq = last[0] if last else 0
+            rows = conn.execute(
+                f"SELECT * FROM events WHERE project_id = ? AND seq > ?{where}"
+                " ORDER BY seq LIMIT ?", (project_id, since_seq, *args, limit + 1)).fetchall()
+            has_more = len(rows) > limit
+            return [_event(project_id, r) for r in rows[:limit]], last_seq, has_more
+
+        return await self._read(q)
+
+    async def last_seq(self, project_id: str) -> int:
+        def q(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT last_seq FROM projects WHERE id = ?",
+                               (project_id,)).fetchone()
+            return row[0] if row else 0
+
+        return await self._read(q)
+
+    async def files(self, project_id: str,
+                    prefixes: tuple[str, ...] = ()) -> tuple[list[FileEntry], int]:
+        where, args = prefix_clause(prefixes)
+
+        def q(conn: sqlite3.Connection) -> tuple[list[FileEntry], int]:
+            last = conn.execute("SELECT last_seq FROM projects WHERE id = ?",
+                                (project_id,)).fetchone()
+            rows = conn.execute(
+                f"SELECT path, hash, size, mtime, seq FROM files WHERE project_id = ?{where}"
+                " ORDER BY path", (project_id, *args)).fetchall()
+            files = [FileEntry(r["path"], r["hash"], r["size"], r["mtime"], r["seq"])
+                     for r in rows]
+            return files, (last[0] if last else 0)
+
+        return await self._read(q)
