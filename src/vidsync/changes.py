@@ -17,6 +17,8 @@ MAX_PATH_BYTES = 4096
 MAX_SEGMENT_BYTES = 255
 MAX_CHANGES_PER_BATCH = 1000
 OPS = ("create", "update", "delete")
+# The agents keep their state in this folder at the top of a shared or mirrored directory.
+RESERVED_DIR = ".vidsync"
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
 # 2**53: the largest integer every JSON client (JavaScript included) reads exactly.
 MAX_JSON_INT = 2**53
@@ -58,6 +60,8 @@ def normalize_path(path: object) -> str:
     if len(encoded) > MAX_PATH_BYTES:
         raise ValueError(f"path is longer than {MAX_PATH_BYTES} bytes")
     path = unicodedata.normalize("NFC", path)
+    if path.split("/", 1)[0] == RESERVED_DIR:
+        raise ValueError(f"'{RESERVED_DIR}/' is reserved for the agents' own state")
     for segment in path.split("/"):
         if segment == "":
             raise ValueError("path has an empty segment ('//' or a trailing '/')")
