@@ -1,0 +1,213 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/api/openapi.json``.
+
+Built from a few helpers rather than written out as one large JSON file, so each operation reads
+as one line of intent. A test checks that every route the app serves is described here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from vidsync import __version__
+from vidsync.server.http import json_response
+
+J = dict[str, Any]
+
+
+def ref(name: str) -> J:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: list[str] | None = None, **props: J) -> J:
+    schema: J = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+STR: J = {"type": "string"}
+INT: J = {"type": "integer"}
+NULLABLE_STR: J = {"type": ["string", "null"]}
+HASH: J = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+
+SCHEMAS: J = {
+    "Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR)),
+    "User": obj(["id", "email", "name"], id=STR, email=STR, name=STR),
+    "Auth": obj(["token", "user"], token=STR, user=ref("User")),
+    "Project": obj(["id", "name", "owner_id", "created_at"], id=STR, name=STR, description=STR,
+                   owner_id=STR, created_at=STR, last_seq=INT, last_activity_at=NULLABLE_STR,
+                   role={"enum": ["owner", "viewer"]}, member_count=INT),
+    "Member": obj(["user_id", "role"], user_id=STR, email=STR, name=STR,
+                  role={"enum": ["owner", "viewer"]}, joined_at=STR),
+    "Invite": obj(["code", "expires_at"], code=STR, project_id=STR, created_at=STR,
+                  expires_at=STR, max_uses={"type": ["integer", "null"]}, uses=INT),
+    "Change": obj(["path", "op"],
+                  path={"type": "string", "maxLength": 4096,
+                        "description": "relative, '/'-separated, UTF-8 (stored in NFC)"},
+                  op={"enum": ["create", "update", "delete"]},
+                  hash={"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$",
+                        "description": "SHA-256 of the content; required for create and update"},
+                  size={"type": ["integer", "null"], "minimum": 0},
+                  mtime={"type": ["integer", "null"], "description": "ms since the epoch"}),
+    "Event": obj(["project_id", "seq", "change", "created_at"], project_id=STR, seq=INT,
+                 change=ref("Change"), created_at=STR),
+    "File": obj(["path", "hash", "size", "seq"], path=STR, hash=HASH, size=INT,
+                mtime={"type": ["integer", "null"]}, seq=INT),
+    "Manifest": obj(["hash", "size", "blocks"], hash=HASH, size=INT,
+                    blocks={"type": "array", "items": obj(["hash", "size"], hash=HASH, size=INT)}),
+}
+
+
+def body(schema: J, content_type: str = "application/json") -> J:
+    return {"required": True, "content": {content_type: {"schema": schema}}}
+
+
+def ok(schema: J | None = None, status: str = "200", description: str = "OK") -> J:
+    response: J = {"description": description}
+    if schema is not None:
+        response["content"] = {"application/json": {"schema": schema}}
+    return {status: response}
+
+
+def op(summary: str, who: str, responses: J, request: J | None = None,
+       params: list[J] | None = None) -> J:
+    operation: J = {"summary": summary, "description": f"Allowed: {who}.",
+                    "responses": {**responses,
+                                  "4XX": {"description": "Error",
+                                          "content": {"application/json": {"schema": ref("Error")}}}}}
+    if who != "anyone":
+        operation["security"] = [{"bearer": []}]
+    if request is not None:
+        operation["requestBody"] = request
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def path_param(name: str) -> J:
+    return {"name": name, "in": "path", "required": True, "schema": STR}
+
+
+def query(name: str, schema: J, description: str) -> J:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+PID = [path_param("project_id")]
+NO_CONTENT = {"204": {"description": "Done"}}
+PATHS_Q = query("paths", STR, "comma-separated path prefixes (selective sync), e.g. clips/,audio/")
+
+PATHS: J = {
+    "/api/auth/register": {"post": op(
+        "Create an account", "anyone", ok(ref("Auth"), "201", "Created"),
+        body(obj(["email", "password"], email=STR, password={"type": "string", "minLength": 8},
+                 name=STR)))},
+    "/api/auth/login": {"post": op(
+        "Log in (rate-limited: 429 with Retry-After)", "anyone", ok(ref("Auth")),
+        body(obj(["email", "password"], email=STR, password=STR)))},
+    "/api/auth/logout": {"post": op("Revoke this token and disconnect its sockets", "user",
+                                    NO_CONTENT)},
+    "/api/auth/me": {"get": op("The caller", "user", ok(obj(["user"], user=ref("User"))))},
+    "/api/projects": {
+        "post": op("Create a project", "user",
+                   ok(obj(["project"], project=ref("Project")), "201", "Created"),
+                   body(obj(["name"], name=STR, description=STR))),
+        "get": op("Projects the caller owns or joined, each with role and member_count", "user",
+                  ok(obj(["projects"], projects={"type": "array", "items": ref("Project")}))),
+    },
+    "/api/projects/join": {"post": op(
+        "Join with an invite code (or link) as a viewer", "user",
+        ok(obj(["project", "role"], project=ref("Project"), role=STR)),
+        body(obj(["invite_code"], invite_code=STR)))},
+    "/api/projects/{project_id}": {
+        "get": op("A project with its members", "member",
+                  ok(obj(["project", "role", "members"], project=ref("Project"), role=STR,
+                         members={"type": "array", "items": ref("Member")})), params=PID),
+        "patch": op("Rename or redescribe", "owner", ok(obj(["project"], project=ref("Project"))),
+                    body(obj(name=STR, description=STR)), PID),
+        "delete": op("Delete the project and end its subscriptions", "owner", NO_CONTENT,
+                     params=PID),
+    },
+    "/api/projects/{project_id}/invites": {
+        "post": op("Create an invite code", "owner",
+                   ok(obj(["invite"], invite=ref("Invite")), "201", "Created"),
+                   body(obj(expires_in_s={"type": "integer", "minimum": 60},
+                            max_uses={"type": "integer", "minimum": 1})), PID),
+        "get": op("Invites that can still be redeemed", "owner",
+                  ok(obj(["invites"], invites={"type": "array", "items": ref("Invite")})),
+                  params=PID),
+    },
+    "/api/projects/{project_id}/invites/{code}": {"delete": op(
+        "Revoke an invite", "owner", NO_CONTENT, params=[*PID, path_param("code")])},
+    "/api/projects/{project_id}/members/{user_id}": {"delete": op(
+        "Remove a viewer; their live subscriptions end at once", "owner", NO_CONTENT,
+        params=[*PID, path_param("user_id")])},
+    "/api/projects/{project_id}/files/update": {"post": op(
+        "Append 1 to 1000 changes as events with consecutive seqs (atomic; idempotent with"
+        " Idempotency-Key)", "owner",
+        ok(obj(["results", "last_seq"], last_seq=INT, results={
+            "type": "array", "items": obj(["path", "op", "seq"], path=STR, op=STR, seq=INT)})),
+        body(obj(["changes"], changes={"type": "array", "minItems": 1, "maxItems": 1000,
+                                       "items": ref("Change")})),
+        [*PID, {"name": "Idempotency-Key", "in": "header", "required": False,
+                "schema": {"type": "string", "maxLength": 200}}])},
+    "/api/projects/{project_id}/events": {"get": op(
+        "Events after since_seq, in order; wait=S long-polls when there are none", "member",
+        ok(obj(["events", "last_seq", "has_more"], last_seq=INT, has_more={"type": "boolean"},
+               events={"type": "array", "items": ref("Event")})),
+        params=[*PID, query("since_seq", {"type": "integer", "minimum": 0}, "default 0"),
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "default 100"),
+                query("wait", {"type": "integer", "minimum": 0, "maximum": 60}, "seconds"),
+                PATHS_Q])},
+    "/api/projects/{project_id}/files": {"get": op(
+        "Every live file and the seq the listing reflects", "member",
+        ok(obj(["files", "seq"], seq=INT, files={"type": "array", "items": ref("File")})),
+        params=[*PID, PATHS_Q])},
+    "/api/projects/{project_id}/blocks/check": {"post": op(
+        "Which of these blocks the server lacks", "owner",
+        ok(obj(["missing"], missing={"type": "array", "items": HASH})),
+        body(obj(["hashes"], hashes={"type": "array", "maxItems": 10000, "items": HASH})), PID)},
+    "/api/projects/{project_id}/blocks/{hash}": {
+        "put": op("Store a block (hash checked on arrival)", "owner",
+                  {**ok(None, "201", "Stored"), **ok(None, "200", "Already stored")},
+                  body({"type": "string", "format": "binary"}, "application/octet-stream"),
+                  [*PID, path_param("hash")]),
+        "get": op("A block's bytes (Range supported)", "member",
+                  {"200": {"description": "The bytes"}, "206": {"description": "A range"}},
+                  params=[*PID, path_param("hash")]),
+    },
+    "/api/projects/{project_id}/manifests": {"post": op(
+        "Record a file as its list of blocks (all stored; whole-file hash verified)", "owner",
+        ok(obj(["manifest"], manifest=ref("Manifest")), "201", "Created"), body(ref("Manifest")),
+        PID)},
+    "/api/projects/{project_id}/manifests/{hash}": {"get": op(
+        "A file's blocks", "member", ok(ref("Manifest")), params=[*PID, path_param("hash")])},
+    "/api/projects/{project_id}/content/{hash}": {"get": op(
+        "A whole file (Range supported)", "member",
+        {"200": {"description": "The bytes"}, "206": {"description": "A range"}},
+        params=[*PID, path_param("hash")])},
+    "/api/projects/{project_id}/download-links": {"post": op(
+        "A short-lived signed URL for a browser download (a file, or a folder as a zip)",
+        "member", ok(obj(["url", "expires_at"], url=STR, expires_at=STR)),
+        body(obj(path=STR, prefix=STR)), PID)},
+    "/healthz": {"get": op("Liveness", "anyone", ok(obj(ok={"type": "boolean"})))},
+}
+
+DOCUMENT: J = {
+    "openapi": "3.1.0",
+    "info": {"title": "Vidsync", "version": __version__,
+             "description": "Real-time delivery is Socket.IO v5 at /socket.io/; see docs/protocol.md."},
+    "paths": PATHS,
+    "components": {"schemas": SCHEMAS,
+                   "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+}
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(DOCUMENT)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/openapi.json", openapi)
