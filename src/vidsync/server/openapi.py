@@ -192,6 +192,7 @@ PATHS: J = {
         "A short-lived signed URL for a browser download (a file, or a folder as a zip)",
         "member", ok(obj(["url", "expires_at"], url=STR, expires_at=STR)),
         body(obj(path=STR, prefix=STR)), PID)},
+    "/api/openapi.json": {"get": op("This document", "anyone", ok(obj()))},
     "/healthz": {"get": op("Liveness", "anyone", ok(obj(ok={"type": "boolean"})))},
 }
 
