@@ -117,7 +117,9 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server shared by the tests that do not stop or reconfigure it."""
-    proc = ServerProcess(tmp_path_factory.mktemp("shared-server"), database=scratch_database())
+    # Every test registers users from 127.0.0.1, which the per-address limit would soon refuse.
+    proc = ServerProcess(tmp_path_factory.mktemp("shared-server"), ["--login-attempts", "100000"],
+                         database=scratch_database())
     proc.start()
     yield proc
     proc.kill()

@@ -58,6 +58,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="bytes a client may leave unread before it is dropped")
     p.add_argument("--no-websocket", action="store_true",
                    help="refuse the WebSocket transport (clients fall back to long-polling)")
+    p.add_argument("--token-ttl", type=int, default=int(env("VIDSYNC_TOKEN_TTL", "2592000")),
+                   help="seconds a login token stays valid (default 30 days)")
+    p.add_argument("--login-attempts", type=int, default=int(env("VIDSYNC_LOGIN_ATTEMPTS", "10")),
+                   help="failed logins per account per window; 3x that per client address, "
+                   "where registrations count too")
+    p.add_argument("--login-window", type=float, default=float(env("VIDSYNC_LOGIN_WINDOW", "300")),
+                   help="seconds of the login rate-limit window")
     p.add_argument("--log-level", default=env("VIDSYNC_LOG_LEVEL", "info"))
     p.set_defaults(func=serve)
 
@@ -70,7 +77,8 @@ def serve(args: argparse.Namespace) -> None:
         sys.exit("vidsync: '*' is not an allowed origin; list the origins")
     config = ServerConfig(
         host=args.host, port=args.port, data_dir=args.data_dir, database=args.database,
-        redis=args.redis, allowed_origins=origins,
+        redis=args.redis, allowed_origins=origins, token_ttl_s=args.token_ttl,
+        login_attempts=args.login_attempts, login_window_s=args.login_window,
         realtime=RealtimeConfig(ping_interval_s=args.ping_interval,
                                 ping_timeout_s=args.ping_timeout, max_buffer=args.max_buffer,
                                 websocket=not args.no_websocket))
