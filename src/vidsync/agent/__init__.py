@@ -1,0 +1,1 @@
+"""The agents on users' machines: the owner's (share) and the collaborators' (join)."""
