@@ -1,0 +1,352 @@
+"""PostgreSQL, for several server nodes sharing one database (asyncpg, one connection pool).
+
+Why it is safe with many writers: ``append_events`` bumps the project's counter with
+``UPDATE projects SET last_seq = last_seq + n ... RETURNING`` inside the transaction that inserts
+the events. The update locks the project's row until commit, so concurrent appends to one project,
+from any node, take turns: seqs are gap-free and unique (no ``max()+1`` race), and a project's
+appends commit in seq order, so every snapshot sees a prefix of its log. Multi-statement reads
+(events and the log's end, files and their seq) are one statement, hence one snapshot.
+
+Timestamps are cut to milliseconds before they are stored, as SQLite stores them, so an event sent
+live and the same event read back from the log are identical.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from vidsync.changes import Change
+from vidsync.errors import not_found
+from vidsync.store import migrations
+from vidsync.store.base import (
+    AppendResult,
+    Event,
+    FileEntry,
+    IdempotencyMismatch,
+    Invite,
+    InviteError,
+    Member,
+    Project,
+    Store,
+    User,
+)
+
+POOL_MAX = 10
+IDEMPOTENCY_TTL = timedelta(hours=24)
+# pg_advisory_xact_lock key: nodes starting together migrate one at a time.
+MIGRATION_LOCK = 0x76696473796E63  # "vidsync"
+
+
+def _ms(ts: datetime) -> datetime:
+    return ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
+
+
+def prefix_clause(prefixes: tuple[str, ...], first_arg: int) -> tuple[str, list[str]]:
+    """SQL matching paths under any prefix, as index ranges ('a/' <= path < 'a0', '0' being the
+    character after '/'), with numbered parameters from ``$first_arg``."""
+    if not prefixes:
+        return "", []
+    parts, args = [], []
+    for p in prefixes:
+        n = first_arg + len(args)
+        parts.append(f"(path >= ${n} AND path < ${n + 1})")
+        args += [p, p[:-1] + "0"]
+    return " AND (" + " OR ".join(parts) + ")", args
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(row["id"], row["email"], row["name"], row["created_at"])
+
+
+def _project(row: asyncpg.Record) -> Project:
+    return Project(row["id"], row["name"], row["description"], row["owner_id"],
+                   row["created_at"], row["last_seq"], row["last_activity_at"])
+
+
+def _invite(row: asyncpg.Record) -> Invite:
+    return Invite(row["code"], row["project_id"], row["created_at"], row["expires_at"],
+                  row["max_uses"], row["uses"], row["revoked_at"] is not None)
+
+
+def _final_states(events: Sequence[Event]) -> tuple[list[str], list[Event]]:
+    """The files table's changes for a batch: the last event per path wins (one batch may touch a
+    path twice, and one upsert statement may not change a row twice)."""
+    last: dict[str, Event] = {}
+    for e in events:
+        last[e.change.path] = e
+    deleted = [p for p, e in last.items() if e.change.op == "delete"]
+    kept = [e for e in last.values() if e.change.op != "delete"]
+    return deleted, kept
+
+
+class PostgresStore(Store):
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, url: str, max_size: int = POOL_MAX) -> PostgresStore:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size)
+        store = cls(pool)
+        try:
+            async with pool.acquire() as conn:
+                await cls._migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    @staticmethod
+    async def _migrate(conn: asyncpg.Connection) -> None:
+        known = migrations.load("postgres")
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            if done and max(done) > len(known):
+                raise RuntimeError(f"database schema v{max(done)} is newer than this vidsync")
+            for mig in known:
+                if mig.version not in done:
+                    await conn.execute(mig.sql)
+                    await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                       mig.version, mig.name)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    async def create_user(self, email: str, name: str, password_hash: str) -> User | None:
+        user = User(str(uuid.uuid4()), email, name, _ms(datetime.now(UTC)))
+        try:
+            await self.pool.execute("INSERT INTO users VALUES ($1, $2, $3, $4, $5)",
+                                    user.id, email, name, password_hash, user.created_at)
+        except asyncpg.UniqueViolationError:
+            return None
+        return user
+
+    async def user_by_email(self, email: str) -> tuple[User, str] | None:
+        row = await self.pool.fetchrow("SELECT * FROM users WHERE lower(email) = lower($1)", email)
+        return None if row is None else (_user(row), row["password_hash"])
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        await self.pool.execute("UPDATE users SET password_hash = $1 WHERE id = $2",
+                                password_hash, user_id)
+
+    async def create_token(self, user_id: str, token_hash: str, expires_at: datetime) -> None:
+        await self.pool.execute("INSERT INTO tokens VALUES ($1, $2, $3, $4, NULL)",
+                                token_hash, user_id, _ms(datetime.now(UTC)), _ms(expires_at))
+
+    async def user_by_token(self, token_hash: str, now: datetime) -> User | None:
+        row = await self.pool.fetchrow(
+            "SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id"
+            " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
+            token_hash, now)
+        return None if row is None else _user(row)
+
+    async def revoke_token(self, token_hash: str) -> None:
+        await self.pool.execute(
+            "UPDATE tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+            _ms(datetime.now(UTC)), token_hash)
+
+    # -- projects -------------------------------------------------------------------------------
+
+    async def create_project(self, project_id: str, owner_id: str, name: str,
+                             description: str, now: datetime) -> Project:
+        now = _ms(now)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("INSERT INTO projects (id, owner_id, name, description, created_at)"
+                               " VALUES ($1, $2, $3, $4, $5)",
+                               project_id, owner_id, name, description, now)
+            await conn.execute("INSERT INTO members VALUES ($1, $2, 'owner', $3)",
+                               project_id, owner_id, now)
+        return Project(project_id, name, description, owner_id, now)
+
+    async def get_project(self, project_id: str) -> Project | None:
+        row = await self.pool.fetchrow("SELECT * FROM projects WHERE id = $1", project_id)
+        return None if row is None else _project(row)
+
+    async def projects_for_user(self, user_id: str) -> list[tuple[Project, str, int]]:
+        rows = await self.pool.fetch(
+            "SELECT p.*, m.role,"
+            " (SELECT COUNT(*) FROM members m2 WHERE m2.project_id = p.id) AS member_count"
+            " FROM members m JOIN projects p ON p.id = m.project_id"
+            " WHERE m.user_id = $1 ORDER BY p.created_at, p.id", user_id)
+        return [(_project(r), r["role"], r["member_count"]) for r in rows]
+
+    async def update_project(self, project_id: str, name: str | None,
+                             description: str | None) -> Project | None:
+        row = await self.pool.fetchrow(
+            "UPDATE projects SET name = COALESCE($2, name), description = COALESCE($3, description)"
+            " WHERE id = $1 RETURNING *", project_id, name, description)
+        return None if row is None else _project(row)
+
+    async def delete_project(self, project_id: str) -> bool:
+        return await self.pool.execute("DELETE FROM projects WHERE id = $1", project_id) != "DELETE 0"
+
+    async def role_of(self, project_id: str, user_id: str) -> str | None:
+        return await self.pool.fetchval(
+            "SELECT role FROM members WHERE project_id = $1 AND user_id = $2", project_id, user_id)
+
+    async def members(self, project_id: str) -> list[Member]:
+        rows = await self.pool.fetch(
+            "SELECT m.user_id, u.email, u.name, m.role, m.joined_at FROM members m"
+            " JOIN users u ON u.id = m.user_id WHERE m.project_id = $1"
+            " ORDER BY m.role = 'viewer', m.joined_at", project_id)
+        return [Member(r["user_id"], r["email"], r["name"], r["role"], r["joined_at"]) for r in rows]
+
+    async def remove_member(self, project_id: str, user_id: str) -> bool:
+        status = await self.pool.execute(
+            "DELETE FROM members WHERE project_id = $1 AND user_id = $2 AND role = 'viewer'",
+            project_id, user_id)
+        return status != "DELETE 0"
+
+    async def create_invite(self, code: str, project_id: str, created_by: str, now: datetime,
+                            expires_at: datetime, max_uses: int | None) -> Invite:
+        row = await self.pool.fetchrow(
+            "INSERT INTO invites VALUES ($1, $2, $3, $4, $5, $6, 0, NULL) RETURNING *",
+            code, project_id, created_by, _ms(now), _ms(expires_at), max_uses)
+        return _invite(row)
+
+    async def invites(self, project_id: str, now: datetime) -> list[Invite]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM invites WHERE project_id = $1 AND revoked_at IS NULL"
+            " AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses)"
+            " ORDER BY created_at", project_id, now)
+        return [_invite(r) for r in rows]
+
+    async def revoke_invite(self, project_id: str, code: str) -> bool:
+        status = await self.pool.execute(
+            "UPDATE invites SET revoked_at = $1 WHERE code = $2 AND project_id = $3"
+            " AND revoked_at IS NULL", _ms(datetime.now(UTC)), code, project_id)
+        return status != "UPDATE 0"
+
+    async def redeem_invite(self, code: str, user_id: str, now: datetime) -> tuple[Project, str]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The row lock makes concurrent redemptions take turns, so max_uses holds.
+            inv = await conn.fetchrow("SELECT * FROM invites WHERE code = $1 FOR UPDATE", code)
+            if inv is None:
+                raise InviteError("unknown")
+            project = _project(await conn.fetchrow("SELECT * FROM projects WHERE id = $1",
+                                                   inv["project_id"]))
+            role = await conn.fetchval(
+                "SELECT role FROM members WHERE project_id = $1 AND user_id = $2", project.id, user_id)
+            if inv["revoked_at"] is not None:
+                raise InviteError("revoked")
+            if inv["expires_at"] <= now:
+                raise InviteError("expired")
+            if role is not None:
+                return project, role
+            if inv["max_uses"] is not None and inv["uses"] >= inv["max_uses"]:
+                raise InviteError("used_up")
+            # Another invite of the same project may have let this user in meanwhile.
+            inserted = await conn.fetchval(
+                "INSERT INTO members VALUES ($1, $2, 'viewer', $3) ON CONFLICT DO NOTHING"
+                " RETURNING role", project.id, user_id, _ms(now))
+            if inserted is None:
+                return project, await conn.fetchval(
+                    "SELECT role FROM members WHERE project_id = $1 AND user_id = $2",
+                    project.id, user_id)
+            await conn.execute("UPDATE invites SET uses = uses + 1 WHERE code = $1", code)
+            return project, "viewer"
+
+    # -- the event log ----------------------------------------------------------------------------
+
+    async def append_events(self, project_id: str, changes: list[Change], now: datetime,
+                            idempotency_key: str | None, request_digest: str) -> AppendResult:
+        created = _ms(now)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if idempotency_key is not None:
+                # Lock the project first: a retry racing its original then sees the first
+                # response once that commits, instead of appending twice.
+                if await conn.fetchval("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE",
+                                       project_id) is None:
+                    raise not_found("no such project")
+                await conn.execute("DELETE FROM idempotency WHERE project_id = $1 AND created_at < $2",
+                                   project_id, created - IDEMPOTENCY_TTL)
+                row = await conn.fetchrow(
+                    "SELECT request_digest, response FROM idempotency"
+                    " WHERE project_id = $1 AND key = $2", project_id, idempotency_key)
+                if row is not None:
+                    if row["request_digest"] != request_digest:
+                        raise IdempotencyMismatch()
+                    response = json.loads(row["response"])
+                    return AppendResult([], response["last_seq"], response, replayed=True)
+            n = len(changes)
+            last_seq = await conn.fetchval(
+                "UPDATE projects SET last_seq = last_seq + $1, last_activity_at = $2"
+                " WHERE id = $3 RETURNING last_seq", n, created, project_id)
+            if last_seq is None:  # deleted between the role check and now
+                raise not_found("no such project")
+            first = last_seq - n + 1
+            events = [Event(project_id, first + i, c, created) for i, c in enumerate(changes)]
+            await conn.execute(
+                "INSERT INTO events (project_id, seq, path, op, hash, size, mtime, created_at)"
+                " SELECT $1, t.* , $8 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[],"
+                " $6::bigint[], $7::bigint[]) AS t",
+                project_id, [e.seq for e in events], [c.path for c in changes],
+                [c.op for c in changes], [c.hash for c in changes], [c.size for c in changes],
+                [c.mtime for c in changes], created)
+            deleted, kept = _final_states(events)
+            if deleted:
+                await conn.execute("DELETE FROM files WHERE project_id = $1 AND path = ANY($2::text[])",
+                                   project_id, deleted)
+            if kept:
+                await conn.execute(
+                    "INSERT INTO files (project_id, path, hash, size, mtime, seq)"
+                    " SELECT $1, t.* FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[],"
+                    " $6::bigint[]) AS t ON CONFLICT (project_id, path) DO UPDATE SET"
+                    " hash = excluded.hash, size = excluded.size, mtime = excluded.mtime,"
+                    " seq = excluded.seq",
+                    project_id, [e.change.path for e in kept], [e.change.hash for e in kept],
+                    [e.change.size for e in kept], [e.change.mtime for e in kept],
+                    [e.seq for e in kept])
+            response = {
+                "results": [{"path": c.path, "op": c.op, "seq": e.seq}
+                            for e, c in zip(events, changes, strict=True)],
+                "last_seq": last_seq,
+            }
+            if idempotency_key is not None:
+                await conn.execute("INSERT INTO idempotency VALUES ($1, $2, $3, $4, $5)",
+                                   project_id, idempotency_key, request_digest,
+                                   json.dumps(response), created)
+        return AppendResult(events, last_seq, response)
+
+    async def events_since(self, project_id: str, since_seq: int, limit: int,
+                           prefixes: tuple[str, ...] = ()) -> tuple[list[Event], int, bool]:
+        where, args = prefix_clause(prefixes, 4)
+        rows = await self.pool.fetch(
+            "SELECT p.last_seq, e.seq, e.path, e.op, e.hash, e.size, e.mtime, e.created_at"
+            " FROM projects p LEFT JOIN LATERAL (SELECT * FROM events"
+            f" WHERE project_id = p.id AND seq > $2{where} ORDER BY seq LIMIT $3) e ON true"
+            " WHERE p.id = $1 ORDER BY e.seq", project_id, since_seq, limit + 1, *args)
+        if not rows:
+            return [], 0, False
+        events = [Event(project_id, r["seq"], Change(r["path"], r["op"], r["hash"], r["size"],
+                                                     r["mtime"]), r["created_at"])
+                  for r in rows if r["seq"] is not None]
+        return events[:limit], rows[0]["last_seq"], len(events) > limit
+
+    async def last_seq(self, project_id: str) -> int:
+        value = await self.pool.fetchval("SELECT last_seq FROM projects WHERE id = $1", project_id)
+        return value or 0
+
+    async def files(self, project_id: str,
+                    prefixes: tuple[str, ...] = ()) -> tuple[list[FileEntry], int]:
+        where, args = prefix_clause(prefixes, 2)
+        rows = await self.pool.fetch(
+            "SELECT p.last_seq, f.path, f.hash, f.size, f.mtime, f.seq"
+            " FROM projects p LEFT JOIN LATERAL (SELECT * FROM files"
+            f" WHERE project_id = p.id{where}) f ON true WHERE p.id = $1 ORDER BY f.path",
+            project_id, *args)
+        if not rows:
+            return [], 0
+        files = [FileEntry(r["path"], r["hash"], r["size"], r["mtime"], r["seq"])
+                 for r in rows if r["path"] is not None]
+        return files, rows[0]["last_seq"]
