@@ -40,7 +40,23 @@ def scratch_database() -> str | None:
     name = "vidsync_test_" + uuid.uuid4().hex[:12]
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    SCRATCH_DATABASES.append(name)
     return base.rsplit("/", 1)[0] + "/" + name
+
+
+# Scratch databases this run created, dropped when it ends.
+SCRATCH_DATABASES: list[str] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this run's scratch databases (FORCE: a server killed by a failing test may linger)."""
+    if not SCRATCH_DATABASES:
+        return
+    import psycopg
+
+    with psycopg.connect(os.environ["VIDSYNC_TEST_DATABASE"], autocommit=True) as conn:
+        for name in SCRATCH_DATABASES:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class ServerProcess:
