@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: setup web serve test lint
+.PHONY: setup web serve test test-pg lint
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,5 +24,14 @@ serve: setup
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
 
-test: setup lint
+test: setup lint test-pg
 	$(PY) -m pytest -q
+
+# The server's suites a second time on PostgreSQL: each test server gets a scratch database there,
+# dropped when the run ends. .ci/run starts PostgreSQL if it is down.
+PG_TEST_URL ?= postgresql://127.0.0.1:5432/test
+PG_SUITES = $(wildcard tests/server tests/content)
+
+test-pg: setup
+	@pg_isready -q -d $(PG_TEST_URL) || { echo "test-pg: no PostgreSQL at $(PG_TEST_URL)"; exit 1; }
+	VIDSYNC_TEST_DATABASE=$(PG_TEST_URL) $(PY) -m pytest -q $(PG_SUITES)
