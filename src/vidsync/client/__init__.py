@@ -1,0 +1,27 @@
+"""The Python SDK for a Vidsync server, used by the agents (``vidsync share`` / ``vidsync join``).
+
+    async with Client("http://127.0.0.1:5000", token) as c:
+        result = await c.upload_file(project_id, "clips/a.mov")      # only missing blocks
+        await c.post_changes(project_id, [{"path": "clips/a.mov", "op": "create",
+                                           "hash": result.hash, "size": result.size}])
+        async for event in c.follow(project_id, since_seq=0):        # exactly once, in order
+            ...
+"""
+
+from vidsync.client.api import Client
+from vidsync.client.errors import (
+    ApiError,
+    ClientError,
+    ContentMismatch,
+    ProjectRemoved,
+    ServerUnreachable,
+)
+from vidsync.client.follow import ConnectionState, Follower
+from vidsync.client.transfer import DownloadResult, UploadResult
+from vidsync.content.blocks import BlockRef, Manifest, block_size_for, split_file
+
+__all__ = [
+    "ApiError", "BlockRef", "Client", "ClientError", "ConnectionState", "ContentMismatch",
+    "DownloadResult", "Follower", "Manifest", "ProjectRemoved", "ServerUnreachable", "UploadResult",
+    "block_size_for", "split_file",
+]

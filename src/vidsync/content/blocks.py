@@ -1,0 +1,133 @@
+"""Blocks and manifests: a file is the concatenation of its blocks, each addressed by SHA-256.
+
+The block size is chosen per file like Syncthing's, so a file of any size has at most
+``MAX_BLOCKS_PER_FILE`` blocks (a manifest stays small) while small files keep small blocks (an edit
+re-sends little). Splitting streams the file: a multi-GB file is never held in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+MIN_BLOCK_SIZE = 128 * 1024
+MAX_BLOCK_SIZE = 16 * 1024 * 1024
+MAX_BLOCKS_PER_FILE = 2000
+# sha256 of b"": the hash of every empty file.
+EMPTY_HASH = hashlib.sha256(b"").hexdigest()
+HASH_RE = re.compile(r"[0-9a-f]{64}")
+# Reads while hashing: big enough to keep syscalls rare, small enough to stream.
+READ_CHUNK = 1024 * 1024
+
+
+def block_size_for(size: int) -> int:
+    """The smallest power of two from 128 KiB to 16 MiB that cuts ``size`` bytes into at most 2000
+    blocks (16 MiB past 32 GiB, where files get more than 2000 blocks)."""
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    block = MIN_BLOCK_SIZE
+    while block < MAX_BLOCK_SIZE and -(-size // block) > MAX_BLOCKS_PER_FILE:
+        block *= 2
+    return block
+
+
+def is_hash(value: object) -> bool:
+    return isinstance(value, str) and HASH_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    """One block of a file: its SHA-256, its length, and where it starts in the file."""
+
+    hash: str
+    size: int
+    offset: int = 0
+
+    def to_json(self) -> dict:
+        return {"hash": self.hash, "size": self.size}
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A file as its blocks, in order: ``hash`` is the whole file's SHA-256, ``size`` its length."""
+
+    hash: str
+    size: int
+    blocks: tuple[BlockRef, ...]
+
+    def to_json(self) -> dict:
+        return {"hash": self.hash, "size": self.size, "blocks": [b.to_json() for b in self.blocks]}
+
+    @classmethod
+    def from_json(cls, raw: object) -> Manifest:
+        """Parse ``{hash, size, blocks: [{hash, size}]}``; ``ValueError`` says what is wrong.
+
+        Checks the shape only (block sizes add up to ``size``, none above ``MAX_BLOCK_SIZE``); that
+        the blocks exist and hash to ``hash`` is the server's job when it stores the manifest."""
+        if not isinstance(raw, dict):
+            raise ValueError("a manifest must be an object")
+        digest, size, blocks = raw.get("hash"), raw.get("size"), raw.get("blocks")
+        if not is_hash(digest):
+            raise ValueError("'hash' must be 64 lowercase hex digits")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError("'size' must be a non-negative integer")
+        if not isinstance(blocks, list):
+            raise ValueError("'blocks' must be an array")
+        if len(blocks) > max(MAX_BLOCKS_PER_FILE, -(-size // MIN_BLOCK_SIZE)):
+            raise ValueError("too many blocks for the file's size")
+        refs, offset = [], 0
+        for i, b in enumerate(blocks):
+            if not isinstance(b, dict) or not is_hash(b.get("hash")):
+                raise ValueError(f"blocks[{i}]: 'hash' must be 64 lowercase hex digits")
+            bsize = b.get("size")
+            if isinstance(bsize, bool) or not isinstance(bsize, int) \
+                    or not 0 < bsize <= MAX_BLOCK_SIZE:
+                raise ValueError(f"blocks[{i}]: 'size' must be an integer from 1 to {MAX_BLOCK_SIZE}")
+            refs.append(BlockRef(b["hash"], bsize, offset))
+            offset += bsize
+        if offset != size:
+            raise ValueError(f"the blocks add up to {offset} bytes, not 'size' ({size})")
+        if size == 0 and digest != EMPTY_HASH:
+            raise ValueError("an empty file's hash is the SHA-256 of no bytes")
+        return cls(digest, size, tuple(refs))
+
+
+def iter_blocks(path: str | os.PathLike, block_size: int | None = None) -> Iterator[tuple[BlockRef, bytes]]:
+    """Each block of the file at ``path`` with its bytes, read one block at a time.
+
+    ``block_size`` defaults to ``block_size_for`` the file's size when it is opened."""
+    with open(path, "rb") as f:
+        if block_size is None:
+            block_size = block_size_for(os.fstat(f.fileno()).st_size)
+        offset = 0
+        while data := f.read(block_size):
+            yield BlockRef(hashlib.sha256(data).hexdigest(), len(data), offset), data
+            offset += len(data)
+
+
+def split_file(path: str | os.PathLike) -> Manifest:
+    """Hash the file at ``path`` into its manifest, streaming (memory: one block).
+
+    The size is what was read, not what ``stat`` said before: a file that grows or shrinks while
+    it is read gets a manifest that matches the bytes that were hashed."""
+    whole = hashlib.sha256()
+    refs = []
+    for ref, data in iter_blocks(path):
+        whole.update(data)
+        refs.append(ref)
+    size = sum(r.size for r in refs)
+    return Manifest(whole.hexdigest(), size, tuple(refs))
+
+
+def read_block(path: str | os.PathLike, ref: BlockRef) -> bytes | None:
+    """The block's bytes read back from the file, or None if they no longer hash to ``ref.hash``
+    (the file changed since it was split)."""
+    with open(path, "rb") as f:
+        f.seek(ref.offset)
+        data = f.read(ref.size)
+    if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.hash:
+        return None
+    return data
