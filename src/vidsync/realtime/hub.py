@@ -161,6 +161,12 @@ class Hub:
             sub.session.send(packet)
         return len(ended)
 
+    def positions(self) -> dict[str, int]:
+        """Each channel's last delivered seq, where known: what a backplane checks against the
+        store after it may have lost messages (``publish`` fills a hole only once a later event
+        arrives, so lost last events would otherwise wait for the next post)."""
+        return {pid: ch.last_seq for pid, ch in self.channels.items() if ch.last_seq is not None}
+
     def subscription_count(self) -> int:
         return sum(len(ch.subs) for ch in self.channels.values())
 

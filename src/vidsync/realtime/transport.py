@@ -62,6 +62,8 @@ class RealtimeServer:
         self.config = config
         self.sessions: dict[str, Session] = {}
         self._heartbeat: asyncio.Task | None = None
+        # Told of every closed session (e.g. to count slow consumers dropped).
+        self.on_session_closed: list[Callable[[Session], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -99,6 +101,8 @@ class RealtimeServer:
     def _session_closed(self, session: Session) -> None:
         self.sessions.pop(session.sid, None)
         self.hub.drop_session(session)
+        for hook in self.on_session_closed:
+            hook(session)
 
     def sessions_of_token(self, token_hash: str) -> list[Session]:
         return [s for s in self.sessions.values() if s.token_hash == token_hash]

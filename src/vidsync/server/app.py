@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -19,11 +20,14 @@ from vidsync.changes import Change
 from vidsync.errors import ApiError
 from vidsync.realtime.hub import Hub
 from vidsync.realtime.transport import RealtimeServer
-from vidsync.server import auth, events, openapi, projects, static
+from vidsync.server import auth, events, health, metrics, openapi, projects, static
 from vidsync.server.config import ServerConfig
 from vidsync.server.events import LogWaiters
 from vidsync.server.http import SERVICES, json_response
 from vidsync.store import Event, Store, open_store
+
+if TYPE_CHECKING:
+    from vidsync.realtime.backplane import RedisBackplane
 
 log = logging.getLogger("vidsync.server")
 
@@ -42,6 +46,10 @@ class Services:
     change_checks: list[ChangeCheck] = field(default_factory=list)
     # Called with every batch this node commits (e.g. to publish it to other nodes).
     on_commit: list[Callable[[str, list[Event]], None]] = field(default_factory=list)
+    # Called with every action other nodes must repeat: (method name, its keyword arguments).
+    on_control: list[Callable[[str, dict], None]] = field(default_factory=list)
+    # The link to other nodes, when configured (--redis); /readyz reports its health.
+    backplane: RedisBackplane | None = None
 
     def committed(self, project_id: str, batch: list[Event], committed_at: float) -> None:
         """Events are durable: fan them out here and to anyone else who listens."""
@@ -53,6 +61,21 @@ class Services:
         """Hand committed events (from this node or another) to local subscribers."""
         self.hub.publish(project_id, batch, committed_at)
         self.waiters.wake(project_id)
+
+    def end_subscriptions(self, project_id: str, reason: str, user_id: str | None = None) -> None:
+        """End a member's (or everyone's) subscriptions to a project, on every node."""
+        self.hub.end_subscriptions(project_id, reason, user_id)
+        self._control("end_subscriptions",
+                      {"project_id": project_id, "reason": reason, "user_id": user_id})
+
+    def disconnect_token(self, token_hash: str) -> None:
+        """Disconnect a revoked token's sockets, on every node."""
+        self.realtime.disconnect_token(token_hash)
+        self._control("disconnect_token", {"token_hash": token_hash})
+
+    def _control(self, kind: str, args: dict) -> None:
+        for hook in self.on_control:
+            hook(kind, args)
 
 
 def origin_checker(config: ServerConfig) -> Callable[[web.Request], bool]:
@@ -145,6 +168,13 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     openapi.add_routes(app)
     app.router.add_route("*", "/socket.io/", realtime.handle)
     app.router.add_get("/healthz", healthz)
+    health.add_routes(app)
+    metrics.install(app, svc)
+    if config.redis:
+        from vidsync.realtime.backplane import RedisBackplane  # redis is an optional dependency
+
+        svc.backplane = RedisBackplane(config.redis, svc)
+        svc.backplane.install(app)
     static.add_routes(app)
 
     async def on_startup(app: web.Application) -> None:

@@ -135,7 +135,7 @@ async def logout(request: web.Request) -> web.Response:
     svc = services(request)
     digest = request["token_hash"]
     await svc.store.revoke_token(digest)
-    svc.realtime.disconnect_token(digest)
+    svc.disconnect_token(digest)
     return web.Response(status=204)
 
 

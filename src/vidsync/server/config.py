@@ -16,6 +16,8 @@ class ServerConfig:
     # A file path / sqlite:///path (default: <data_dir>/vidsync.db) or postgresql://...
     database: str | None = None
     redis: str | None = None
+    # When set, /metrics wants it as a bearer token; otherwise keep /metrics off the public proxy.
+    metrics_token: str | None = None
     # Browser origins allowed besides the server's own; never a wildcard.
     allowed_origins: tuple[str, ...] = ()
     token_ttl_s: int = 30 * 24 * 3600

@@ -65,6 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "where registrations count too")
     p.add_argument("--login-window", type=float, default=float(env("VIDSYNC_LOGIN_WINDOW", "300")),
                    help="seconds of the login rate-limit window")
+    p.add_argument("--metrics-token", default=env("VIDSYNC_METRICS_TOKEN"),
+                   help="bearer token /metrics requires (prefer the VIDSYNC_METRICS_TOKEN "
+                   "variable: a command line is visible to other users)")
     p.add_argument("--log-level", default=env("VIDSYNC_LOG_LEVEL", "info"))
     p.set_defaults(func=serve)
 
@@ -79,6 +82,7 @@ def serve(args: argparse.Namespace) -> None:
         host=args.host, port=args.port, data_dir=args.data_dir, database=args.database,
         redis=args.redis, allowed_origins=origins, token_ttl_s=args.token_ttl,
         login_attempts=args.login_attempts, login_window_s=args.login_window,
+        metrics_token=args.metrics_token,
         realtime=RealtimeConfig(ping_interval_s=args.ping_interval,
                                 ping_timeout_s=args.ping_timeout, max_buffer=args.max_buffer,
                                 websocket=not args.no_websocket))

@@ -91,7 +91,7 @@ async def delete_project(request: web.Request) -> web.Response:
     await require_role(request, project_id, owner=True)
     svc = services(request)
     await svc.store.delete_project(project_id)
-    svc.hub.end_subscriptions(project_id, "project deleted")
+    svc.end_subscriptions(project_id, "project deleted")
     return web.Response(status=204)
 
 
@@ -154,7 +154,7 @@ async def remove_member(request: web.Request) -> web.Response:
     svc = services(request)
     if not await svc.store.remove_member(project_id, member_id):
         raise not_found("no such member in this project")
-    svc.hub.end_subscriptions(project_id, "removed from project", user_id=member_id)
+    svc.end_subscriptions(project_id, "removed from project", user_id=member_id)
     return web.Response(status=204)
 
 
