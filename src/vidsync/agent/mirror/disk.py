@@ -1,0 +1,149 @@
+"""Looking at and changing one path of a mirror on disk, through descriptors opened from its root.
+
+Every function takes a path already checked by ``PathPolicy`` and reaches it with ``open_parent``,
+so no operation here follows a symlink out of the mirror. The functions block (they hash, fsync,
+rename): callers run them on a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+
+from vidsync.agent.mirror.safepath import open_parent
+from vidsync.agent.mirror.state import LocalFile
+
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What is at a path: nothing (``st`` None), a regular file, or something else."""
+
+    st: os.stat_result | None
+
+    @property
+    def absent(self) -> bool:
+        return self.st is None
+
+    @property
+    def regular(self) -> bool:
+        return self.st is not None and stat.S_ISREG(self.st.st_mode)
+
+    def same_as(self, other: Seen) -> bool:
+        if self.st is None or other.st is None:
+            return self.st is other.st
+        return _sig(self.st) == _sig(other.st)
+
+
+def _sig(st: os.stat_result) -> tuple:
+    return st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def look(root_fd: int, path: str) -> Seen:
+    """Stat ``path`` without following a symlink (at the end or on the way)."""
+    with open_parent(root_fd, path, create=False) as parent:
+        if parent is None:
+            return Seen(None)
+        try:
+            return Seen(os.stat(_name(path), dir_fd=parent, follow_symlinks=False))
+        except FileNotFoundError:
+            return Seen(None)
+
+
+def hash_file(root_fd: int, path: str) -> str | None:
+    """SHA-256 of the regular file at ``path``; None if it is gone or is not a regular file."""
+    with open_parent(root_fd, path, create=False) as parent:
+        if parent is None:
+            return None
+        try:
+            fd = os.open(_name(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ELOOP, errno.EISDIR):
+                return None
+            raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def hash_path(file_path: str) -> str:
+    with open(file_path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def finish_temp(tmp_path: str, mtime_ms: int | None) -> None:
+    """Make the downloaded temp file durable before it is renamed into place."""
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if mtime_ms is not None:
+            os.utime(fd, ns=(mtime_ms * 1_000_000, mtime_ms * 1_000_000))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def install(root_fd: int, tmp_dir_fd: int, tmp_name: str, path: str, digest: str) -> LocalFile:
+    """Rename the finished temp file over ``path`` (making its folders) and fsync the folder:
+    after a crash the path holds either the old file or the whole new one."""
+    with open_parent(root_fd, path, create=True) as parent:
+        assert parent is not None
+        name = _name(path)
+        try:
+            os.rename(tmp_name, name, src_dir_fd=tmp_dir_fd, dst_dir_fd=parent)
+        except IsADirectoryError:
+            raise FileExistsError(errno.EISDIR, f"a folder is in the way of {path!r}") from None
+        os.fsync(parent)
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    return LocalFile(path, digest, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def adopt(path: str, digest: str, seen: Seen) -> LocalFile:
+    """The record for a file found on disk that already holds the owner's content."""
+    assert seen.st is not None
+    return LocalFile(path, digest, seen.st.st_size, seen.st.st_mtime_ns, seen.st.st_ino)
+
+
+def remove(root_fd: int, path: str) -> None:
+    """Delete the file at ``path``, then the folders it leaves empty (the owner's side only
+    tracks files, so an emptied folder there is gone too)."""
+    segments = path.split("/")
+    with open_parent(root_fd, path, create=False) as parent:
+        if parent is None:
+            return
+        try:
+            os.unlink(segments[-1], dir_fd=parent)
+        except FileNotFoundError:
+            return
+        os.fsync(parent)
+    for depth in range(len(segments) - 1, 0, -1):
+        folder = "/".join(segments[:depth])
+        with open_parent(root_fd, folder, create=False) as parent:
+            if parent is None:
+                return
+            try:
+                os.rmdir(segments[depth - 1], dir_fd=parent)
+            except OSError:
+                return  # not empty (or not a folder): stop climbing
+            os.fsync(parent)
+
+
+def move_aside(root_fd: int, path: str, trash_fd: int, trash_name: str) -> bool:
+    """Move whatever is at ``path`` (a file, a symlink, a folder) into the trash folder."""
+    with open_parent(root_fd, path, create=False) as parent:
+        if parent is None:
+            return False
+        try:
+            os.rename(_name(path), trash_name, src_dir_fd=parent, dst_dir_fd=trash_fd)
+        except FileNotFoundError:
+            return False
+        os.fsync(parent)
+        return True
+
+
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]

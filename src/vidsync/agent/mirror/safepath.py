@@ -1,0 +1,123 @@
+"""Where a path from the network may be written in a mirror, checked again on this machine.
+
+The server validates every path (``vidsync.changes.normalize_path``); the agent checks again because
+a server can be wrong or hostile. On top of the shared rules it refuses what only the local
+filesystem can tell: a name longer than it holds, a name Windows reserves, and, on a
+case-insensitive filesystem, a name that differs only in case from one already mirrored.
+
+Writes then go through directory file descriptors opened with ``O_NOFOLLOW`` from the mirror's root
+down (``open_parent``): a parent that is a symlink is refused at the moment of use, so a symlink
+swapped in after a check still cannot redirect a write outside the mirror.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from vidsync.changes import RESERVED_DIR, normalize_path
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+# Names Windows cannot hold whatever the directory (matters when the mirror lives on Windows).
+_WINDOWS_RESERVED = re.compile(r"(?i)^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$")
+_WINDOWS_BAD_CHARS = set('<>:"|?*')
+
+
+class UnsafePath(ValueError):
+    """A path the mirror refuses to write: it is reported and skipped, never written."""
+
+
+class PathPolicy:
+    """The local filesystem's rules for the names a mirror may create under ``root``."""
+
+    def __init__(self, root: str, case_insensitive: bool, windows: bool = sys.platform == "win32") -> None:
+        self.root = root
+        self.case_insensitive = case_insensitive
+        self.windows = windows
+        self.name_max = _pathconf(root, "PC_NAME_MAX", 255)
+        self.path_max = _pathconf(root, "PC_PATH_MAX", 4096)
+
+    def check(self, path: object) -> str:
+        """The NFC form of ``path`` if this machine may write it under the root, else ``UnsafePath``."""
+        try:
+            norm = normalize_path(path)
+        except ValueError as e:
+            raise UnsafePath(str(e)) from None
+        if len(os.fsencode(os.path.join(self.root, norm))) >= self.path_max:
+            raise UnsafePath(f"path is longer than this filesystem allows ({self.path_max} bytes)")
+        for segment in norm.split("/"):
+            if len(os.fsencode(segment)) > self.name_max:
+                raise UnsafePath(f"name {segment[:40]!r}... is longer than this filesystem allows")
+            if self.windows and (_WINDOWS_RESERVED.match(segment) or segment[-1] in ". "
+                                 or _WINDOWS_BAD_CHARS.intersection(segment)):
+                raise UnsafePath(f"name {segment!r} cannot be created on Windows")
+        if self.case_insensitive and norm.split("/", 1)[0].casefold() == RESERVED_DIR:
+            raise UnsafePath(f"'{RESERVED_DIR}/' is reserved for the agents' own state")
+        return norm
+
+    def fold(self, path: str) -> str:
+        """The key under which this filesystem stores ``path``: two paths with one key collide."""
+        return path.casefold() if self.case_insensitive else path
+
+
+def _pathconf(root: str, name: str, default: int) -> int:
+    try:
+        return os.pathconf(root, name)
+    except (OSError, ValueError, AttributeError):
+        return default
+
+
+def detect_case_insensitive(probe_dir: str) -> bool:
+    """True if the filesystem holding ``probe_dir`` folds case (macOS and Windows defaults)."""
+    probe = os.path.join(probe_dir, "CaseProbe.tmp")
+    with open(probe, "w"):
+        pass
+    try:
+        return os.path.exists(os.path.join(probe_dir, "caseprobe.tmp"))
+    finally:
+        os.unlink(probe)
+
+
+@contextmanager
+def open_parent(root_fd: int, path: str, create: bool) -> Iterator[int | None]:
+    """A descriptor of the directory that holds ``path`` (already checked), walked from
+    ``root_fd`` one segment at a time without following symlinks. Missing directories are made
+    when ``create``; otherwise None is yielded for a parent that does not exist."""
+    fd = os.dup(root_fd)
+    try:
+        for segment in path.split("/")[:-1]:
+            try:
+                nxt = os.open(segment, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    yield None
+                    return
+                try:
+                    os.mkdir(segment, 0o777, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made meanwhile (or a dangling symlink: the open below refuses it)
+                nxt = _open_dir(segment, fd, path)
+            except OSError as e:
+                raise _refusal(e, segment, path) from None
+            os.close(fd)
+            fd = nxt
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_dir(segment: str, dir_fd: int, path: str) -> int:
+    try:
+        return os.open(segment, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as e:
+        raise _refusal(e, segment, path) from None
+
+
+def _refusal(e: OSError, segment: str, path: str) -> Exception:
+    if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+        return UnsafePath(f"{path!r}: parent {segment!r} is a symlink or not a directory")
+    return e

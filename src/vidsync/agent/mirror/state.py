@@ -1,0 +1,286 @@
+"""The mirror's memory, in ``DIR/.vidsync/mirror.db`` (SQLite): what the owner has, what is on disk.
+
+Two tables carry the sync. ``remote`` is the owner's folder as of ``last_seq``: one row per path,
+a null hash for a deleted file (kept until the local copy is gone). ``local`` is what this agent
+last wrote to each path, with the file's stat so a later change by someone else shows. A path is
+pending while the two differ. Recording an event and moving ``last_seq`` happen in one
+transaction, and applying compares hashes, so an event seen twice, or a restart at any point,
+costs nothing but a comparison: the agent resumes from ``last_seq`` and finishes what is pending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidsync.changes import RESERVED_DIR
+
+DB_NAME = "mirror.db"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS remote (
+  path TEXT PRIMARY KEY, hash TEXT, size INTEGER, mtime INTEGER, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS remote_seq ON remote(seq);
+CREATE TABLE IF NOT EXISTS local (
+  path TEXT PRIMARY KEY, fold TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS local_fold ON local(fold);
+CREATE TABLE IF NOT EXISTS edits (
+  path TEXT PRIMARY KEY, kind TEXT NOT NULL, detected_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS failures (
+  path TEXT PRIMARY KEY, hash TEXT, error TEXT NOT NULL, attempts INTEGER NOT NULL,
+  retry_at REAL NOT NULL);
+"""
+# A failing file is retried after 2, 4, 8 ... seconds, at most this long apart.
+MAX_RETRY_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    path: str
+    hash: str | None  # None: the owner deleted it
+    size: int | None
+    mtime: int | None  # milliseconds, as the owner's agent sent it
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    path: str
+    hash: str
+    size: int
+    mtime_ns: int
+    ino: int
+
+    def matches(self, st: os.stat_result) -> bool:
+        """The file on disk is still the one this agent wrote (same inode, size and mtime)."""
+        return (st.st_ino, st.st_size, st.st_mtime_ns) == (self.ino, self.size, self.mtime_ns)
+
+
+def state_dir(root: str | os.PathLike) -> Path:
+    return Path(root) / RESERVED_DIR
+
+
+def is_mirror(root: str | os.PathLike) -> bool:
+    return (state_dir(root) / DB_NAME).is_file()
+
+
+class MirrorState:
+    """One connection to a mirror's database. Each method is one short transaction."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.dir = state_dir(root)
+        self.dir.mkdir(mode=0o700, exist_ok=True)
+        self.db = sqlite3.connect(self.dir / DB_NAME, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives a killed process; a power cut may lose the last commits, which
+        # only means re-checking a few files: the server's log is the source of truth.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _tx(self) -> _Transaction:
+        """``with state._tx():`` runs the block in one IMMEDIATE transaction."""
+        return _Transaction(self.db)
+
+    # -- settings and progress ----------------------------------------------------------------
+
+    def get(self, key: str, default: object = None) -> object:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def put(self, **values: object) -> None:
+        with self._tx():
+            self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                [(k, json.dumps(v)) for k, v in values.items()])
+
+    @property
+    def last_seq(self) -> int:
+        return int(self.get("last_seq", 0))  # type: ignore[arg-type]
+
+    # -- the owner's side -----------------------------------------------------------------------
+
+    def record_events(self, events: Iterable[dict]) -> list[RemoteFile]:
+        """Take events (``{seq, change}``) into ``remote`` and move ``last_seq``, atomically.
+        Events at or below ``last_seq`` are ignored. Returns the rows that changed."""
+        changed = []
+        with self._tx():
+            last = self.last_seq
+            for event in events:
+                seq, ch = event["seq"], event["change"]
+                if seq <= last:
+                    continue
+                row = RemoteFile(ch["path"], ch.get("hash") if ch["op"] != "delete" else None,
+                                 ch.get("size"), ch.get("mtime"), seq)
+                self._put_remote(row)
+                self.db.execute("DELETE FROM failures WHERE path = ?", (row.path,))
+                changed.append(row)
+                last = seq
+            self._put_meta("last_seq", last)
+        return changed
+
+    def advance_seq(self, seq: int) -> None:
+        """The log moved on with nothing for this mirror (outside its ``--only`` prefixes)."""
+        with self._tx():
+            if seq > self.last_seq:
+                self._put_meta("last_seq", seq)
+
+    def apply_snapshot(self, files: list[dict], seq: int) -> None:
+        """Replace the owner's side with a snapshot taken at ``seq``: every path the snapshot
+        does not name becomes a deletion."""
+        with self._tx():
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS snap (path TEXT PRIMARY KEY)")
+            self.db.execute("DELETE FROM snap")
+            self.db.execute("DELETE FROM failures")
+            for f in files:
+                self._put_remote(RemoteFile(f["path"], f["hash"], f["size"], f.get("mtime"),
+                                            f.get("seq") or seq))
+                self.db.execute("INSERT OR IGNORE INTO snap VALUES (?)", (f["path"],))
+            self.db.execute(
+                "UPDATE remote SET hash = NULL, size = NULL, mtime = NULL, seq = ? "
+                "WHERE hash IS NOT NULL AND path NOT IN (SELECT path FROM snap)", (seq,))
+            self.db.execute(
+                "INSERT OR IGNORE INTO remote (path, seq) SELECT path, ? FROM local "
+                "WHERE path NOT IN (SELECT path FROM snap)", (seq,))
+            self._put_meta("last_seq", seq)
+
+    def _put_remote(self, row: RemoteFile) -> None:
+        self.db.execute("INSERT OR REPLACE INTO remote (path, hash, size, mtime, seq) "
+                        "VALUES (?, ?, ?, ?, ?)", (row.path, row.hash, row.size, row.mtime, row.seq))
+
+    def _put_meta(self, key: str, value: object) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        (key, json.dumps(value)))
+
+    def remote(self, path: str) -> RemoteFile | None:
+        row = self.db.execute("SELECT path, hash, size, mtime, seq FROM remote WHERE path = ?",
+                              (path,)).fetchone()
+        return RemoteFile(*row) if row else None
+
+    # -- what differs ---------------------------------------------------------------------------
+
+    _PENDING = """
+        FROM remote r LEFT JOIN local l ON l.path = r.path
+        WHERE ((r.hash IS NULL AND l.path IS NOT NULL)
+               OR (r.hash IS NOT NULL AND (l.path IS NULL OR l.hash != r.hash)))
+          AND r.path NOT IN (SELECT path FROM edits)"""
+
+    def pending(self, limit: int = 1000) -> list[RemoteFile]:
+        """Paths whose disk copy differs from the owner's, oldest change first; local edits and
+        files waiting out a retry delay are left out."""
+        rows = self.db.execute(
+            "SELECT r.path, r.hash, r.size, r.mtime, r.seq " + self._PENDING +
+            " AND r.path NOT IN (SELECT path FROM failures WHERE retry_at > ?)"
+            " ORDER BY r.seq LIMIT ?", (time.time(), limit)).fetchall()
+        return [RemoteFile(*r) for r in rows]
+
+    def pending_totals(self) -> tuple[int, int]:
+        """(files, bytes) still to download or delete, local edits aside."""
+        n, size = self.db.execute("SELECT count(*), coalesce(sum(r.size), 0) " + self._PENDING
+                                  ).fetchone()
+        return n, size
+
+    def next_retry_at(self) -> float | None:
+        row = self.db.execute("SELECT min(retry_at) FROM failures").fetchone()
+        return row[0]
+
+    # -- this machine's side --------------------------------------------------------------------
+
+    def local(self, path: str) -> LocalFile | None:
+        row = self.db.execute("SELECT path, hash, size, mtime_ns, ino FROM local WHERE path = ?",
+                              (path,)).fetchone()
+        return LocalFile(*row) if row else None
+
+    def locals_folding_to(self, fold: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT path FROM local WHERE fold = ?", (fold,))]
+
+    def local_paths_under(self, folder: str) -> list[str]:
+        """Paths the agent wrote inside ``folder`` (``a/b`` for ``a/b/...``)."""
+        lo = folder + "/"
+        hi = folder + "0"  # '0' is the character after '/': the range holds exactly folder/...
+        return [r[0] for r in self.db.execute(
+            "SELECT path FROM local WHERE path >= ? AND path < ?", (lo, hi))]
+
+    def all_local(self) -> dict[str, LocalFile]:
+        rows = self.db.execute("SELECT path, hash, size, mtime_ns, ino FROM local")
+        return {r[0]: LocalFile(*r) for r in rows}
+
+    def set_local(self, row: LocalFile, fold: str) -> None:
+        """This agent wrote ``row`` (or found the owner's content already there)."""
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO local (path, fold, hash, size, mtime_ns, ino) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (row.path, fold, row.hash, row.size,
+                                                          row.mtime_ns, row.ino))
+            self._settled(row.path)
+
+    def drop_local(self, path: str) -> None:
+        """The file is gone from disk (deleted by this agent, or moved aside by revert)."""
+        with self._tx():
+            self.db.execute("DELETE FROM local WHERE path = ?", (path,))
+            self._settled(path)
+
+    def _settled(self, path: str) -> None:
+        self.db.execute("DELETE FROM failures WHERE path = ?", (path,))
+        self.db.execute("DELETE FROM remote WHERE path = ? AND hash IS NULL AND path NOT IN "
+                        "(SELECT path FROM local)", (path,))
+
+    # -- local edits and failures ---------------------------------------------------------------
+
+    def set_edit(self, path: str, kind: str) -> bool:
+        """Record a local edit; True if it is new (so it is reported once)."""
+        with self._tx():
+            row = self.db.execute("SELECT kind FROM edits WHERE path = ?", (path,)).fetchone()
+            if row is not None and row[0] == kind:
+                return False
+            self.db.execute("INSERT OR REPLACE INTO edits (path, kind, detected_at) VALUES (?, ?, ?)",
+                            (path, kind, time.time()))
+            return True
+
+    def clear_edit(self, path: str) -> bool:
+        """Forget a local edit; True if there was one."""
+        with self._tx():
+            return self.db.execute("DELETE FROM edits WHERE path = ?", (path,)).rowcount > 0
+
+    def edits(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT path, kind FROM edits ORDER BY path"))
+
+    def fail(self, path: str, digest: str | None, error: str, permanent: bool = False) -> int:
+        """Note a failed apply and when to try again (a permanent failure: only once the owner
+        changes the file again); returns the number of attempts so far."""
+        with self._tx():
+            row = self.db.execute("SELECT attempts, hash FROM failures WHERE path = ?",
+                                  (path,)).fetchone()
+            attempts = (row[0] if row and row[1] == digest else 0) + 1
+            delay = float("inf") if permanent else min(MAX_RETRY_S, 2.0 ** attempts)
+            self.db.execute("INSERT OR REPLACE INTO failures (path, hash, error, attempts, retry_at) "
+                            "VALUES (?, ?, ?, ?, ?)", (path, digest, error, attempts,
+                                                       time.time() + delay))
+            return attempts
+
+    def failures(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT path, error FROM failures ORDER BY path"))
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); nested uses join the outer one."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if self.outer:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
