@@ -1,0 +1,111 @@
+"""Helpers for the server tests: error checks, log paging, polling, and a recording Socket.IO client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import socketio
+from conftest import Api
+
+
+def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict:
+    """``r`` is the API's error shape with this status (and code); returns the error object."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    err = r.json()["error"]
+    assert isinstance(err["code"], str) and isinstance(err["message"], str) and err["message"]
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
+def all_events(api: Api, token: str, project_id: str, since_seq: int = 0, **params: Any) -> list[dict]:
+    """Every event after ``since_seq``, following ``has_more`` page by page."""
+    out: list[dict] = []
+    while True:
+        r = api.get(f"/api/projects/{project_id}/events", token=token,
+                    params={"since_seq": since_seq, "limit": 1000, **params})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        out += body["events"]
+        if not body["has_more"]:
+            return out
+        since_seq = body["events"][-1]["seq"]
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Listener:
+    """A python-socketio client that records every server event with the time it arrived."""
+
+    def __init__(self, url: str, token: str | None, transports: list[str] | None = None,
+                 connect: bool = True) -> None:
+        self.url = url
+        self.token = token
+        self.transports = transports
+        self.sio = socketio.Client(reconnection=False)
+        self.received: list[tuple[str, Any, float]] = []
+        self.connect_errors: list[Any] = []
+        self.disconnects: list[str] = []
+        self._lock = threading.Lock()
+        self.sio.on("*", self._on_any)
+        self.sio.on("connect_error", self.connect_errors.append)
+        self.sio.on("disconnect", self.disconnects.append)
+        if connect:
+            self.connect()
+
+    def connect(self) -> None:
+        auth = {"token": self.token} if self.token is not None else None
+        self.sio.connect(self.url, auth=auth, transports=self.transports, wait_timeout=10)
+
+    def _on_any(self, name: str, data: Any = None) -> None:
+        with self._lock:
+            self.received.append((name, data, time.monotonic()))
+
+    def call(self, event: str, data: Any) -> Any:
+        return self.sio.call(event, data, timeout=10)
+
+    def subscribe(self, arg: Any) -> dict:
+        return self.call("subscribe:project", arg)
+
+    def named(self, name: str) -> list[Any]:
+        with self._lock:
+            return [d for n, d, _ in self.received if n == name]
+
+    def seqs(self, project_id: str | None = None) -> list[int]:
+        """Seqs of every event delivered, from ``project:event`` and ``project:events`` alike."""
+        out = []
+        with self._lock:
+            for name, data, _ in self.received:
+                if project_id is not None and isinstance(data, dict) \
+                        and data.get("project_id") != project_id:
+                    continue
+                if name == "project:event":
+                    out.append(data["seq"])
+                elif name == "project:events":
+                    out += [e["seq"] for e in data["events"]]
+        return out
+
+    def wait_seqs(self, count: int, project_id: str | None = None, timeout: float = 10) -> list[int]:
+        wait_until(lambda: len(self.seqs(project_id)) >= count, timeout,
+                   f"{count} events (have {len(self.seqs(project_id))})")
+        return self.seqs(project_id)
+
+    def close(self) -> None:
+        if self.sio.connected:
+            self.sio.disconnect()
+        elif self.sio.eio.state == "connected":
+            self.sio.eio.disconnect(abort=True)
