@@ -30,9 +30,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def scratch_database() -> str | None:
-    """A new empty database on the configured PostgreSQL server, or None for SQLite."""
-    base = os.environ.get("VIDSYNC_TEST_DATABASE", "")
+def scratch_database(base: str | None = None) -> str | None:
+    """A new empty database on the configured PostgreSQL server (or the one ``base`` names), or
+    None for SQLite."""
+    base = base or os.environ.get("VIDSYNC_TEST_DATABASE", "")
     if not base.startswith("postgres"):
         return None
     import psycopg  # only needed for the PostgreSQL run
@@ -40,12 +41,12 @@ def scratch_database() -> str | None:
     name = "vidsync_test_" + uuid.uuid4().hex[:12]
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    SCRATCH_DATABASES.append(name)
+    SCRATCH_DATABASES.append((base, name))
     return base.rsplit("/", 1)[0] + "/" + name
 
 
-# Scratch databases this run created, dropped when it ends.
-SCRATCH_DATABASES: list[str] = []
+# Scratch databases this run created, as (server URL, name), dropped when it ends.
+SCRATCH_DATABASES: list[tuple[str, str]] = []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -54,8 +55,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     import psycopg
 
-    with psycopg.connect(os.environ["VIDSYNC_TEST_DATABASE"], autocommit=True) as conn:
-        for name in SCRATCH_DATABASES:
+    for base, name in SCRATCH_DATABASES:
+        with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
