@@ -54,12 +54,13 @@ def normalize_path(path: object) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
         raise ValueError("path contains a control character")
     try:
-        encoded = path.encode("utf-8")
+        path.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("path is not valid UTF-8") from None
-    if len(encoded) > MAX_PATH_BYTES:
-        raise ValueError(f"path is longer than {MAX_PATH_BYTES} bytes")
+    # The limit is on the path as stored: NFC can lengthen a path (composition exclusions).
     path = unicodedata.normalize("NFC", path)
+    if len(path.encode("utf-8")) > MAX_PATH_BYTES:
+        raise ValueError(f"path is longer than {MAX_PATH_BYTES} bytes")
     if path.split("/", 1)[0] == RESERVED_DIR:
         raise ValueError(f"'{RESERVED_DIR}/' is reserved for the agents' own state")
     for segment in path.split("/"):
