@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from vidsync import __version__
+from vidsync.agent import login as agent_login
+from vidsync.agent.share import cli as share_cli
 from vidsync.server import main as server_main
 
 
@@ -13,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vidsync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     server_main.add_parser(sub)
+    agent_login.add_parsers(sub)
+    share_cli.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,207 @@
+"""``vidsync share DIR``: the owner's agent, from the first scan to watching for ever.
+
+Three tasks share one event loop: the watcher (watchfiles) notes which paths moved; the scan loop
+gathers them for one debounce window, updates the index (hashing what settled) and runs the
+periodic full rescan; the syncer sends whatever the index has that the server lacks. They meet
+only in the index (SQLite), so a dead server or a ``kill -9`` loses nothing: on restart the
+difference between the index and the server is sent again, and the outbox's idempotency keys make
+a repeated post a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import watchfiles
+
+from vidsync.agent.config import Credentials
+from vidsync.agent.share.ignore import IGNORE_FILE, IgnoreRules
+from vidsync.agent.share.indexer import Indexer
+from vidsync.agent.share.progress import Bars
+from vidsync.agent.share.state import ShareState, state_dir
+from vidsync.agent.share.sync import Backoff, Fatal, Syncer
+from vidsync.changes import RESERVED_DIR
+from vidsync.client import ApiError, Client, ServerUnreachable
+
+log = logging.getLogger("vidsync.share")
+LOCK_FILE = "share.lock"
+
+
+@dataclass(frozen=True)
+class ShareOptions:
+    name: str | None = None
+    debounce_s: float = 0.5
+    settle_s: float = 1.0
+    rescan_s: float = 600.0
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def lock_folder(root: Path) -> int:
+    """Hold ``DIR/.vidsync/share.lock`` for the agent's life: one agent per folder. The kernel
+    drops the lock when the process dies, even by ``kill -9``."""
+    state_dir(root).mkdir(exist_ok=True)
+    fd = os.open(state_dir(root) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(f"another 'vidsync share' is already running for {root}") from None
+    return fd
+
+
+async def ensure_project(client: Client, state: ShareState, creds: Credentials, root: Path,
+                         name: str | None) -> str:
+    """The folder's project: the one recorded in its state, else a new one (recorded at once)."""
+    server = state.get("server")
+    project_id = state.get("project_id")
+    if project_id and server == creds.server:
+        return str(project_id)
+    if project_id:
+        raise Fatal(f"{root} is shared with project {project_id} on {server}; remove "
+                    f"{state_dir(root)} to share it on {creds.server} instead")
+    backoff = Backoff()
+    while True:
+        try:
+            project = await client.create_project(name or root.name or "shared folder")
+            break
+        except ServerUnreachable as e:
+            delay = backoff.next()
+            log.warning("cannot reach %s (%s); retrying in %.1f s", creds.server, e, delay)
+            await asyncio.sleep(delay)
+        except ApiError as e:
+            raise Fatal(f"cannot create the project: {e}") from e
+    state.set(project_id=project["id"], server=creds.server, project_name=project["name"])
+    log.info("created project %r (%s)", project["name"], project["id"])
+    return project["id"]
+
+
+class ShareAgent:
+    def __init__(self, root: Path, creds: Credentials, options: ShareOptions) -> None:
+        self.root = root
+        self.creds = creds
+        self.options = options
+        self.state = ShareState(root)
+        self.rules = IgnoreRules(root)
+        self.indexer = Indexer(root, self.state, self.rules, options.settle_s)
+        self.bars = Bars()
+        self.dirty: set[str] = set()
+        self.dirty_event = asyncio.Event()
+        self.stop = asyncio.Event()
+
+    def mark(self, fspaths: set[str]) -> None:
+        self.dirty |= fspaths
+        self.dirty_event.set()
+
+    async def run(self) -> None:
+        async with Client(self.creds.server, self.creds.token) as client:
+            project_id = await ensure_project(client, self.state, self.creds, self.root,
+                                              self.options.name)
+            self.state.set(pid=os.getpid(), started_at=time.time(), uploads=[])
+            syncer = Syncer(client, project_id, self.state, self.bars,
+                            on_stale=lambda p: self.mark({p}))
+            tasks = [asyncio.create_task(self._watch(), name="watch")]
+            await self._first_scan()
+            syncer.wake.set()
+            tasks += [asyncio.create_task(syncer.run(), name="sync"),
+                      asyncio.create_task(self._scan_loop(syncer), name="scan"),
+                      asyncio.create_task(self.stop.wait(), name="stop")]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()
+
+    async def _first_scan(self) -> None:
+        started = time.monotonic()
+        self.bars.start("hashing", 0)
+        if self.bars.enabled:
+            self.indexer.on_hash_bytes = self.bars.advance
+        try:
+            await self.indexer.rescan()
+        finally:
+            self.bars.stop()
+            self.indexer.on_hash_bytes = None
+        log.info("scanned %s: %d file(s) indexed, %d MB hashed in %.1f s", self.root,
+                 len(self.state.local_paths()), self.indexer.hashed_bytes // 10**6,
+                 time.monotonic() - started)
+
+    async def _watch(self) -> None:
+        root = str(self.root)
+
+        def keep(_: watchfiles.Change, path: str) -> bool:
+            rel = os.path.relpath(path, root)
+            return rel != RESERVED_DIR and not rel.startswith(RESERVED_DIR + os.sep)
+
+        async for changes in watchfiles.awatch(
+                self.root, watch_filter=keep, debounce=max(50, int(self.options.debounce_s * 1000)),
+                step=50, stop_event=self.stop, ignore_permission_denied=True):
+            self.mark(_relative(root, {p for _, p in changes}))
+
+    async def _scan_loop(self, syncer: Syncer) -> None:
+        next_rescan = time.monotonic() + self.options.rescan_s
+        while True:
+            deadline = min(next_rescan, self.indexer.next_recheck() or next_rescan)
+            try:
+                await asyncio.wait_for(self.dirty_event.wait(),
+                                       max(0.0, deadline - time.monotonic()))
+                # One debounce window: whatever else moves meanwhile joins the same batch.
+                await asyncio.sleep(self.options.debounce_s)
+            except TimeoutError:
+                pass
+            self.dirty_event.clear()
+            paths, self.dirty = self.dirty, set()
+            if IGNORE_FILE in paths:
+                self.rules.reload()
+                log.info("%s changed: rescanning", IGNORE_FILE)
+                next_rescan = 0.0
+            if "" in paths or time.monotonic() >= next_rescan:
+                changed = await self.indexer.rescan()
+                next_rescan = time.monotonic() + self.options.rescan_s
+            else:
+                changed = await self.indexer.reconcile(paths | self.indexer.due())
+            if changed:
+                syncer.wake.set()
+
+
+def _relative(root: str, paths: set[str]) -> set[str]:
+    """Watch events' absolute paths as ``/``-separated paths relative to the root ("" for it)."""
+    rels = {os.path.relpath(p, root).replace(os.sep, "/") for p in paths}
+    return {"" if r == "." else r for r in rels if not r.startswith("..")}
+
+
+def run_share(root: Path, creds: Credentials, options: ShareOptions) -> None:
+    """Run the agent until SIGINT/SIGTERM (exit quietly) or a fatal error (raised)."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise Fatal(f"{root} is not a directory")
+    lock = lock_folder(root)
+    try:
+        asyncio.run(_main(root, creds, options))
+    finally:
+        os.close(lock)
+
+
+async def _main(root: Path, creds: Credentials, options: ShareOptions) -> None:
+    agent = ShareAgent(root, creds, options)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, agent.stop.set)
+    try:
+        await agent.run()
+    finally:
+        agent.state.set(uploads=[], server_reachable=None)
+        agent.state.close()

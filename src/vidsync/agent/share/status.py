@@ -1,0 +1,66 @@
+"""``share_status(dir)``: what the owner agent of a folder is doing, read from its state alone.
+
+It never calls the server: ``server_reachable`` is what the running agent last saw (None when no
+agent runs), so ``vidsync status`` stays instant and works offline.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+
+from vidsync.agent.share.agent import LOCK_FILE
+from vidsync.agent.share.state import DB_NAME, ShareState, state_dir
+
+
+def agent_running(root: Path) -> bool:
+    """True while a ``vidsync share`` holds the folder's lock."""
+    try:
+        fd = os.open(state_dir(root) / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def share_status(root: str | os.PathLike) -> dict | None:
+    """The folder's sharing state, or None if it was never shared:
+
+    ``{project_id, project_name, server, agent_running, server_reachable, last_error,
+    last_posted_seq, queued_changes, outbox_batches, uploads: [{path, sent, size}],
+    bytes_uploaded, files_uploaded, changes_posted, indexed_files}``
+    """
+    root = Path(root).resolve()
+    if not (state_dir(root) / DB_NAME).exists():
+        return None
+    try:
+        state = ShareState(root, readonly=True)
+    except sqlite3.OperationalError:
+        return None
+    try:
+        running = agent_running(root)
+        return {
+            "project_id": state.get("project_id"),
+            "project_name": state.get("project_name"),
+            "server": state.get("server"),
+            "agent_running": running,
+            "server_reachable": state.get("server_reachable") if running else None,
+            "last_error": state.get("last_error"),
+            "last_posted_seq": state.get("last_posted_seq"),
+            "queued_changes": state.queued_count(),
+            "outbox_batches": len(state.outbox()),
+            "uploads": state.get("uploads", []) if running else [],
+            "bytes_uploaded": int(state.get("bytes_uploaded", 0)),
+            "files_uploaded": int(state.get("files_uploaded", 0)),
+            "changes_posted": int(state.get("changes_posted", 0)),
+            "indexed_files": len(state.local_paths()),
+        }
+    finally:
+        state.close()

@@ -1,0 +1,269 @@
+"""Bring the server up to the local index: upload content, then post the changes, in order.
+
+One pass: (on (re)connect) take the server's ``/files`` as ``remote``; send the outbox; then while
+the index differs from ``remote``: upload the content of the differing files (only blocks the
+server lacks), freeze the changes into outbox batches (at most 1000 changes each, each with a
+fresh idempotency key, stored before the first attempt), and send them. A server that cannot be
+reached, or answers 5xx/429, ends the pass; it is retried with exponential backoff while the
+watcher goes on updating the index, so the next pass sends everything that happened meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+import orjson
+
+from vidsync.agent.share.progress import LARGE_TRANSFER, Bars
+from vidsync.agent.share.state import OutboxBatch, Pending, ShareState
+from vidsync.changes import MAX_CHANGES_PER_BATCH
+from vidsync.client import ApiError, Client, ContentMismatch, ServerUnreachable
+
+log = logging.getLogger("vidsync.share")
+
+# The server takes JSON bodies up to 4 MiB; 1000 changes with long paths could pass that.
+MAX_BATCH_JSON = 3 * 1024 * 1024
+# Files uploaded side by side (each also sends several blocks at once, see Client).
+FILE_CONCURRENCY = 4
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+# How often "uploads in progress" is written to the state for ``vidsync status``.
+PROGRESS_EVERY_S = 0.5
+
+
+class Retry(Exception):
+    """The server is unreachable or overloaded: try the pass again later."""
+
+
+class Fatal(Exception):
+    """The agent cannot go on without the user (token revoked, project deleted, not the owner)."""
+
+
+def _classify(e: ApiError, what: str) -> Exception:
+    if e.status >= 500 or e.status == 429:
+        return Retry(f"{what}: {e}")
+    if e.status == 401:
+        return Fatal("the server rejected the token: run 'vidsync login' again")
+    if e.status in (403, 404):
+        return Fatal(f"{what}: {e.message} (was the project deleted, or is this not your project?)")
+    return e
+
+
+def split_batches(changes: list[dict]) -> list[list[dict]]:
+    """Cut a run of changes into postable batches, keeping their order."""
+    batches: list[list[dict]] = []
+    current: list[dict] = []
+    size = 0
+    for c in changes:
+        n = len(orjson.dumps(c)) + 1
+        if current and (len(current) >= MAX_CHANGES_PER_BATCH or size + n > MAX_BATCH_JSON):
+            batches.append(current)
+            current, size = [], 0
+        current.append(c)
+        size += n
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Backoff:
+    """Exponential backoff with full jitter, so many agents do not return in step."""
+
+    def __init__(self) -> None:
+        self.attempt = 0
+
+    def next(self) -> float:
+        ceiling = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** self.attempt)
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Syncer:
+    """The sending half of the agent; ``wake`` asks it for a pass."""
+
+    def __init__(self, client: Client, project_id: str, state: ShareState, bars: Bars,
+                 on_stale: Callable[[str], None]) -> None:
+        self.client = client
+        self.project_id = project_id
+        self.state = state
+        self.bars = bars
+        self.on_stale = on_stale  # a file's bytes no longer match its hash: look at it again
+        self.wake = asyncio.Event()
+        self.connected = False
+        # (path, hash) the server refused for good (e.g. too large); skipped until they change.
+        self.rejected: set[tuple[str, str | None]] = set()
+        self.uploads: dict[str, list[int]] = {}
+        self._progress_written = 0.0
+        self.first_sync = state.get("last_posted_seq") is None
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self.sync_pass()
+                backoff.reset()
+            except (Retry, ServerUnreachable) as e:
+                self.connected = False
+                delay = backoff.next()
+                self.state.set(server_reachable=False, last_error=str(e))
+                log.warning("server unavailable (%s); retrying in %.1f s", e, delay)
+                self._clear_uploads()
+                await asyncio.sleep(delay)
+                self.wake.set()
+
+    async def sync_pass(self) -> None:
+        if not self.connected:
+            try:
+                snapshot = await self.client.files(self.project_id)
+            except ApiError as e:
+                raise _classify(e, "reading the project's files") from e
+            self.state.replace_remote(snapshot["files"])
+            self.connected = True
+            self.state.set(server_reachable=True, last_error=None)
+            log.info("connected: the server has %d files at seq %d", len(snapshot["files"]),
+                     snapshot["seq"])
+        await self._flush()
+        while pending := self.state.pending(self.rejected):
+            ready, stale = await self._upload(pending)
+            if ready:
+                self.state.freeze([(str(uuid.uuid4()), b) for b in split_batches(ready)])
+                await self._flush()
+            if stale or not ready:
+                break  # the indexer re-hashes the stale files and wakes us again
+        self.first_sync = False
+
+    async def _flush(self) -> None:
+        for batch in self.state.outbox():
+            if self.state.reflected(batch):
+                log.info("batch %s is already on the server; not resending", batch.key)
+                self.state.drop(batch.id)
+                continue
+            await self._post(batch)
+
+    async def _post(self, batch: OutboxBatch) -> None:
+        self.state.attempt(batch.id)
+        try:
+            out = await self.client.post_changes(self.project_id, batch.changes, batch.key)
+        except ApiError as e:
+            err = _classify(e, "posting changes")
+            if not isinstance(err, ApiError):
+                raise err from e
+            self._refused(batch, e)
+            return
+        self.state.posted(batch, out["last_seq"])
+        first = out["results"][0]["seq"] if out["results"] else out["last_seq"]
+        log.info("posted %d change(s), seq %d-%d", len(batch.changes), first, out["last_seq"])
+
+    def _refused(self, batch: OutboxBatch, e: ApiError) -> None:
+        """A 4xx for a whole batch: drop it; the next pass re-derives what is still needed."""
+        self.state.drop(batch.id)
+        if e.code in ("content_missing", "idempotency_key_reused"):
+            log.warning("batch refused (%s); sending it again", e)
+            return
+        index = e.details.get("index")
+        bad = [batch.changes[index]] if isinstance(index, int) and 0 <= index < len(
+            batch.changes) else batch.changes
+        for c in bad:
+            self.rejected.add((c["path"], c["hash"]))
+            log.error("the server refused %s %r: %s", c["op"], c["path"], e)
+
+    async def _upload(self, pending: list[Pending]) -> tuple[list[dict], bool]:
+        """Store the content of every create/update; returns the changes that are ready to post
+        (in order) and whether some file changed under us."""
+        files = []
+        for p in pending:
+            if p.change["op"] != "delete":
+                f = self.state.local(p.change["path"])
+                if f is None or f.hash != p.change["hash"]:
+                    return [], True  # the index moved since the plan: plan again
+                files.append(f)
+        total = sum(f.size for f in files)
+        show = self.first_sync or total >= LARGE_TRANSFER
+        if show and total:
+            self.bars.start(f"uploading {len(files)} file(s)", total)
+        failed: set[str] = set()
+        slots = asyncio.Semaphore(FILE_CONCURRENCY)
+
+        async def one(f) -> None:
+            async with slots:
+                if not await self._upload_one(f, show):
+                    failed.add(f.path)
+
+        try:
+            tasks = [asyncio.ensure_future(one(f)) for f in files]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self.bars.stop()
+            self._clear_uploads()
+        ready = [p.change for p in pending if p.change["path"] not in failed]
+        return ready, bool(failed)
+
+    async def _upload_one(self, f, show: bool) -> bool:
+        """Upload one file's missing blocks and its manifest; False if it cannot go out as
+        indexed."""
+        self.uploads[f.path] = [0, f.size]
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            self.uploads[f.path][0] = done
+            if show:
+                self.bars.advance(n)
+            self._write_uploads()
+
+        try:
+            result = await self.client.upload_file(self.project_id, self.state.root / f.fspath,
+                                                   manifest=f.manifest(), on_progress=progress)
+        except (ContentMismatch, OSError) as e:
+            log.info("%r changed while uploading (%s); it will be hashed again", f.path, e)
+            self.state.invalidate(f.path)
+            self.on_stale(f.fspath)
+            return False
+        except ApiError as e:
+            err = _classify(e, f"uploading {f.path!r}")
+            if not isinstance(err, ApiError):
+                raise err from e
+            if e.code == "hash_mismatch":
+                self.state.invalidate(f.path)
+                self.on_stale(f.fspath)
+            else:
+                self.rejected.add((f.path, f.hash))
+                log.error("the server refused the content of %r: %s", f.path, e)
+            return False
+        finally:
+            self.uploads.pop(f.path, None)
+            if show:
+                self.bars.advance(f.size - done)
+        with self.state.tx() as db:
+            for key, amount in (("bytes_uploaded", result.uploaded_bytes),
+                                ("files_uploaded", 1 if result.uploaded_bytes else 0)):
+                db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                           " SET value = CAST(value AS INTEGER) + excluded.value", (key, amount))
+        return True
+
+    def _write_uploads(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._progress_written >= PROGRESS_EVERY_S:
+            self._progress_written = now
+            self.state.set(uploads=[{"path": p, "sent": s, "size": t}
+                                    for p, (s, t) in sorted(self.uploads.items())])
+
+    def _clear_uploads(self) -> None:
+        self.uploads.clear()
+        self._write_uploads(force=True)
