@@ -158,10 +158,11 @@ class ShareAgent:
             try:
                 await asyncio.wait_for(self.dirty_event.wait(),
                                        max(0.0, deadline - time.monotonic()))
-                # One debounce window: whatever else moves meanwhile joins the same batch.
-                await asyncio.sleep(self.options.debounce_s)
             except TimeoutError:
                 pass
+            # One debounce window, opened by the first event or the first file due to settle:
+            # whatever else moves or settles meanwhile joins the same batch.
+            await asyncio.sleep(self.options.debounce_s)
             self.dirty_event.clear()
             paths, self.dirty = self.dirty, set()
             if IGNORE_FILE in paths:

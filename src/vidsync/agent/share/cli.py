@@ -31,6 +31,7 @@ def _positive(value: str) -> float:
 def share(args: argparse.Namespace) -> None:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch at INFO
     try:
         creds = load_credentials()
         run_share(Path(args.dir), creds, ShareOptions(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidsync.agent.share.ignore import IgnoreRules
-from vidsync.changes import normalize_path
+from vidsync.changes import RESERVED_DIR, normalize_path
 
 log = logging.getLogger("vidsync.share")
 
@@ -40,7 +40,9 @@ _warned: set[str] = set()
 
 def server_path(fspath: str) -> str | None:
     """The NFC path for a relative on-disk name, or None (warned once) if the server would refuse
-    it."""
+    it. The agents' own ``.vidsync/`` is skipped without a word."""
+    if fspath.split("/", 1)[0] == RESERVED_DIR:
+        return None
     try:
         return normalize_path(fspath.replace(os.sep, "/"))
     except ValueError as e:
