@@ -1,0 +1,102 @@
+"""Helpers for the multi-node tests: a recording subscriber, posting, and waiting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import socketio
+from conftest import CONTENTS, Api, change
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Subscriber:
+    """A Socket.IO client on one node, subscribed to one project, recording what it is sent."""
+
+    def __init__(self, url: str, token: str, project_id: str, since_seq: int | None = None,
+                 transports: list[str] | None = None, batch: bool = False) -> None:
+        self.project_id = project_id
+        self.events: list[dict] = []
+        self.removed: list[dict] = []
+        self.disconnected = threading.Event()
+        self._lock = threading.Lock()
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("project:event", self._on_event)
+        self.sio.on("project:events", lambda data: self._on_events(data["events"]))
+        self.sio.on("project:removed", self.removed.append)
+        self.sio.on("disconnect", lambda *args: self.disconnected.set())
+        self.sio.connect(url, auth={"token": token}, transports=transports, wait_timeout=10)
+        arg: dict[str, Any] = {"projectId": project_id, "batch": batch}
+        if since_seq is not None:
+            arg["since_seq"] = since_seq
+        ack = self.sio.call("subscribe:project", arg, timeout=10)
+        assert ack["ok"], ack
+        self.ack = ack
+
+    def _on_event(self, event: dict) -> None:
+        self._on_events([event])
+
+    def _on_events(self, events: list[dict]) -> None:
+        with self._lock:
+            self.events += events
+
+    def seqs(self) -> list[int]:
+        with self._lock:
+            return [e["seq"] for e in self.events]
+
+    def wait_for(self, last_seq: int, timeout: float = 10) -> list[int]:
+        wait_until(lambda: (self.seqs() or [0])[-1] >= last_seq, timeout,
+                   f"seq {last_seq} (have up to {(self.seqs() or [0])[-1]})")
+        return self.seqs()
+
+    def close(self) -> None:
+        if self.sio.connected:
+            self.sio.disconnect()
+        elif self.sio.eio.state == "connected":
+            self.sio.eio.disconnect(abort=True)
+
+
+def upload(api: Api, token: str, project_id: str, changes: list[dict]) -> None:
+    """Store the content the changes name (each file small enough to be one block)."""
+    for c in changes:
+        if c["hash"] is None:
+            continue
+        data = CONTENTS[c["hash"]]
+        r = api.request("PUT", f"/api/projects/{project_id}/blocks/{c['hash']}", token=token,
+                        content=data, headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code in (200, 201), r.text
+        r = api.post(f"/api/projects/{project_id}/manifests", token=token, json={
+            "hash": c["hash"], "size": len(data), "blocks": [{"hash": c["hash"], "size": len(data)}]})
+        assert r.status_code in (200, 201), r.text
+
+
+def post(api: Api, token: str, project_id: str, tag: str, n: int = 1,
+         content_via: Api | None = None, key: str | None = None) -> httpx.Response:
+    """Post ``n`` changes named after ``tag``, their content uploaded first (through
+    ``content_via``, another node, if given); asserts success."""
+    changes = [change(f"{tag}/{i}.mov", n=i) for i in range(n)]
+    upload(content_via or api, token, project_id, changes)
+    r = api.post_changes(token, project_id, changes, key=key)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def log_seqs(api: Api, token: str, project_id: str) -> list[int]:
+    r = api.get(f"/api/projects/{project_id}/events", token=token,
+                params={"since_seq": 0, "limit": 1000})
+    assert r.status_code == 200, r.text
+    assert not r.json()["has_more"]
+    return [e["seq"] for e in r.json()["events"]]
