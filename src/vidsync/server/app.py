@@ -20,7 +20,7 @@ from vidsync.changes import Change
 from vidsync.errors import ApiError
 from vidsync.realtime.hub import Hub
 from vidsync.realtime.transport import RealtimeServer
-from vidsync.server import auth, events, health, metrics, openapi, projects, static
+from vidsync.server import auth, content, events, health, metrics, openapi, projects, static
 from vidsync.server.config import ServerConfig
 from vidsync.server.events import LogWaiters
 from vidsync.server.http import SERVICES, json_response
@@ -165,6 +165,7 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     auth.add_routes(app)
     projects.add_routes(app)
     events.add_routes(app)
+    content.setup(app)
     openapi.add_routes(app)
     app.router.add_route("*", "/socket.io/", realtime.handle)
     app.router.add_get("/healthz", healthz)

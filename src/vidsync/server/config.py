@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from vidsync.content.config import ContentConfig
 from vidsync.realtime.transport import RealtimeConfig
 
 
@@ -23,6 +24,7 @@ class ServerConfig:
     token_ttl_s: int = 30 * 24 * 3600
     max_json_body: int = 4 * 1024 * 1024
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
     # Login/registration attempts per client address and per account in a window.
     login_attempts: int = 10
     login_window_s: float = 300.0

@@ -14,9 +14,16 @@ import sys
 
 from aiohttp import web
 
+from vidsync.content.config import (
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_PROJECT_QUOTA,
+    ContentConfig,
+    parse_size,
+)
 from vidsync.realtime.transport import RealtimeConfig
 from vidsync.server.app import build_app
 from vidsync.server.config import ServerConfig
+from vidsync.server.content import RedactingAccessLogger
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,6 +75,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-token", default=env("VIDSYNC_METRICS_TOKEN"),
                    help="bearer token /metrics requires (prefer the VIDSYNC_METRICS_TOKEN "
                    "variable: a command line is visible to other users)")
+    p.add_argument("--blob-dir", default=env("VIDSYNC_BLOB_DIR"),
+                   help="where file content is kept (default: <data-dir>/blobs; nodes may share it)")
+    p.add_argument("--max-file-size", type=parse_size,
+                   default=parse_size(env("VIDSYNC_MAX_FILE_SIZE", str(DEFAULT_MAX_FILE_SIZE))),
+                   help="largest file a project may hold, e.g. 50G (default 256G)")
+    p.add_argument("--project-quota", type=parse_size,
+                   default=parse_size(env("VIDSYNC_PROJECT_QUOTA", str(DEFAULT_PROJECT_QUOTA))),
+                   help="content bytes one project may store, e.g. 500G (default 1T)")
     p.add_argument("--log-level", default=env("VIDSYNC_LOG_LEVEL", "info"))
     p.set_defaults(func=serve)
 
@@ -85,7 +100,10 @@ def serve(args: argparse.Namespace) -> None:
         metrics_token=args.metrics_token,
         realtime=RealtimeConfig(ping_interval_s=args.ping_interval,
                                 ping_timeout_s=args.ping_timeout, max_buffer=args.max_buffer,
-                                websocket=not args.no_websocket))
+                                websocket=not args.no_websocket),
+        content=ContentConfig(blob_dir=args.blob_dir, max_file_size=args.max_file_size,
+                              project_quota=args.project_quota))
     os.makedirs(config.data_dir, exist_ok=True)
     web.run_app(build_app(config), host=config.host, port=config.port, print=None,
-                access_log_format='%a "%r" %s %b %Tf', shutdown_timeout=10)
+                access_log_format='%a "%r" %s %b %Tf', shutdown_timeout=10,
+                access_log_class=RedactingAccessLogger)

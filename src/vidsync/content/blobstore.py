@@ -1,0 +1,262 @@
+"""The server's content store: blocks and manifests as files, one directory per project.
+
+Layout under the blob directory (``<data-dir>/blobs`` unless ``--blob-dir`` says otherwise; nodes
+of one deployment may share it)::
+
+    <project_id>/blocks/<first two hex digits>/<sha256>     a block's bytes
+    <project_id>/manifests/<sha256>.json                    {hash, size, blocks}
+    <project_id>/tmp/                                       writes in progress
+
+Every file appears by ``os.replace`` of a complete, fsynced temporary file, so a reader (on this
+node or another) never sees half a block, and a crash leaves at most a stray temporary file. A
+block's name is its hash, checked before the rename: what is stored is what was asked for.
+Blocks are kept per project, not across projects, so a member of one project can never learn
+whether another project holds some content (dedup probing).
+
+The filesystem is the only state, which is what lets nodes share the directory. Usage (for the
+quota) is counted by scanning a project's blocks and then kept up to date in memory; the count is
+refreshed every ``USAGE_TTL_S`` so what other nodes stored is seen within that time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import orjson
+
+from vidsync.content.blocks import MAX_BLOCK_SIZE, Manifest
+
+READ_CHUNK = 1024 * 1024
+USAGE_TTL_S = 60.0
+_PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+class TooLarge(Exception):
+    """The body is larger than a block may be."""
+
+
+class QuotaExceeded(Exception):
+    """Storing this would take the project past its quota."""
+
+    def __init__(self, usage: int, quota: int) -> None:
+        super().__init__(f"the project stores {usage} bytes of its {quota}-byte quota")
+        self.usage, self.quota = usage, quota
+
+
+@dataclass(slots=True)
+class _Usage:
+    stored: int  # bytes of blocks on disk (as last counted, plus what this node added)
+    reserved: int  # bytes of uploads in progress on this node
+    counted_at: float
+
+
+class BlobStore:
+    def __init__(self, root: str, project_quota: int, fsync: bool = True) -> None:
+        self.root = os.path.abspath(root)
+        self.project_quota = project_quota
+        self.fsync = fsync
+        self._usage: dict[str, _Usage] = {}
+        self._usage_locks: dict[str, asyncio.Lock] = {}
+        os.makedirs(self.root, exist_ok=True)
+
+    # -- paths --------------------------------------------------------------------------------------
+
+    def _project_dir(self, project_id: str) -> str:
+        # Project ids are server-made UUIDs; checked anyway, since they become directory names.
+        if not _PROJECT_ID_RE.fullmatch(project_id):
+            raise ValueError("project id unfit for a directory name")
+        return os.path.join(self.root, project_id)
+
+    def block_path(self, project_id: str, block_hash: str) -> str:
+        return os.path.join(self._project_dir(project_id), "blocks", block_hash[:2], block_hash)
+
+    def manifest_path(self, project_id: str, file_hash: str) -> str:
+        return os.path.join(self._project_dir(project_id), "manifests", file_hash + ".json")
+
+    def _tmp_path(self, project_id: str) -> str:
+        tmp = os.path.join(self._project_dir(project_id), "tmp")
+        os.makedirs(tmp, exist_ok=True)
+        return os.path.join(tmp, secrets.token_hex(12))
+
+    # -- blocks -------------------------------------------------------------------------------------
+
+    def has_block(self, project_id: str, block_hash: str) -> bool:
+        return os.path.isfile(self.block_path(project_id, block_hash))
+
+    async def missing_blocks(self, project_id: str, hashes: list[str]) -> list[str]:
+        """The hashes (deduplicated, in the order given) with no stored block."""
+        def scan() -> list[str]:
+            return [h for h in dict.fromkeys(hashes) if not self.has_block(project_id, h)]
+        return await asyncio.to_thread(scan)
+
+    async def put_block(self, project_id: str, block_hash: str, chunks: AsyncIterator[bytes],
+                        declared_size: int | None) -> tuple[bool, bool]:
+        """Store a block from its streamed bytes: (stored, hash_ok).
+
+        ``hash_ok`` False: the bytes do not hash to ``block_hash`` and nothing was stored.
+        ``stored`` False with ``hash_ok`` True: it was already there. Raises ``TooLarge`` past
+        ``MAX_BLOCK_SIZE`` and ``QuotaExceeded``; the quota is reserved before the bytes are read so
+        concurrent uploads cannot overshoot it together."""
+        final = self.block_path(project_id, block_hash)
+        if await asyncio.to_thread(os.path.isfile, final):
+            return False, True
+        reserve = declared_size if declared_size is not None else MAX_BLOCK_SIZE
+        if reserve > MAX_BLOCK_SIZE:
+            raise TooLarge()
+        await self._reserve(project_id, reserve)
+        tmp = await asyncio.to_thread(self._tmp_path, project_id)
+        size = 0
+        try:
+            f = await asyncio.to_thread(open, tmp, "wb")
+            try:
+                digest = hashlib.sha256()
+                pending: list[bytes] = []
+                pending_size = 0
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > MAX_BLOCK_SIZE:
+                        raise TooLarge()
+                    digest.update(chunk)
+                    pending.append(chunk)
+                    pending_size += len(chunk)
+                    if pending_size >= READ_CHUNK:
+                        await asyncio.to_thread(f.write, b"".join(pending))
+                        pending, pending_size = [], 0
+                if pending:
+                    await asyncio.to_thread(f.write, b"".join(pending))
+                if digest.hexdigest() != block_hash:
+                    return False, False
+                await asyncio.to_thread(self._finish, f, tmp, final)
+            finally:
+                f.close()
+        finally:
+            self._release(project_id, reserve)
+            await asyncio.to_thread(_unlink_quietly, tmp)
+        self._add_usage(project_id, size)
+        return True, True
+
+    def _finish(self, f, tmp: str, final: str) -> None:
+        f.flush()
+        if self.fsync:
+            os.fsync(f.fileno())
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.replace(tmp, final)
+
+    def block_file(self, project_id: str, block_hash: str) -> str | None:
+        path = self.block_path(project_id, block_hash)
+        return path if os.path.isfile(path) else None
+
+    def read_range(self, project_id: str, manifest: Manifest, start: int, end: int,
+                   chunk: int = READ_CHUNK) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of the file ``manifest`` describes, from its blocks (blocking:
+        call ``next`` on a worker thread)."""
+        for ref in manifest.blocks:
+            b_start, b_end = ref.offset, ref.offset + ref.size
+            if b_end <= start:
+                continue
+            if b_start >= end:
+                break
+            with open(self.block_path(project_id, ref.hash), "rb") as f:
+                pos = max(start, b_start) - b_start
+                f.seek(pos)
+                remaining = min(end, b_end) - b_start - pos
+                while remaining > 0:
+                    data = f.read(min(chunk, remaining))
+                    if not data:
+                        raise OSError(f"block {ref.hash} is shorter than its manifest says")
+                    remaining -= len(data)
+                    yield data
+
+    # -- manifests ----------------------------------------------------------------------------------
+
+    def get_manifest(self, project_id: str, file_hash: str) -> Manifest | None:
+        """The stored manifest (blocking; small file)."""
+        try:
+            with open(self.manifest_path(project_id, file_hash), "rb") as f:
+                return Manifest.from_json(orjson.loads(f.read()))
+        except FileNotFoundError:
+            return None
+
+    def hash_blocks(self, project_id: str, manifest: Manifest) -> tuple[str, list[int]]:
+        """Stream the stored blocks: (SHA-256 of their concatenation, indexes of blocks whose
+        stored size differs from the manifest's). Blocking."""
+        digest = hashlib.sha256()
+        wrong = []
+        for i, ref in enumerate(manifest.blocks):
+            if os.path.getsize(self.block_path(project_id, ref.hash)) != ref.size:
+                wrong.append(i)
+        if wrong:
+            return "", wrong
+        for data in self.read_range(project_id, manifest, 0, manifest.size):
+            digest.update(data)
+        return digest.hexdigest(), []
+
+    def put_manifest(self, project_id: str, manifest: Manifest) -> bool:
+        """Store a verified manifest; False if it was there already. Blocking."""
+        final = self.manifest_path(project_id, manifest.hash)
+        if os.path.isfile(final):
+            return False
+        tmp = self._tmp_path(project_id)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(orjson.dumps(manifest.to_json()))
+                self._finish(f, tmp, final)
+        finally:
+            _unlink_quietly(tmp)
+        return True
+
+    # -- quota --------------------------------------------------------------------------------------
+
+    def _count(self, project_id: str) -> int:
+        total = 0
+        blocks = os.path.join(self._project_dir(project_id), "blocks")
+        try:
+            subdirs = list(os.scandir(blocks))
+        except FileNotFoundError:
+            return 0
+        for sub in subdirs:
+            if sub.is_dir():
+                with os.scandir(sub.path) as it:
+                    total += sum(e.stat().st_size for e in it if e.is_file())
+        return total
+
+    async def usage(self, project_id: str) -> int:
+        """Bytes of blocks the project stores, plus uploads in progress on this node."""
+        lock = self._usage_locks.setdefault(project_id, asyncio.Lock())
+        async with lock:
+            u = self._usage.get(project_id)
+            if u is None or time.monotonic() - u.counted_at > USAGE_TTL_S:
+                stored = await asyncio.to_thread(self._count, project_id)
+                reserved = u.reserved if u else 0
+                u = self._usage[project_id] = _Usage(stored, reserved, time.monotonic())
+            return u.stored + u.reserved
+
+    async def _reserve(self, project_id: str, size: int) -> None:
+        used = await self.usage(project_id)
+        if used + size > self.project_quota:
+            raise QuotaExceeded(used, self.project_quota)
+        self._usage[project_id].reserved += size
+
+    def _release(self, project_id: str, size: int) -> None:
+        u = self._usage.get(project_id)
+        if u is not None:
+            u.reserved -= size
+
+    def _add_usage(self, project_id: str, size: int) -> None:
+        u = self._usage.get(project_id)
+        if u is not None:
+            u.stored += size
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

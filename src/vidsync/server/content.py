@@ -1,0 +1,412 @@
+"""The content store over HTTP: blocks, manifests, whole files with ranges, and download links.
+
+Owners upload; members download. A file is served by streaming its blocks in order, so ranges
+are computed here over the concatenation (aiohttp's ``FileResponse`` does ranges only for one file,
+and its errors are not this API's JSON; blocks use the same code for one consistent behaviour).
+Content is always sent as ``application/octet-stream`` with ``nosniff`` and a sandboxing CSP:
+it is whatever the owner put in the folder, and must never run as a page on the app's origin.
+
+The change check registered in ``Services.change_checks`` is what keeps the promise that no
+event points at content the server does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from aiohttp import web
+from aiohttp.web_log import AccessLogger
+
+from vidsync.changes import Change, normalize_path, normalize_prefixes
+from vidsync.content.blobstore import BlobStore, QuotaExceeded, TooLarge
+from vidsync.content.blocks import MAX_BLOCK_SIZE, BlockRef, Manifest, is_hash
+from vidsync.content.config import ContentConfig
+from vidsync.content.links import (
+    DEFAULT_TTL_S,
+    MAX_TTL_S,
+    ExpiredLink,
+    InvalidLink,
+    LinkGrant,
+    LinkSigner,
+    load_secret,
+)
+from vidsync.content.zipstream import ZipEntry, write_zip
+from vidsync.errors import ApiError, bad_request, not_found
+from vidsync.server.http import SERVICES, json_response, read_json, require_role, services
+from vidsync.store import FileEntry, Store
+from vidsync.store.base import iso
+
+MAX_CHECK_HASHES = 10_000
+DOWNLOAD_PATH = "/api/download/"
+STREAM_CHUNK = 1024 * 1024
+CONTENT_HEADERS = {
+    "Content-Type": "application/octet-stream",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox",
+    "Accept-Ranges": "bytes",
+}
+
+
+class ContentService:
+    def __init__(self, config: ContentConfig, data_dir: str) -> None:
+        self.config = config
+        self.blobs = BlobStore(config.blob_dir or os.path.join(data_dir, "blobs"),
+                               config.project_quota, config.fsync)
+        self.signer = LinkSigner(load_secret(data_dir))
+        self._sizes: dict[tuple[str, str], int] = {}
+
+    def manifest_size(self, project_id: str, file_hash: str) -> int | None:
+        """The stored file's size (blocking). Manifests never change, so sizes are cached."""
+        key = (project_id, file_hash)
+        size = self._sizes.get(key)
+        if size is None:
+            manifest = self.blobs.get_manifest(project_id, file_hash)
+            if manifest is None:
+                return None
+            if len(self._sizes) > 200_000:
+                self._sizes.clear()
+            size = self._sizes[key] = manifest.size
+        return size
+
+    async def check_changes(self, project_id: str, changes: list[Change]) -> None:
+        """Refuse a batch with a create/update whose content is not stored at that size."""
+        def first_bad() -> tuple[int, str] | None:
+            for i, c in enumerate(changes):
+                if c.op == "delete":
+                    continue
+                size = self.manifest_size(project_id, c.hash or "")
+                if size is None:
+                    return i, "its content is not stored: upload the blocks and the manifest first"
+                if size != c.size:
+                    return i, f"'size' is {c.size} but the stored content has {size} bytes"
+            return None
+
+        bad = await asyncio.to_thread(first_bad)
+        if bad is not None:
+            i, why = bad
+            raise ApiError(409, "content_missing", f"changes[{i}] ({changes[i].path}): {why}",
+                           index=i)
+
+
+CONTENT: web.AppKey[ContentService] = web.AppKey("content", ContentService)
+
+
+def _content(request: web.Request) -> ContentService:
+    return request.app[CONTENT]
+
+
+def _hash_param(request: web.Request, name: str = "hash") -> str:
+    value = request.match_info[name]
+    if not is_hash(value):
+        raise bad_request("a hash is 64 lowercase hex digits", code="invalid_hash")
+    return value
+
+
+async def _manifest_or_404(request: web.Request, project_id: str, file_hash: str) -> Manifest:
+    manifest = await asyncio.to_thread(_content(request).blobs.get_manifest, project_id, file_hash)
+    if manifest is None:
+        raise not_found("no content stored with this hash")
+    return manifest
+
+
+# -- upload (owner) ---------------------------------------------------------------------------------
+
+async def check_blocks(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id, owner=True)
+    body = await read_json(request)
+    hashes = body.get("hashes") if isinstance(body, dict) else None
+    if not isinstance(hashes, list) or len(hashes) > MAX_CHECK_HASHES \
+            or not all(is_hash(h) for h in hashes):
+        raise bad_request(f"'hashes' must be an array of at most {MAX_CHECK_HASHES} hashes",
+                          code="invalid_hashes")
+    missing = await _content(request).blobs.missing_blocks(project_id, hashes)
+    return json_response({"missing": missing})
+
+
+async def put_block(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id, owner=True)
+    block_hash = _hash_param(request)
+    blobs = _content(request).blobs
+    try:
+        stored, hash_ok = await blobs.put_block(
+            project_id, block_hash, request.content.iter_chunked(256 * 1024),
+            request.content_length)
+    except TooLarge:
+        raise ApiError(413, "block_too_large",
+                       f"a block is at most {MAX_BLOCK_SIZE} bytes") from None
+    except QuotaExceeded as e:
+        raise ApiError(413, "quota_exceeded", f"{e} (--project-quota)", usage=e.usage,
+                       quota=e.quota) from None
+    if not hash_ok:
+        raise ApiError(422, "hash_mismatch", "the bytes sent do not hash to the block's name; "
+                       "nothing was stored")
+    return json_response({"hash": block_hash, "stored": stored}, status=201 if stored else 200)
+
+
+async def post_manifest(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id, owner=True)
+    svc = _content(request)
+    try:
+        manifest = Manifest.from_json(await read_json(request))
+    except ValueError as e:
+        raise bad_request(f"invalid manifest: {e}", code="invalid_manifest") from None
+    if manifest.size > svc.config.max_file_size:
+        raise ApiError(413, "file_too_large", f"a file is at most {svc.config.max_file_size} bytes "
+                       "(--max-file-size)", limit=svc.config.max_file_size)
+    if await asyncio.to_thread(svc.manifest_size, project_id, manifest.hash) is not None:
+        return json_response({"manifest": manifest.to_json()}, status=200)
+    missing = await svc.blobs.missing_blocks(project_id, [b.hash for b in manifest.blocks])
+    if missing:
+        raise ApiError(409, "missing_blocks", f"{len(missing)} block(s) are not stored yet",
+                       missing=missing[:MAX_CHECK_HASHES])
+    usage = await svc.blobs.usage(project_id)
+    if usage > svc.config.project_quota:
+        raise ApiError(413, "quota_exceeded", f"the project stores {usage} bytes, over its "
+                       f"{svc.config.project_quota}-byte quota (--project-quota)",
+                       usage=usage, quota=svc.config.project_quota)
+    digest, wrong = await asyncio.to_thread(svc.blobs.hash_blocks, project_id, manifest)
+    if wrong:
+        raise ApiError(422, "block_size_mismatch",
+                       f"blocks[{wrong[0]}]: 'size' differs from the stored block's", index=wrong[0])
+    if digest != manifest.hash:
+        raise ApiError(422, "hash_mismatch", "the blocks do not hash to the manifest's 'hash'")
+    created = await asyncio.to_thread(svc.blobs.put_manifest, project_id, manifest)
+    return json_response({"manifest": manifest.to_json()}, status=201 if created else 200)
+
+
+# -- download (members) -----------------------------------------------------------------------------
+
+def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The requested ``[start, end)``, None for the whole; 416 if it lies past the end.
+
+    A Range header we cannot parse (or several ranges) is ignored, as RFC 9110 allows."""
+    if "Range" not in request.headers:
+        return None
+    try:
+        rng = request.http_range
+    except ValueError:
+        return None
+    start, stop = rng.start, rng.stop
+    if start is not None and start < 0:  # the last -start bytes
+        start, stop = max(0, size + start), size
+        if size == 0:
+            start = 0
+    else:
+        start = start or 0
+        stop = size if stop is None else min(stop, size)
+    if start >= size or start >= stop:
+        response = json_response({"error": {
+            "code": "range_not_satisfiable", "message": f"the content is {size} bytes long"}},
+            status=416)
+        response.headers["Content-Range"] = f"bytes */{size}"
+        raise _Respond(response)
+    return start, stop
+
+
+class _Respond(Exception):
+    """Carry a finished error response out of a helper."""
+
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+async def _chunks(blobs: BlobStore, project_id: str, manifest: Manifest, start: int,
+                  end: int) -> AsyncIterator[bytes]:
+    """Bytes ``[start, end)`` of a stored file, read on a worker thread."""
+    reader = blobs.read_range(project_id, manifest, start, end, STREAM_CHUNK)
+    sentinel = b""
+    while True:
+        data = await asyncio.to_thread(next, reader, sentinel)
+        if not data:
+            return
+        yield data
+
+
+async def serve_manifest(request: web.Request, project_id: str, manifest: Manifest,
+                         headers: dict[str, str]) -> web.StreamResponse:
+    """Stream a stored file with Range support (200 whole, 206 a range, 416 past the end)."""
+    try:
+        rng = _byte_range(request, manifest.size)
+    except _Respond as r:
+        return r.response
+    start, end = rng if rng is not None else (0, manifest.size)
+    response = web.StreamResponse(status=206 if rng is not None else 200,
+                                  headers={**CONTENT_HEADERS, **headers})
+    response.headers["ETag"] = f'"{manifest.hash}"'
+    if rng is not None:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{manifest.size}"
+    response.content_length = end - start
+    await response.prepare(request)
+    if request.method != "HEAD":
+        async for data in _chunks(_content(request).blobs, project_id, manifest, start, end):
+            await response.write(data)
+    await response.write_eof()
+    return response
+
+
+async def get_block(request: web.Request) -> web.StreamResponse:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id)
+    block_hash = _hash_param(request)
+    path = _content(request).blobs.block_path(project_id, block_hash)
+    try:
+        size = (await asyncio.to_thread(os.stat, path)).st_size
+    except FileNotFoundError:
+        raise not_found("no block stored with this hash") from None
+    one = Manifest(block_hash, size, (BlockRef(block_hash, size, 0),) if size else ())
+    return await serve_manifest(request, project_id, one,
+                                {"Cache-Control": "private, max-age=31536000, immutable"})
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id)
+    manifest = await _manifest_or_404(request, project_id, _hash_param(request))
+    return json_response(manifest.to_json())
+
+
+async def get_content(request: web.Request) -> web.StreamResponse:
+    project_id = request.match_info["project_id"]
+    await require_role(request, project_id)
+    manifest = await _manifest_or_404(request, project_id, _hash_param(request))
+    return await serve_manifest(request, project_id, manifest,
+                                {"Cache-Control": "private, max-age=31536000, immutable"})
+
+
+# -- download links (browsers) ----------------------------------------------------------------------
+
+async def create_download_link(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    user, _ = await require_role(request, project_id)
+    body = await read_json(request)
+    if not isinstance(body, dict) or ("path" in body) == ("prefix" in body):
+        raise bad_request("send {path} for a file or {prefix} for a folder", code="invalid_body")
+    ttl = body.get("expires_in_s", DEFAULT_TTL_S)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 10 <= ttl <= MAX_TTL_S:
+        raise bad_request(f"'expires_in_s' must be an integer from 10 to {MAX_TTL_S}",
+                          code="invalid_expires_in_s")
+    store = services(request).store
+    if "path" in body:
+        try:
+            path = normalize_path(body["path"])
+        except ValueError as e:
+            raise bad_request(f"invalid path: {e}", code="invalid_path") from None
+        if await _live_file(store, project_id, path) is None:
+            raise not_found("no such file in the project")
+        kind, target = "file", path
+    else:
+        prefix = body["prefix"]
+        if not isinstance(prefix, str):
+            raise bad_request("'prefix' must be a string", code="invalid_path")
+        prefixes = normalize_prefixes([prefix]) if prefix.strip("/") else ()
+        files, _ = await store.files(project_id, prefixes)
+        if not files:
+            raise not_found("no files under this prefix")
+        kind, target = "folder", prefixes[0] if prefixes else ""
+    expires_at = time.time() + ttl
+    token = _content(request).signer.sign(LinkGrant(project_id, user.id, kind, target, expires_at))
+    return json_response({"url": DOWNLOAD_PATH + token,
+                          "expires_at": iso(datetime.fromtimestamp(expires_at, UTC))})
+
+
+async def _live_file(store: Store, project_id: str, path: str) -> FileEntry | None:
+    """The live file at ``path``. The store lists by folder, so list the file's folder."""
+    parent = path.rsplit("/", 1)[0] if "/" in path else None
+    files, _ = await store.files(project_id, normalize_prefixes([parent]) if parent else ())
+    return next((f for f in files if f.path == path), None)
+
+
+def _attachment(name: str) -> str:
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    svc = _content(request)
+    try:
+        grant = svc.signer.verify(request.match_info["token"])
+    except InvalidLink:
+        raise ApiError(403, "invalid_link", "this download link is not valid") from None
+    except ExpiredLink:
+        raise ApiError(410, "link_expired", "this download link has expired; ask for a new one") \
+            from None
+    store = services(request).store
+    if await store.role_of(grant.project_id, grant.user_id) is None:
+        raise ApiError(403, "link_revoked", "the link's user is no longer a member of the project")
+    private = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    if grant.kind == "file":
+        entry = await _live_file(store, grant.project_id, grant.target)
+        if entry is None:
+            raise not_found("the file was deleted since the link was made")
+        manifest = await _manifest_or_404(request, grant.project_id, entry.hash)
+        return await serve_manifest(request, grant.project_id, manifest, {
+            **private, "Content-Disposition": _attachment(entry.path.rsplit("/", 1)[-1])})
+    return await _serve_zip(request, grant, private)
+
+
+async def _serve_zip(request: web.Request, grant: LinkGrant,
+                     headers: dict[str, str]) -> web.StreamResponse:
+    svc = _content(request)
+    store = services(request).store
+    prefixes = (grant.target,) if grant.target else ()
+    files, _ = await store.files(grant.project_id, prefixes)
+    manifests = await asyncio.to_thread(
+        lambda: [svc.blobs.get_manifest(grant.project_id, f.hash) for f in files])
+    if any(m is None for m in manifests):
+        raise ApiError(409, "content_missing", "some files' content is not stored")
+    if grant.target:
+        name = grant.target.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        project = await store.get_project(grant.project_id)
+        name = project.name if project else "project"
+    entries = [ZipEntry(f.path, m.size, f.mtime,
+                        functools.partial(_chunks, svc.blobs, grant.project_id, m, 0, m.size))
+               for f, m in zip(files, manifests, strict=True) if m is not None]
+    response = web.StreamResponse(headers={
+        **headers, "Content-Type": "application/zip", "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": _attachment(name + ".zip")})
+    await response.prepare(request)
+    if request.method != "HEAD":
+        async def write(data: bytes) -> None:
+            if data:
+                await response.write(data)
+        await write_zip(entries, write)
+    await response.write_eof()
+    return response
+
+
+def setup(app: web.Application) -> None:
+    """Open the content store, refuse changes that name missing content, add the routes."""
+    svc = app[SERVICES]
+    content = ContentService(svc.config.content, svc.config.data_dir)
+    app[CONTENT] = content
+    svc.change_checks.append(content.check_changes)
+    r = app.router
+    base = "/api/projects/{project_id}"
+    r.add_post(base + "/blocks/check", check_blocks)
+    r.add_put(base + "/blocks/{hash}", put_block)
+    r.add_get(base + "/blocks/{hash}", get_block)
+    r.add_post(base + "/manifests", post_manifest)
+    r.add_get(base + "/manifests/{hash}", get_manifest)
+    r.add_get(base + "/content/{hash}", get_content)
+    r.add_post(base + "/download-links", create_download_link)
+    r.add_get(DOWNLOAD_PATH + "{token}", download)
+
+
+
+class RedactingAccessLogger(AccessLogger):
+    """A download link is a bearer credential for a few minutes: keep it out of access logs."""
+
+    def log(self, request, response, time):  # noqa: ANN001, ANN201 - as AccessLogger.log
+        if request.path.startswith(DOWNLOAD_PATH):
+            request = request.clone(rel_url=DOWNLOAD_PATH + "REDACTED")
+        super().log(request, response, time)
