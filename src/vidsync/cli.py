@@ -6,6 +6,7 @@ import argparse
 
 from vidsync import __version__
 from vidsync.agent import login as agent_login
+from vidsync.agent.mirror import cli as mirror_cli
 from vidsync.agent.share import cli as share_cli
 from vidsync.server import main as server_main
 
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_main.add_parser(sub)
     agent_login.add_parsers(sub)
     share_cli.add_parsers(sub)
+    mirror_cli.add_parsers(sub)
     return parser
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 import watchfiles
 
@@ -105,7 +105,7 @@ class LocalEdits:
                     found.add(child)
         return found
 
-    async def watch(self, busy: set[str], stop: asyncio.Event) -> None:
+    async def watch(self, busy: Container[str], stop: asyncio.Event) -> None:
         """Examine paths as the filesystem reports them changed, until ``stop`` is set. Paths in
         ``busy`` are being written by the agent right now and are looked at on the next change."""
         prefix = os.path.join(self.real_root, "")

@@ -1,0 +1,241 @@
+"""The join agent's loop: snapshot once, then follow the log and apply what changes, forever.
+
+Three tasks share the state database. The follower records each event as it arrives (one
+transaction: the owner's side of the path plus ``last_seq``), so a restart resumes exactly there;
+the SDK's ``follow`` hands each event over once, in order, over Socket.IO or long-polling, and
+catches up over HTTP after a gap or a reconnect. The reconciler applies whatever is pending, a
+few paths at a time (never two that contain one another, so a folder is not created while a file
+of the same name is still being deleted). The watcher reports local edits as they happen. A
+heartbeat writes the connection state for ``vidsync status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from vidsync.agent.mirror.apply import Applier, ContentRejected
+from vidsync.agent.mirror.fetch import Fetcher
+from vidsync.agent.mirror.safepath import PathPolicy
+from vidsync.agent.mirror.state import MirrorState, RemoteFile
+from vidsync.agent.mirror.ui import Ui, human_bytes
+from vidsync.client import ApiError, Client, ConnectionState, ProjectRemoved, ServerUnreachable
+
+log = logging.getLogger("vidsync.mirror")
+
+WORKERS = 4
+HEARTBEAT_S = 1.0
+SCAN_EVERY_S = 300.0
+# After the server could not be reached, applies wait 1, 2, 4 ... seconds, at most this long.
+MAX_OFFLINE_WAIT_S = 5.0
+
+
+class AgentStopped(Exception):
+    """The agent cannot go on (removed from the project, token revoked): the message says why."""
+
+
+def _nested(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+class MirrorAgent:
+    def __init__(self, root: str | os.PathLike, client: Client, state: MirrorState, ui: Ui,
+                 policy: PathPolicy, workers: int = WORKERS) -> None:
+        self.root = root
+        self.client = client
+        self.state = state
+        self.ui = ui
+        self.workers = workers
+        self.project_id: str = state.get("project_id")  # type: ignore[assignment]
+        self.prefixes: list[str] = state.get("prefixes") or []  # type: ignore[assignment]
+        self.fetcher = Fetcher(client, self.project_id, state)
+        self.applier = Applier(root, state, policy, self.fetcher, self._report)
+        self.connection = ConnectionState.CONNECTING.value
+        self.busy: dict[str, RemoteFile] = {}
+        self._wake = asyncio.Event()
+        self._offline_until = 0.0
+        self._offline_wait = 0.0
+        self._follower = None
+        self._initial = False
+
+    def close(self) -> None:
+        self.applier.close()
+
+    def _report(self, what: str, path: str, detail: str) -> None:
+        if what == "local-edit":
+            detail = f"{detail} here; not sent. 'vidsync revert' restores the owner's version"
+        elif what == "edit-gone":
+            what, detail = "resolved", "matches the owner's version again"
+        self.ui.line(what, path, detail)
+
+    # -- the whole run --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, follow: bool = True) -> None:
+        """Sync, then (if ``follow``) keep following until ``stop`` is set or the agent cannot go
+        on (``AgentStopped``). Without ``follow`` it returns once the mirror is up to date."""
+        if self.state.get("snapshot_prefixes") != self.prefixes:
+            await self.snapshot()
+        self.applier.clear_stale_temp()
+        await self.applier.edits.scan()
+        files, size = self.state.pending_totals()
+        if files:
+            self._initial = True
+            self.ui.start_overall(files, size)
+            self.ui.message(f"syncing {files} files ({human_bytes(size)}) from seq "
+                            f"{self.state.last_seq}")
+        if not follow:
+            await self.reconcile(until_idle=True)
+            return
+        tasks = [asyncio.ensure_future(c) for c in (
+            self._follow(), self.reconcile(), self._heartbeat(),
+            self.applier.edits.watch(self.busy.keys(), stop),
+            self._rescan())]
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopping:
+                    task.result()  # raise what ended it
+        finally:
+            stopping.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._follower is not None:
+                await self._follower.close()
+            self._write_heartbeat(ConnectionState.CLOSED.value)
+
+    async def snapshot(self) -> None:
+        """Take the owner's whole folder (within ``--only``) as the starting point."""
+        listing = await self.client.files(self.project_id, self.prefixes or None)
+        self.state.apply_snapshot(listing["files"], listing["seq"])
+        self.state.put(snapshot_prefixes=self.prefixes)
+        self.ui.message(f"snapshot at seq {listing['seq']}: {len(listing['files'])} files")
+
+    # -- following ------------------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        def on_state(state: ConnectionState) -> None:
+            self.connection = state.value
+            if state in (ConnectionState.WEBSOCKET, ConnectionState.POLLING,
+                         ConnectionState.HTTP_FALLBACK):
+                self._offline_until = 0.0  # the server is back: retry applies at once
+                self._wake.set()
+            self.ui.line("connection", state.value)
+
+        self._follower = follower = self.client.follow(
+            self.project_id, self.state.last_seq, self.prefixes or None, on_state=on_state)
+        try:
+            async for event in follower:
+                if self.state.record_events([event]):
+                    self._wake.set()
+        except ApiError as e:
+            if e.status == 401:
+                raise AgentStopped("the server refused the token: run 'vidsync login' again") from None
+            raise
+        except ProjectRemoved as e:
+            raise AgentStopped(f"no longer following the project ({e.reason})") from None
+
+    # -- applying -------------------------------------------------------------------------------
+
+    async def reconcile(self, until_idle: bool = False) -> None:
+        """Apply pending paths, ``WORKERS`` at a time, oldest change first."""
+        running: dict[str, asyncio.Task] = {}
+        try:
+            while True:
+                self._wake.clear()
+                now = time.monotonic()
+                if now >= self._offline_until:
+                    self._start_ready(running)
+                if not running and not self.state.pending(limit=1):
+                    if self._initial:
+                        self._initial = False
+                        self.ui.finish_overall()
+                        self.ui.message(f"mirror up to date at seq {self.state.last_seq}")
+                    if until_idle:
+                        return
+                timeout = self._next_wakeup(now)
+                waiters = [asyncio.ensure_future(self._wake.wait()), *running.values()]
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                waiters[0].cancel()
+                for path in [p for p, t in running.items() if t.done()]:
+                    running.pop(path).result()
+        finally:
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
+
+    def _start_ready(self, running: dict[str, asyncio.Task]) -> None:
+        blocked: list[str] = list(running)
+        for row in self.state.pending(limit=max(100, 4 * self.workers)):
+            if len(running) >= self.workers:
+                return
+            if any(_nested(row.path, other) for other in blocked):
+                blocked.append(row.path)  # keep the order of changes along one branch
+                continue
+            blocked.append(row.path)
+            running[row.path] = asyncio.ensure_future(self._apply_one(row))
+
+    def _next_wakeup(self, now: float) -> float | None:
+        candidates = []
+        if self._offline_until > now:
+            candidates.append(self._offline_until - now)
+        retry_at = self.state.next_retry_at()
+        if retry_at is not None and retry_at != float("inf"):
+            candidates.append(max(0.05, retry_at - time.time()))
+        return min(candidates) if candidates else None
+
+    async def _apply_one(self, row: RemoteFile) -> None:
+        self.busy[row.path] = row
+        try:
+            with self.ui.transfer(row.path, row.size) as progress:
+                outcome = await self.applier.apply(row, progress)
+            self._offline_wait = 0.0
+            if outcome in ("created", "updated"):
+                self.ui.line(outcome, row.path, human_bytes(row.size or 0))
+            elif outcome == "deleted":
+                self.ui.line(outcome, row.path)
+        except ServerUnreachable as e:
+            self._offline_wait = min(MAX_OFFLINE_WAIT_S, max(1.0, self._offline_wait * 2))
+            self._offline_until = time.monotonic() + self._offline_wait
+            log.info("server unreachable while fetching %s: %s", row.path, e)
+        except ApiError as e:
+            if e.status == 401:
+                raise AgentStopped("the server refused the token: run 'vidsync login' again") from None
+            self._failed(row, f"{e.code}: {e.message}")
+        except ContentRejected as e:
+            self._failed(row, str(e), what="rejected")
+        except OSError as e:
+            self._failed(row, f"cannot write: {e.strerror or e}")
+        finally:
+            self.busy.pop(row.path, None)
+            self._wake.set()
+
+    def _failed(self, row: RemoteFile, error: str, what: str = "failed") -> None:
+        attempts = self.state.fail(row.path, row.hash, error)
+        self.ui.line(what, row.path, f"{error}; attempt {attempts}, will retry")
+
+    # -- background -----------------------------------------------------------------------------
+
+    async def _rescan(self) -> None:
+        while True:
+            await asyncio.sleep(SCAN_EVERY_S)
+            await self.applier.edits.scan()
+            self._wake.set()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            follower = self._follower
+            if follower is not None and follower.seq > self.state.last_seq:
+                # With --only, the log moves on past events this mirror does not get.
+                self.state.advance_seq(follower.seq)
+            self._write_heartbeat(self.connection)
+            await asyncio.sleep(HEARTBEAT_S)
+
+    def _write_heartbeat(self, connection: str) -> None:
+        self.state.put(agent={
+            "pid": os.getpid(), "connection": connection, "updated_at": time.time(),
+            "transferring": sorted(self.busy)[:20]})
+

@@ -1,0 +1,89 @@
+"""What the join agent shows: one line per applied change, and rich progress bars on a terminal.
+
+Bars appear for the first sync (all the bytes to fetch) and for any single large transfer. Lines go
+to stdout whether or not it is a terminal, so a log file or ``tail -f`` shows the same story.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+# A single transfer at least this big gets its own bar.
+LARGE_FILE = 32 * 1024 * 1024
+_STYLES = {"created": "green", "updated": "cyan", "deleted": "yellow", "local-edit": "magenta",
+           "refused": "red", "failed": "red", "rejected": "red"}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+class Ui:
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
+            disable=not self.console.is_terminal, transient=True)
+        self._overall: TaskID | None = None
+
+    def __enter__(self) -> Ui:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def line(self, what: str, path: str, detail: str = "") -> None:
+        stamp = time.strftime("%H:%M:%S")
+        style = _STYLES.get(what, "")
+        text = f"{stamp} {what:<10} {path}" + (f"  ({detail})" if detail else "")
+        self.console.print(text, style=style, markup=False, highlight=False)
+
+    def message(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    def start_overall(self, files: int, total_bytes: int) -> None:
+        if self._overall is None and files:
+            self._overall = self.progress.add_task(f"first sync: {files} files", total=total_bytes)
+
+    def finish_overall(self) -> None:
+        if self._overall is not None:
+            self.progress.remove_task(self._overall)
+            self._overall = None
+
+    @contextmanager
+    def transfer(self, path: str, size: int | None) -> Iterator[Callable[[int], None]]:
+        """A progress callback for one file's bytes, with its own bar if it is large."""
+        task = None
+        if size is not None and size >= LARGE_FILE:
+            task = self.progress.add_task(path, total=size)
+
+        def advance(n: int) -> None:
+            if task is not None:
+                self.progress.advance(task, n)
+            if self._overall is not None:
+                self.progress.advance(self._overall, n)
+
+        try:
+            yield advance
+        finally:
+            if task is not None:
+                self.progress.remove_task(task)
