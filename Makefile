@@ -13,10 +13,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[test,postgres,redis]'
 	touch $@
 
-setup: $(VENV)/.installed web
+setup: $(VENV)/.installed web tests/js/node_modules/.package-lock.json
 
 web:
 	@if [ -f web/package.json ]; then cd web && npm ci --no-audit --no-fund && npm run build; fi
+
+# The npm socket.io-client the server tests drive in Node.
+tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund
 
 serve: setup
 	$(VENV)/bin/vidsync serve --data-dir ./data

@@ -1,0 +1,217 @@
+"""Socket.IO with the python-socketio client over WebSocket, long-polling, and polling-then-upgrade."""
+
+from __future__ import annotations
+
+import pytest
+import socketio
+from conftest import Api, change
+
+from server.helpers import all_events, wait_until
+
+TRANSPORTS = {"websocket": ["websocket"], "polling": ["polling"], "upgrade": None}
+
+
+@pytest.fixture(params=list(TRANSPORTS))
+def transport(request: pytest.FixtureRequest) -> list[str] | None:
+    return TRANSPORTS[request.param]
+
+
+def post(api: Api, token: str, project: str, *paths: str) -> list[int]:
+    r = api.post_changes(token, project, [change(p) for p in paths])
+    assert r.status_code == 200, r.text
+    return [x["seq"] for x in r.json()["results"]]
+
+
+def test_connect_needs_a_token(api: Api, listen, transport) -> None:
+    for token in (None, "", "bogus"):
+        client = listen(token, transport, connect=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            client.connect()
+        assert len(client.connect_errors) == 1, client.connect_errors
+        err = client.connect_errors[0]
+        assert err["message"] == "unauthorized"
+        assert err["data"]["code"] == "unauthorized" and err["data"]["message"]
+    revoked, _ = api.register("gone")
+    api.post("/api/auth/logout", token=revoked)
+    client = listen(revoked, transport, connect=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect()
+    assert client.connect_errors[0]["message"] == "unauthorized"
+
+
+def test_seed_form_subscribe_gets_live_events(api: Api, owner, project, listen, transport) -> None:
+    token, _ = owner
+    post(api, token, project, "before.mov")
+    viewer, _ = api.viewer(token, project)
+    client = listen(viewer, transport)
+    if transport is None:
+        wait_until(lambda: client.sio.transport() == "websocket", what="the upgrade")
+    ack = client.subscribe(project)
+    assert ack == {"ok": True, "project_id": project, "last_seq": 1}
+    seqs = post(api, token, project, "a.mov", "b.mov") + post(api, token, project, "c.mov")
+    assert client.wait_seqs(3) == seqs == [2, 3, 4]
+    events = client.named("project:event")
+    assert events == all_events(api, token, project, since_seq=1)
+
+
+def test_subscribe_since_seq_replays_then_goes_live(api: Api, owner, project, listen, transport) -> None:
+    token, _ = owner
+    post(api, token, project, *[f"old/{i}.mov" for i in range(5)])
+    client = listen(token, transport)
+    ack = client.subscribe({"projectId": project, "since_seq": 2})
+    assert ack == {"ok": True, "project_id": project, "last_seq": 5}
+    assert client.wait_seqs(3) == [3, 4, 5]
+    post(api, token, project, "new.mov")
+    assert client.wait_seqs(4) == [3, 4, 5, 6]
+    assert client.named("project:event") == all_events(api, token, project, since_seq=2)
+    # Subscribing again from 0 replays everything once more, then carries on live.
+    assert client.subscribe({"projectId": project, "since_seq": 0})["last_seq"] == 6
+    assert client.wait_seqs(10) == [3, 4, 5, 6, 1, 2, 3, 4, 5, 6]
+
+
+def test_non_member_gets_an_error_and_nothing(api: Api, owner, project, listen, transport) -> None:
+    token, _ = owner
+    stranger, _ = api.register("stranger")
+    client = listen(stranger, transport)
+    for arg in (project, {"projectId": project, "since_seq": 0}, "no-such-project"):
+        ack = client.subscribe(arg)
+        assert ack["ok"] is False and ack["error"]["code"] == "not_found", ack
+    # The stranger's own project, as a sentinel: its event arrives after any leak would have.
+    own = api.project(stranger)
+    assert client.subscribe(own)["ok"] is True
+    post(api, token, project, "secret.mov")
+    post(api, stranger, own, "mine.mov")
+    client.wait_seqs(1)
+    assert [d["project_id"] for _, d, _ in client.received] == [own]
+
+
+def test_bad_subscribe_arguments(api: Api, owner, project, listen) -> None:
+    token, _ = owner
+    client = listen(token, ["websocket"])
+    for arg, code in [(None, "invalid_project_id"), ({}, "invalid_project_id"), (42, "invalid_project_id"),
+                      ("x" * 101, "invalid_project_id"),
+                      ({"projectId": project, "since_seq": -1}, "invalid_since_seq"),
+                      ({"projectId": project, "since_seq": "3"}, "invalid_since_seq"),
+                      ({"projectId": project, "paths": "clips/"}, "invalid_paths"),
+                      ({"projectId": project, "paths": ["../up"]}, "invalid_paths")]:
+        ack = client.subscribe(arg)
+        assert ack["ok"] is False and ack["error"]["code"] == code, (arg, ack)
+    ack = client.call("no:such:event", {})
+    assert ack["ok"] is False and ack["error"]["code"] == "unknown_event"
+    assert client.sio.connected
+
+
+def test_unsubscribe_stops_delivery(api: Api, owner, project, listen, transport) -> None:
+    token, _ = owner
+    sentinel = api.project(token, "sentinel")
+    client = listen(token, transport)
+    assert client.subscribe(project)["ok"] and client.subscribe(sentinel)["ok"]
+    post(api, token, project, "a.mov")
+    client.wait_seqs(1)
+    assert client.call("unsubscribe:project", project) == {"ok": True, "project_id": project}
+    post(api, token, project, "b.mov")
+    post(api, token, sentinel, "s.mov")
+    wait_until(lambda: client.seqs(sentinel), what="the sentinel")
+    assert client.seqs(project) == [1]
+    # The object form works too.
+    assert client.call("unsubscribe:project", {"projectId": sentinel})["ok"] is True
+
+
+def test_batch_subscription_gets_one_message_per_post(api: Api, owner, project, listen, transport) -> None:
+    token, _ = owner
+    client = listen(token, transport)
+    assert client.subscribe({"projectId": project, "batch": True})["ok"]
+    post(api, token, project, "a.mov", "b.mov", "c.mov")
+    post(api, token, project, "d.mov")
+    client.wait_seqs(4)
+    batches = client.named("project:events")
+    assert [[e["seq"] for e in b["events"]] for b in batches] == [[1, 2, 3], [4]]
+    assert [b["last_seq"] for b in batches] == [3, 4] and all(b["project_id"] == project for b in batches)
+    assert batches[0]["events"] == all_events(api, token, project)[:3]
+    assert client.named("project:event") == []
+
+
+def test_paths_filter(api: Api, owner, project, listen, transport) -> None:
+    token, _ = owner
+    client = listen(token, transport)
+    ack = client.subscribe({"projectId": project, "paths": ["clips/", "audio"]})
+    assert ack["ok"] is True
+    post(api, token, project, "clips/a.mov", "docs/x.txt", "audio/b.wav", "clipsX/c.mov")
+    post(api, token, project, "docs/y.txt", "root.txt")
+    post(api, token, project, "clips/deep/d.mov")
+    client.wait_seqs(3)
+    wait_until(lambda: client.named("project:seq"), what="project:seq")
+    assert [(e["seq"], e["change"]["path"]) for e in client.named("project:event")] == [
+        (1, "clips/a.mov"), (3, "audio/b.wav"), (7, "clips/deep/d.mov")]
+    assert client.named("project:seq") == [{"project_id": project, "last_seq": 6}]
+    names = [n for n, _, _ in client.received]
+    assert names == ["project:event", "project:event", "project:seq", "project:event"]
+
+
+def test_paths_filter_same_for_replay_live_and_http(api: Api, owner, project, listen) -> None:
+    """A subscription's filter picks the same events whether they are replayed or live, and the
+    same as ``/events?paths=``: a file named like the folder is not in it."""
+    token, _ = owner
+    names = ("clips", "clips/a.mov", "clipsX/b.mov", "clips.mov")
+    post(api, token, project, *names)
+    client = listen(token, ["websocket"])
+    assert client.subscribe({"projectId": project, "since_seq": 0, "paths": ["clips/"]})["ok"]
+    post(api, token, project, *names)
+    post(api, token, project, "clips/end.mov")
+    wait_until(lambda: 9 in client.seqs(), what="the last event")
+    http = [e["seq"] for e in all_events(api, token, project, paths="clips/")]
+    assert client.seqs() == http == [2, 6, 9]
+
+
+def test_removed_member_subscription_ends(api: Api, owner, project, listen, transport) -> None:
+    token, _ = owner
+    viewer, viewer_user = api.viewer(token, project)
+    sentinel = api.project(token, "sentinel")
+    code = api.post(f"/api/projects/{sentinel}/invites", token=token).json()["invite"]["code"]
+    api.post("/api/projects/join", json={"invite_code": code}, token=viewer)
+    client = listen(viewer, transport)
+    assert client.subscribe(project)["ok"] and client.subscribe(sentinel)["ok"]
+    post(api, token, project, "a.mov")
+    client.wait_seqs(1)
+
+    assert api.delete(f"/api/projects/{project}/members/{viewer_user['id']}", token=token).status_code == 204
+    wait_until(lambda: client.named("project:removed"), what="project:removed")
+    assert client.named("project:removed")[0]["project_id"] == project
+    assert client.named("project:removed")[0]["reason"]
+    post(api, token, project, "b.mov")
+    post(api, token, sentinel, "s.mov")
+    wait_until(lambda: client.seqs(sentinel), what="the sentinel")
+    assert client.seqs(project) == [1]
+    assert client.sio.connected
+    ack = client.subscribe({"projectId": project, "since_seq": 0})
+    assert ack["ok"] is False and ack["error"]["code"] == "not_found"
+
+
+def test_deleted_project_subscriptions_end(api: Api, owner, project, listen, transport) -> None:
+    token, _ = owner
+    viewer, _ = api.viewer(token, project)
+    clients = [listen(viewer, transport), listen(token, transport)]
+    for client in clients:
+        assert client.subscribe(project)["ok"]
+    assert api.delete(f"/api/projects/{project}", token=token).status_code == 204
+    for client in clients:
+        wait_until(lambda c=client: c.named("project:removed"), what="project:removed")
+        assert [d["project_id"] for d in client.named("project:removed")] == [project]
+        ack = client.subscribe(project)
+        assert ack["ok"] is False and ack["error"]["code"] == "not_found"
+
+
+def test_logout_disconnects_that_tokens_sockets(api: Api, owner, project, listen, transport) -> None:
+    token, user = owner
+    other = api.post("/api/auth/login", json={"email": user["email"], "password": "correct horse 1"})
+    other_token = other.json()["token"]
+    doomed = [listen(token, transport), listen(token, ["websocket"])]
+    survivor = listen(other_token, transport)
+    for client in (*doomed, survivor):
+        assert client.subscribe(project)["ok"]
+    assert api.post("/api/auth/logout", token=token).status_code == 204
+    for client in doomed:
+        wait_until(lambda c=client: not c.sio.connected, what="the disconnect")
+        assert client.disconnects and client.disconnects[0] == client.sio.reason.SERVER_DISCONNECT
+    post(api, other_token, project, "still.mov")
+    assert survivor.wait_seqs(1) == [1] and survivor.sio.connected
