@@ -18,7 +18,7 @@ import time
 
 from vidsync.agent.mirror.apply import Applier, ContentRejected
 from vidsync.agent.mirror.fetch import Fetcher
-from vidsync.agent.mirror.safepath import PathPolicy
+from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
 from vidsync.agent.mirror.state import MirrorState, RemoteFile
 from vidsync.agent.mirror.ui import Ui, human_bytes
 from vidsync.client import ApiError, Client, ConnectionState, ProjectRemoved, ServerUnreachable
@@ -77,6 +77,8 @@ class MirrorAgent:
         on (``AgentStopped``). Without ``follow`` it returns once the mirror is up to date."""
         if self.state.get("snapshot_prefixes") != self.prefixes:
             await self.snapshot()
+        elif not follow:
+            await self.catch_up()
         self.applier.clear_stale_temp()
         await self.applier.edits.scan()
         files, size = self.state.pending_totals()
@@ -113,6 +115,16 @@ class MirrorAgent:
         self.state.apply_snapshot(listing["files"], listing["seq"])
         self.state.put(snapshot_prefixes=self.prefixes)
         self.ui.message(f"snapshot at seq {listing['seq']}: {len(listing['files'])} files")
+
+    async def catch_up(self) -> None:
+        """Record the events the log gained since ``last_seq``, over HTTP (no live follow)."""
+        while True:
+            page = await self.client.events(self.project_id, self.state.last_seq, limit=1000,
+                                            paths=self.prefixes or None)
+            self.state.record_events(page["events"])
+            if not page["has_more"]:
+                self.state.advance_seq(page["last_seq"])
+                return
 
     # -- following ------------------------------------------------------------------------------
 
@@ -207,8 +219,13 @@ class MirrorAgent:
             self._failed(row, f"{e.code}: {e.message}")
         except ContentRejected as e:
             self._failed(row, str(e), what="rejected")
+        except UnsafePath as e:  # found at write time, e.g. a parent replaced by a symlink
+            self._failed(row, f"refused: {e}", what="refused")
         except OSError as e:
             self._failed(row, f"cannot write: {e.strerror or e}")
+        except Exception as e:  # one file's bug must not stop the mirror: log it, retry later
+            log.exception("applying %s", row.path)
+            self._failed(row, f"internal error: {e!r}")
         finally:
             self.busy.pop(row.path, None)
             self._wake.set()

@@ -173,12 +173,14 @@ class MirrorState:
           AND r.path NOT IN (SELECT path FROM edits)"""
 
     def pending(self, limit: int = 1000) -> list[RemoteFile]:
-        """Paths whose disk copy differs from the owner's, oldest change first; local edits and
-        files waiting out a retry delay are left out."""
+        """Paths whose disk copy differs from the owner's: deletions first (they only remove what
+        the owner's folder no longer has, and may free a name a later file needs, as when a file
+        becomes a folder), then oldest change first. Local edits and files waiting out a retry
+        delay are left out."""
         rows = self.db.execute(
             "SELECT r.path, r.hash, r.size, r.mtime, r.seq " + self._PENDING +
             " AND r.path NOT IN (SELECT path FROM failures WHERE retry_at > ?)"
-            " ORDER BY r.seq LIMIT ?", (time.time(), limit)).fetchall()
+            " ORDER BY r.hash IS NOT NULL, r.seq LIMIT ?", (time.time(), limit)).fetchall()
         return [RemoteFile(*r) for r in rows]
 
     def pending_totals(self) -> tuple[int, int]:

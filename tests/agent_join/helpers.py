@@ -1,0 +1,151 @@
+"""Helpers for the join agent's tests: an owner that publishes a folder through the SDK, the join
+agent as a real ``vidsync join`` process, and byte-for-byte comparison of two folders."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import ROOT, VIDSYNC, Api, ServerProcess
+
+from vidsync.client import Client
+
+RESERVED = ".vidsync"
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (``.vidsync/`` aside) with its content."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d != RESERVED]
+        for name in filenames:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            out[rel] = (Path(dirpath) / name).read_bytes()
+    return out
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 15, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def assert_mirrors(src: Path, mirror: Path, timeout: float = 15) -> None:
+    """Wait until ``mirror`` holds exactly the files of ``src``, byte for byte."""
+    try:
+        wait_until(lambda: tree(src) == tree(mirror), timeout, "the mirror to match")
+    except AssertionError:
+        want, got = tree(src), tree(mirror)
+        diff = sorted(p for p in set(want) | set(got) if want.get(p) != got.get(p))
+        raise AssertionError(f"mirror differs from source at {diff[:10]}") from None
+
+
+class Owner:
+    """The owner's side without the share agent: publishes what changed in ``src`` through the
+    SDK (content first, then the changes), as a share agent would."""
+
+    def __init__(self, server: ServerProcess, api: Api, src: Path) -> None:
+        self.server = server
+        self.api = api
+        self.token, self.user = api.register("owner")
+        self.project_id = api.project(self.token)
+        self.src = src
+        src.mkdir(parents=True, exist_ok=True)
+        self.published: dict[str, str] = {}
+
+    def invite(self) -> str:
+        r = self.api.post(f"/api/projects/{self.project_id}/invites", json={}, token=self.token)
+        return r.json()["invite"]["code"]
+
+    def write(self, rel: str, data: bytes) -> None:
+        path = self.src / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def remove(self, rel: str) -> None:
+        (self.src / rel).unlink()
+        parent = (self.src / rel).parent
+        while parent != self.src and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def publish(self) -> int:
+        """Send what changed since the last publish; returns the log's last seq."""
+        return asyncio.run(self._publish())
+
+    async def _publish(self) -> int:
+        current = {p: d for p, d in tree(self.src).items()}
+        changes = []
+        async with Client(self.server.url, self.token) as client:
+            for path in sorted(current):
+                result = await client.upload_file(self.project_id, self.src / path)
+                if self.published.get(path) != result.hash:
+                    op = "update" if path in self.published else "create"
+                    changes.append({"path": path, "op": op, "hash": result.hash,
+                                    "size": result.size, "mtime": int(time.time() * 1000)})
+                    self.published[path] = result.hash
+            for path in sorted(set(self.published) - set(current)):
+                changes.append({"path": path, "op": "delete", "hash": None, "size": None,
+                                "mtime": None})
+                del self.published[path]
+            if not changes:
+                return -1
+            return (await client.post_changes(self.project_id, changes))["last_seq"]
+
+
+class Agent:
+    """A real ``vidsync join`` process for one viewer."""
+
+    def __init__(self, server: ServerProcess, token: str, mirror: Path, home: Path) -> None:
+        self.server = server
+        self.token = token
+        self.mirror = mirror
+        self.home = home
+        self.proc: subprocess.Popen | None = None
+        self.log_path = home / "join.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "VIDSYNC_SERVER": self.server.url, "VIDSYNC_TOKEN": self.token,
+                "VIDSYNC_CONFIG_DIR": str(self.home / "config"), "PYTHONPATH": str(ROOT / "src")}
+
+    def start(self, invite: str | None = None, *extra: str) -> Agent:
+        where = [invite, str(self.mirror)] if invite else [str(self.mirror)]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen([*VIDSYNC, "join", *where, *extra], stdout=log,
+                                     stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        log.close()
+        return self
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Another ``vidsync`` command with this viewer's credentials."""
+        return subprocess.run([*VIDSYNC, *args], env=self.env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+        return self.proc.returncode if self.proc else None
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def viewer_token(api: Api) -> str:
+    return api.register("viewer")[0]
