@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from vidsync.content.blocks import block_size_for
+
 ROOT = Path(__file__).resolve().parent.parent
 VIDSYNC = [sys.executable, "-m", "vidsync"]
 
@@ -148,6 +150,7 @@ class Api:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.http = httpx.Client(base_url=base_url, timeout=30)
+        self._stored: set[tuple[str, str]] = set()  # (project, hash) this helper uploaded
 
     def request(self, method: str, path: str, token: str | None = None, **kw) -> httpx.Response:
         headers = kw.pop("headers", {})
@@ -183,9 +186,41 @@ class Api:
     def post_changes(self, token: str, project_id: str, changes: list[dict],
                      key: str | None = None) -> httpx.Response:
         """Post a batch the way an owner agent does: the content first, then the changes."""
+        for c in changes:
+            if c.get("op") in ("create", "update") and c.get("hash") in CONTENTS:
+                self._store_content(token, project_id, CONTENTS[c["hash"]])
         headers = {"Idempotency-Key": key} if key else {}
         return self.post(f"/api/projects/{project_id}/files/update", json={"changes": changes},
                          token=token, headers=headers)
+
+    def upload(self, token: str, project_id: str, data: bytes) -> str:
+        """Store ``data`` as a file's content (blocks, then manifest); returns its hash."""
+        digest = self._store_content(token, project_id, data)
+        assert digest is not None, "upload refused"
+        return digest
+
+    def _store_content(self, token: str, project_id: str, data: bytes) -> str | None:
+        """Upload ``data`` unless this helper already did; None if the server refused (e.g. the
+        caller is not the owner: ``files/update`` then answers for itself)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if (project_id, digest) in self._stored:
+            return digest
+        size = block_size_for(len(data))
+        blocks = [data[i:i + size] for i in range(0, len(data), size)]
+        base = f"/api/projects/{project_id}"
+        for block in blocks:
+            r = self.request("PUT", f"{base}/blocks/{hashlib.sha256(block).hexdigest()}",
+                             token=token, content=block,
+                             headers={"Content-Type": "application/octet-stream"})
+            if r.status_code not in (200, 201):
+                return None
+        r = self.post(f"{base}/manifests", token=token, json={
+            "hash": digest, "size": len(data),
+            "blocks": [{"hash": hashlib.sha256(b).hexdigest(), "size": len(b)} for b in blocks]})
+        if r.status_code not in (200, 201):
+            return None
+        self._stored.add((project_id, digest))
+        return digest
 
     def viewer(self, owner_token: str, project_id: str) -> tuple[str, dict]:
         """A new user who joined the project with an invite."""

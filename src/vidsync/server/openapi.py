@@ -191,7 +191,13 @@ PATHS: J = {
     "/api/projects/{project_id}/download-links": {"post": op(
         "A short-lived signed URL for a browser download (a file, or a folder as a zip)",
         "member", ok(obj(["url", "expires_at"], url=STR, expires_at=STR)),
-        body(obj(path=STR, prefix=STR)), PID)},
+        body(obj(path=STR, prefix=STR, expires_in_s={"type": "integer", "minimum": 10,
+                                                     "maximum": 3600})), PID)},
+    "/api/download/{token}": {"get": op(
+        "Open a download link (no header needed): the file (Range supported) or a folder as a"
+        " zip; 403 invalid_link / link_revoked, 410 link_expired", "anyone",
+        {"200": {"description": "The bytes, as an attachment"}, "206": {"description": "A range"}},
+        params=[path_param("token")])},
     "/api/openapi.json": {"get": op("This document", "anyone", ok(obj()))},
     "/healthz": {"get": op("Liveness", "anyone", ok(obj(ok={"type": "boolean"})))},
 }
