@@ -362,10 +362,31 @@ def print_tables(results: list[RunResult]) -> None:
             print(f"{r.server} violations: {json.dumps(r.loadgen['violations'])}")
             for example in r.loadgen["violation_examples"]:
                 print(f"  {json.dumps(example)}")
-        if r.loadgen and max(r.loadgen["loadgen"]["event_loop_utilization"]) > 0.9:
-            print(f"{r.server}: a subscriber process was busy over 90% of the time; the load "
-                  "generator may have limited this run (fewer subscribers per process or a "
-                  "lower rate would tell)")
+        if r.loadgen:
+            for line in reading(r):
+                print(line)
+
+
+def reading(r: RunResult) -> list[str]:
+    """Where the time went, and whether the load generator or the machine limited the run."""
+    lg = r.loadgen
+    answered = lg["posts"]["response_ms"]["p50"]
+    after = lg["last_delivery_after_answer_ms"]["p99"]
+    if answered is None or after is None:
+        return []
+    # Both servers fan a post out before answering it: time before the answer is the server's,
+    # time between the answer and the last delivery is the kernel's and the subscribers'.
+    where = ("the backlog was in the server" if after < answered else
+             "deliveries waited longer in the subscriber processes (and the kernel) than in the "
+             "server: the load generator or the machine limited this run")
+    lines = [f"{r.server}: posts answered after {answered:.1f} ms (p50), last delivery "
+             f"{after:.1f} ms (p99) after the answer: {where}"]
+    if r.machine_cpu_cores is not None and r.server_cpu_cores is not None:
+        other = r.machine_cpu_cores - r.server_cpu_cores - loadgen_cores(r)
+        if other > 0.25:
+            lines.append(f"{r.server}: other work on this machine used {other:.2f} cores "
+                         "during the run; its numbers are disturbed")
+    return lines
 
 
 def git_commit() -> str | None:

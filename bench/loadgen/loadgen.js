@@ -13,6 +13,7 @@
 //
 // stdout gets one JSON object per line, for the driver (bench/fanout.py):
 //   {"type":"subscribed", ...}  all clients subscribed; posting starts after --settle-ms
+//   {"type":"posting"}          the measured posts begin
 //   {"type":"result", ...}      the measurements
 // Progress goes to stderr.
 
@@ -73,14 +74,19 @@ const target = new URL(cfg.url);
 // so a server that answers slower than the post rate shows it instead of hiding it.
 const agent = new http.Agent({ keepAlive: true, maxSockets: cfg.postConcurrency });
 
+// body: undefined (none), a Buffer (sent as bytes) or anything else (sent as JSON).
 function request(method, urlPath, body) {
   return new Promise((resolve, reject) => {
-    const payload = body === undefined ? null : Buffer.from(JSON.stringify(body));
     const headers = { Authorization: `Bearer ${cfg.token}` };
-    if (payload) {
+    let payload = null;
+    if (Buffer.isBuffer(body)) {
+      payload = body;
+      headers['Content-Type'] = 'application/octet-stream';
+    } else if (body !== undefined) {
+      payload = Buffer.from(JSON.stringify(body));
       headers['Content-Type'] = 'application/json';
-      headers['Content-Length'] = payload.length;
     }
+    if (payload) headers['Content-Length'] = payload.length;
     const req = http.request(
       { host: target.hostname, port: target.port, path: urlPath, method, headers, agent },
       (res) => {
@@ -103,17 +109,35 @@ function request(method, urlPath, body) {
   });
 }
 
-const filesUpdatePath = `/api/projects/${encodeURIComponent(cfg.projectId)}/files/update`;
+const projectPath = `/api/projects/${encodeURIComponent(cfg.projectId)}`;
+
+// Every posted change names the same small file content: our server accepts a create only
+// for content it stores, and one upload is enough for any number of paths.
+const CONTENT = Buffer.from('vidsync fan-out benchmark\n');
+const CONTENT_HASH = crypto.createHash('sha256').update(CONTENT).digest('hex');
+
+// Store CONTENT on our server: one block, and the manifest of a one-block file (whose hash
+// is the block's).
+async function storeContent() {
+  const block = await request('PUT', `${projectPath}/blocks/${CONTENT_HASH}`, CONTENT);
+  if (block.status !== 200 && block.status !== 201) throw new Error(`PUT block: ${block.status} ${block.text}`);
+  const manifest = await request('POST', `${projectPath}/manifests`, {
+    hash: CONTENT_HASH,
+    size: CONTENT.length,
+    blocks: [{ hash: CONTENT_HASH, size: CONTENT.length }],
+  });
+  if (manifest.status !== 200 && manifest.status !== 201) throw new Error(`POST manifest: ${manifest.status} ${manifest.text}`);
+}
 
 function postChange(changePath, mtimeMs) {
   const change = {
     path: changePath,
     op: 'create',
-    hash: crypto.createHash('sha256').update(changePath).digest('hex'),
-    size: 0,
+    hash: CONTENT_HASH,
+    size: CONTENT.length,
     mtime: Math.floor(mtimeMs),
   };
-  return request('POST', filesUpdatePath, { changes: [change] });
+  return request('POST', `${projectPath}/files/update`, { changes: [change] });
 }
 
 // The seq the subscriptions start after: in vidsync mode the project's current last_seq,
@@ -300,7 +324,11 @@ function mergeCounts(objects) {
 // ---- main --------------------------------------------------------------------------
 
 async function main() {
-  const sinceSeq = cfg.mode === 'vidsync' ? await currentSeq() : null;
+  let sinceSeq = null;
+  if (cfg.mode === 'vidsync') {
+    await storeContent();
+    sinceSeq = await currentSeq();
+  }
   log(`${cfg.subscribers} subscribers in ${cfg.procs} processes -> ${cfg.url} (${cfg.mode})`);
   const connectStart = performance.now();
   const workers = startWorkers(sinceSeq);
@@ -368,9 +396,9 @@ async function main() {
     expected_deliveries: posts.ok * cfg.subscribers,
     // Deliveries per second from the first post to the last measured delivery: under
     // overload this is the server's fan-out throughput.
-    delivery_rate_per_s: Math.round(latencies.length / ((lastDeliveryMs - posts.firstIssuedMs) / 1000)),
-    // From the last post to the last delivery: the backlog the server had queued.
-    drain_ms: Math.round(lastDeliveryMs - (posts.firstIssuedMs + posts.issueSpanMs)),
+    delivery_rate_per_s: latencies.length ? Math.round(latencies.length / ((lastDeliveryMs - posts.firstIssuedMs) / 1000)) : 0,
+    // From the last post to the last delivery: how long the backlog took to clear.
+    drain_ms: latencies.length ? Math.round(lastDeliveryMs - (posts.firstIssuedMs + posts.issueSpanMs)) : null,
     latency_ms: summarize(latencies),
     last_delivery_after_answer_ms: summarize(afterAnswer),
     violations,

@@ -29,14 +29,14 @@ let latencyCount = 0;
 // Per measured change (by index): when its last delivery to any of our clients arrived.
 let lastDeliveryMs;
 let finalSeq = null; // set by 'finish'
+let completeClients = 0; // clients that have every seq up to finalSeq, once it is known
 let reported = false;
 let startElu;
 let startCpu;
 let startWall;
 
 function fatal(message) {
-  process.send({ type: 'error', message });
-  setTimeout(() => process.exit(1), 100);
+  process.send({ type: 'error', message }, () => process.exit(1));
 }
 
 function violation(kind, client, detail) {
@@ -163,12 +163,18 @@ class Client {
       recordLatency(receivedMs - sentMs);
       if (receivedMs > lastDeliveryMs[index]) lastDeliveryMs[index] = receivedMs;
     }
-    if (finalSeq !== null && this.complete()) maybeReport();
+    // unique grows by one per call, so this counts each client once.
+    if (finalSeq !== null && this.unique === finalSeq - this.base) clientComplete();
   }
 
   complete() {
     return this.base !== null && this.unique >= finalSeq - this.base;
   }
+}
+
+function clientComplete() {
+  completeClients += 1;
+  if (completeClients === clients.length) report();
 }
 
 let readyClients = 0;
@@ -186,11 +192,6 @@ async function openAll() {
     while (next < clients.length) await clients[next++].open();
   };
   await Promise.all(Array.from({ length: Math.min(cfg.connectConcurrency, clients.length) }, lane));
-}
-
-function maybeReport() {
-  if (reported || !clients.every((c) => c.complete())) return;
-  report();
 }
 
 function report() {
@@ -225,8 +226,8 @@ function report() {
     disconnectReasons,
     latencies: latencies.subarray(0, latencyCount),
     lastDeliveryMs,
-    // How busy this process was while measuring: if its event loop is near 100%, the
-    // latencies measure the load generator, not the server.
+    // How busy this process was while measuring. A busy loop alone does not mean it fell
+    // behind: the coordinator's last_delivery_after_answer_ms tells that.
     eventLoopUtilization: elu.utilization,
     cpuCores: (cpu.user + cpu.system) / 1000 / wallMs,
   };
@@ -252,7 +253,7 @@ process.on('message', async (msg) => {
     startWall = performance.now();
   } else if (msg.type === 'finish') {
     finalSeq = msg.lastSeq;
-    maybeReport();
+    for (const c of clients) if (c.complete()) clientComplete();
     setTimeout(report, cfg.drainTimeoutMs);
   }
 });
