@@ -60,17 +60,21 @@ class Indexer:
         return {p for p, (_, since) in self.unsettled.items() if since + self.settle_s <= now}
 
     async def reconcile(self, fspaths: set[str]) -> bool:
-        """Bring the index up to date for these relative on-disk paths; True if it changed."""
+        """Bring the index up to date for these relative on-disk paths; True if it changed.
+
+        What exists is looked at before what is gone: a renamed file's new name then finds the
+        old entry still indexed (and reuses its hash), and a rename is posted as a create then a
+        delete, so a mirror can copy its local file instead of downloading it again."""
         changed = False
-        for fspath in sorted(fspaths):
-            changed |= await self._one(fspath)
+        found = {p: probe(self.root, self.rules, p) for p in sorted(fspaths)}
+        for fspath, what in sorted(found.items(), key=lambda item: item[1] is None):
+            changed |= await self._one(fspath, what)
         return changed
 
     async def rescan(self) -> bool:
         return await self._dir("")
 
-    async def _one(self, fspath: str) -> bool:
-        found = probe(self.root, self.rules, fspath)
+    async def _one(self, fspath: str, found: Entry | str | None) -> bool:
         if isinstance(found, Entry):
             return await self._file(found)
         if found == "dir":

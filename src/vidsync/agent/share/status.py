@@ -45,22 +45,28 @@ def share_status(root: str | os.PathLike) -> dict | None:
     except sqlite3.OperationalError:
         return None
     try:
-        running = agent_running(root)
-        return {
-            "project_id": state.get("project_id"),
-            "project_name": state.get("project_name"),
-            "server": state.get("server"),
-            "agent_running": running,
-            "server_reachable": state.get("server_reachable") if running else None,
-            "last_error": state.get("last_error"),
-            "last_posted_seq": state.get("last_posted_seq"),
-            "queued_changes": state.queued_count(),
-            "outbox_batches": len(state.outbox()),
-            "uploads": state.get("uploads", []) if running else [],
-            "bytes_uploaded": int(state.get("bytes_uploaded", 0)),
-            "files_uploaded": int(state.get("files_uploaded", 0)),
-            "changes_posted": int(state.get("changes_posted", 0)),
-            "indexed_files": len(state.local_paths()),
-        }
+        return _read(root, state)
+    except sqlite3.OperationalError:  # the agent is creating the database right now
+        return None
     finally:
         state.close()
+
+
+def _read(root: Path, state: ShareState) -> dict:
+    running = agent_running(root)
+    return {
+        "project_id": state.get("project_id"),
+        "project_name": state.get("project_name"),
+        "server": state.get("server"),
+        "agent_running": running,
+        "server_reachable": state.get("server_reachable") if running else None,
+        "last_error": state.get("last_error"),
+        "last_posted_seq": state.get("last_posted_seq"),
+        "queued_changes": state.queued_count(),
+        "outbox_batches": len(state.outbox()),
+        "uploads": state.get("uploads", []) if running else [],
+        "bytes_uploaded": int(state.get("bytes_uploaded", 0)),
+        "files_uploaded": int(state.get("files_uploaded", 0)),
+        "changes_posted": int(state.get("changes_posted", 0)),
+        "indexed_files": len(state.local_paths()),
+    }
