@@ -44,7 +44,7 @@ def test_every_kind_of_change_is_mirrored(owner, api, server, make_agent):
     assert_mirrors(owner.src, agent.mirror)
     assert (agent.mirror / "empty.bin").stat().st_size == 0
 
-    owner.write("montage/été/café ☕ 日本語.txt", "unicode".encode())
+    owner.write("montage/été/café ☕ 日本語.txt", "naïve ✓".encode())
     owner.write("Ünïcödé.md", b"x" * 10)
     owner.publish()
     assert_mirrors(owner.src, agent.mirror)

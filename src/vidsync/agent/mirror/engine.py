@@ -216,22 +216,23 @@ class MirrorAgent:
         except ApiError as e:
             if e.status == 401:
                 raise AgentStopped("the server refused the token: run 'vidsync login' again") from None
-            self._failed(row, f"{e.code}: {e.message}")
+            self._failed(row, "failed", f"{e.code}: {e.message}")
         except ContentRejected as e:
-            self._failed(row, str(e), what="rejected")
+            self._failed(row, "rejected", str(e))
         except UnsafePath as e:  # found at write time, e.g. a parent replaced by a symlink
-            self._failed(row, f"refused: {e}", what="refused")
+            self._failed(row, "refused", str(e))
         except OSError as e:
-            self._failed(row, f"cannot write: {e.strerror or e}")
+            self._failed(row, "failed", f"cannot write: {e.strerror or e}")
         except Exception as e:  # one file's bug must not stop the mirror: log it, retry later
             log.exception("applying %s", row.path)
-            self._failed(row, f"internal error: {e!r}")
+            self._failed(row, "failed", f"internal error: {e!r}")
         finally:
             self.busy.pop(row.path, None)
             self._wake.set()
 
-    def _failed(self, row: RemoteFile, error: str, what: str = "failed") -> None:
-        attempts = self.state.fail(row.path, row.hash, error)
+    def _failed(self, row: RemoteFile, what: str, error: str) -> None:
+        """Record the failure (``what: error``, shown by status) and retry later, backing off."""
+        attempts = self.state.fail(row.path, row.hash, f"{what}: {error}")
         self.ui.line(what, row.path, f"{error}; attempt {attempts}, will retry")
 
     # -- background -----------------------------------------------------------------------------
