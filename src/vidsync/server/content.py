@@ -291,8 +291,8 @@ async def create_download_link(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or ("path" in body) == ("prefix" in body):
         raise bad_request("send {path} for a file or {prefix} for a folder", code="invalid_body")
     ttl = body.get("expires_in_s", DEFAULT_TTL_S)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 10 <= ttl <= MAX_TTL_S:
-        raise bad_request(f"'expires_in_s' must be an integer from 10 to {MAX_TTL_S}",
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_S:
+        raise bad_request(f"'expires_in_s' must be an integer from 1 to {MAX_TTL_S}",
                           code="invalid_expires_in_s")
     store = services(request).store
     if "path" in body:

@@ -191,7 +191,7 @@ PATHS: J = {
     "/api/projects/{project_id}/download-links": {"post": op(
         "A short-lived signed URL for a browser download (a file, or a folder as a zip)",
         "member", ok(obj(["url", "expires_at"], url=STR, expires_at=STR)),
-        body(obj(path=STR, prefix=STR, expires_in_s={"type": "integer", "minimum": 10,
+        body(obj(path=STR, prefix=STR, expires_in_s={"type": "integer", "minimum": 1,
                                                      "maximum": 3600})), PID)},
     "/api/download/{token}": {"get": op(
         "Open a download link (no header needed): the file (Range supported) or a folder as a"

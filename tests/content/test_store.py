@@ -1,0 +1,212 @@
+"""The content store over HTTP: blocks, manifests, whole files and ranges, and the change check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import Api, ServerProcess, change
+from server.helpers import assert_error
+
+from content.helpers import manifest_of, missing, put_block, sha, split, store_file
+from vidsync.content.blocks import EMPTY_HASH, MAX_BLOCK_SIZE
+
+KiB = 1024
+
+
+@pytest.fixture
+def owner(api: Api) -> str:
+    return api.register("owner")[0]
+
+
+@pytest.fixture
+def project(api: Api, owner: str) -> str:
+    return api.project(owner)
+
+
+def block_files(server: ServerProcess, project: str) -> list[Path]:
+    return [p for p in (server.data_dir / "blobs" / project / "blocks").rglob("*") if p.is_file()]
+
+
+def test_block_upload_dedup_and_check(api: Api, server: ServerProcess, owner: str,
+                                      project: str) -> None:
+    a, b = os.urandom(1000), os.urandom(2000)
+    assert missing(api, owner, project, [sha(a), sha(b), sha(a)]) == [sha(a), sha(b)]
+    r = put_block(api, owner, project, a)
+    assert r.status_code == 201 and r.json() == {"hash": sha(a), "stored": True}
+    assert put_block(api, owner, project, a).status_code == 200  # already there: kept once
+    assert missing(api, owner, project, [sha(a), sha(b)]) == [sha(b)]
+    stored = block_files(server, project)
+    assert [p.name for p in stored] == [sha(a)] and stored[0].read_bytes() == a
+    assert not any((server.data_dir / "blobs" / project / "tmp").iterdir())
+
+
+def test_hash_mismatch_stores_nothing(api: Api, server: ServerProcess, owner: str,
+                                      project: str) -> None:
+    data = os.urandom(5000)
+    assert_error(put_block(api, owner, project, data, name=sha(b"other")), 422, "hash_mismatch")
+    assert missing(api, owner, project, [sha(b"other"), sha(data)]) == [sha(b"other"), sha(data)]
+    assert block_files(server, project) == []
+    assert_error(put_block(api, owner, project, data, name="ABC"), 400, "invalid_hash")
+
+
+def test_only_the_owner_uploads(api: Api, owner: str, project: str) -> None:
+    viewer, _ = api.viewer(owner, project)
+    stranger, _ = api.register("stranger")
+    data = b"block"
+    assert_error(put_block(api, viewer, project, data), 403, "forbidden")
+    assert_error(put_block(api, stranger, project, data), 404)
+    assert_error(put_block(api, None, project, data), 401)
+    for token, status in ((viewer, 403), (stranger, 404), (None, 401)):
+        assert_error(api.post(f"/api/projects/{project}/blocks/check", token=token,
+                              json={"hashes": [sha(data)]}), status)
+        assert_error(api.post(f"/api/projects/{project}/manifests", token=token,
+                              json=manifest_of(data, 128 * KiB)), status)
+    assert missing(api, owner, project, [sha(data)]) == [sha(data)]
+
+
+def test_members_download_blocks_with_ranges(api: Api, owner: str, project: str) -> None:
+    data = os.urandom(10_000)
+    put_block(api, owner, project, data)
+    viewer, _ = api.viewer(owner, project)
+    url = f"/api/projects/{project}/blocks/{sha(data)}"
+    r = api.get(url, token=viewer)
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    r = api.get(url, token=viewer, headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == data[100:200]
+    assert r.headers["content-range"] == "bytes 100-199/10000"
+    r = api.get(url, token=viewer, headers={"Range": "bytes=-300"})
+    assert r.status_code == 206 and r.content == data[-300:]
+    r = api.get(url, token=viewer, headers={"Range": "bytes=9990-"})
+    assert r.status_code == 206 and r.content == data[9990:]
+    r = api.get(url, token=viewer, headers={"Range": "bytes=10000-"})
+    assert_error(r, 416, "range_not_satisfiable")
+    assert r.headers["content-range"] == "bytes */10000"
+    assert_error(api.get(url, token=api.register("stranger")[0]), 404)
+    assert_error(api.get(f"/api/projects/{project}/blocks/{sha(b'nope')}", token=viewer), 404)
+
+
+def test_block_size_limit(api: Api, owner: str, project: str) -> None:
+    data = b"\0" * (MAX_BLOCK_SIZE + 1)
+    assert_error(put_block(api, owner, project, data), 413, "block_too_large")
+    assert missing(api, owner, project, [sha(data)]) == [sha(data)]
+
+
+def test_manifest_verification(api: Api, owner: str, project: str) -> None:
+    data = os.urandom(300 * KiB)
+    body = manifest_of(data, 128 * KiB)
+    url = f"/api/projects/{project}/manifests"
+    err = assert_error(api.post(url, token=owner, json=body), 409, "missing_blocks")
+    assert err["missing"] == [b["hash"] for b in body["blocks"]]
+    for block in split(data, 128 * KiB):
+        put_block(api, owner, project, block)
+    wrong_hash = {**body, "hash": sha(b"something else")}
+    assert_error(api.post(url, token=owner, json=wrong_hash), 422, "hash_mismatch")
+    swapped = {**body, "blocks": [body["blocks"][1], body["blocks"][0], body["blocks"][2]]}
+    assert_error(api.post(url, token=owner, json=swapped), 422, "hash_mismatch")
+    bad_sizes = {**body, "blocks": [{**body["blocks"][0], "size": 1000},
+                                    {**body["blocks"][1], "size": 2 * 128 * KiB - 1000},
+                                    body["blocks"][2]]}
+    assert_error(api.post(url, token=owner, json=bad_sizes), 422, "block_size_mismatch")
+    assert_error(api.post(url, token=owner, json={**body, "size": 1}), 400, "invalid_manifest")
+    assert_error(api.get(f"{url}/{sha(data)}", token=owner), 404)
+    r = api.post(url, token=owner, json=body)
+    assert r.status_code == 201 and r.json()["manifest"] == body
+    assert api.post(url, token=owner, json=body).status_code == 200
+    viewer, _ = api.viewer(owner, project)
+    assert api.get(f"{url}/{sha(data)}", token=viewer).json() == body
+
+
+def test_whole_file_content_with_ranges(api: Api, owner: str, project: str) -> None:
+    data = os.urandom(300 * KiB)
+    assert store_file(api, owner, project, data, 128 * KiB).status_code == 201
+    viewer, _ = api.viewer(owner, project)
+    url = f"/api/projects/{project}/content/{sha(data)}"
+    r = api.get(url, token=viewer)
+    assert r.status_code == 200 and r.content == data and r.headers["etag"] == f'"{sha(data)}"'
+    for start, end in [(0, 0), (131_000, 262_200), (128 * KiB, 256 * KiB - 1),
+                       (len(data) - 1, len(data) - 1), (5, len(data) + 1000)]:
+        r = api.get(url, token=viewer, headers={"Range": f"bytes={start}-{end}"})
+        assert r.status_code == 206, (start, end)
+        stop = min(end + 1, len(data))
+        assert r.content == data[start:stop], (start, end)
+        assert r.headers["content-range"] == f"bytes {start}-{stop - 1}/{len(data)}"
+    assert_error(api.get(url, token=viewer, headers={"Range": f"bytes={len(data)}-"}), 416)
+    r = api.get(url, token=viewer, headers={"Range": "bytes=0-1,5-6"})  # several: ignored
+    assert r.status_code == 200 and r.content == data
+    assert_error(api.get(f"/api/projects/{project}/content/{sha(b'nope')}", token=viewer), 404)
+
+
+def test_empty_file(api: Api, owner: str, project: str) -> None:
+    body = {"hash": EMPTY_HASH, "size": 0, "blocks": []}
+    r = api.post(f"/api/projects/{project}/manifests", token=owner, json=body)
+    assert r.status_code == 201, r.text
+    r = api.get(f"/api/projects/{project}/content/{EMPTY_HASH}", token=owner)
+    assert r.status_code == 200 and r.content == b""
+    r = api.get(f"/api/projects/{project}/content/{EMPTY_HASH}", token=owner,
+                headers={"Range": "bytes=0-"})
+    assert r.status_code == 416 and r.headers["content-range"] == "bytes */0"
+    r = api.post(f"/api/projects/{project}/files/update", token=owner, json={"changes": [
+        {"path": "empty.txt", "op": "create", "hash": EMPTY_HASH, "size": 0}]})
+    assert r.status_code == 200, r.text
+
+
+def test_changes_need_stored_content(api: Api, owner: str, project: str) -> None:
+    """files/update refuses a create/update whose content is missing or of another size, and
+    appends nothing; deletes need no content."""
+    stored = change("ok.mov", n=1, size=500)
+    assert api.post_changes(owner, project, [stored]).status_code == 200
+    url = f"/api/projects/{project}/files/update"
+    unknown = {**stored, "path": "x.mov", "hash": sha(b"never uploaded")}
+    err = assert_error(api.post(url, token=owner, json={"changes": [stored, unknown]}),
+                       409, "content_missing")
+    assert err["index"] == 1 and "changes[1]" in err["message"]
+    wrong_size = {**stored, "path": "y.mov", "op": "update", "size": 499}
+    err = assert_error(api.post(url, token=owner, json={"changes": [wrong_size]}),
+                       409, "content_missing")
+    assert err["index"] == 0 and "499" in err["message"]
+    other_project = api.project(owner)  # content is per project
+    err = assert_error(api.post(f"/api/projects/{other_project}/files/update", token=owner,
+                                json={"changes": [stored]}), 409, "content_missing")
+    r = api.post(url, token=owner, json={"changes": [change("ok.mov", op="delete")]})
+    assert r.status_code == 200 and r.json()["last_seq"] == 2
+    events = api.get(f"/api/projects/{project}/events", token=owner).json()["events"]
+    assert [e["change"]["path"] for e in events] == ["ok.mov", "ok.mov"]
+
+
+def test_limits(server_factory) -> None:
+    server = server_factory(args=["--max-file-size", "300K", "--project-quota", "400K"])
+    api = Api(server.url)
+    owner, _ = api.register("owner")
+    project = api.project(owner)
+    big = os.urandom(301 * KiB)
+    err = assert_error(api.post(f"/api/projects/{project}/manifests", token=owner,
+                                json=manifest_of(big, 128 * KiB)), 413, "file_too_large")
+    assert "--max-file-size" in err["message"]
+    blocks = split(os.urandom(400 * KiB), 128 * KiB)  # 3 x 128 KiB + 16 KiB: exactly the quota
+    for block in blocks:
+        assert put_block(api, owner, project, block).status_code == 201
+    assert put_block(api, owner, project, blocks[0]).status_code == 200  # dedup costs nothing
+    err = assert_error(put_block(api, owner, project, b"one byte too many"), 413, "quota_exceeded")
+    assert err["quota"] == 400 * KiB and err["usage"] == 400 * KiB
+    # Another project has its own quota.
+    assert put_block(api, owner, api.project(owner), b"fits").status_code == 201
+    api.http.close()
+
+
+def test_content_survives_restart(server_factory) -> None:
+    server = server_factory()
+    api = Api(server.url)
+    owner, _ = api.register("owner")
+    project = api.project(owner)
+    data = os.urandom(200 * KiB)
+    assert store_file(api, owner, project, data, 128 * KiB).status_code == 201
+    server.kill()
+    server.start()
+    assert api.get(f"/api/projects/{project}/content/{sha(data)}", token=owner).content == data
+    assert api.post_changes(owner, project, [{"path": "a", "op": "create", "hash": sha(data),
+                                              "size": len(data)}]).status_code == 200
+    api.http.close()
