@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("vidsync.realtime")
 
 
+# Packets per long-polling response: python-engineio's client drops the connection on a payload
+# of more than 16 ("Too many packets in payload"); the rest waits for the next poll.
+MAX_POLL_PACKETS = 16
+
+
 def new_sid() -> str:
     return secrets.token_urlsafe(15)
 
@@ -130,8 +135,10 @@ class Session:
                 self._poll_waiter = None
         if self.closed and not self._queue:
             return protocol.CLOSE_PACKET
-        packets, self._queue, self._queued_bytes = self._queue, [], 0
-        self._drained.set()
+        packets, self._queue = self._queue[:MAX_POLL_PACKETS], self._queue[MAX_POLL_PACKETS:]
+        self._queued_bytes -= sum(len(p) for p in packets)
+        if not self._queue:
+            self._drained.set()
         return protocol.encode_payload(packets) if packets else protocol.NOOP_PACKET
 
     def _wake_poller(self) -> None:
