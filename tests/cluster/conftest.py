@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -111,4 +112,6 @@ def start_node(tmp_path_factory: pytest.TempPathFactory, database: str,
 
 @pytest.fixture
 def two_nodes(start_node: Callable[..., ServerProcess]) -> tuple[ServerProcess, ServerProcess]:
-    return start_node(), start_node()
+    with ThreadPoolExecutor(2) as pool:  # starting takes a second or two: start both at once
+        first, second = pool.map(lambda _: start_node(), range(2))
+    return first, second

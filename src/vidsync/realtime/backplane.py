@@ -92,13 +92,14 @@ class RedisBackplane:
         self._resync_wanted = False
         # Health and counters (read by /readyz and /metrics).
         self.subscribed = False
+        self._ever_subscribed = False
         self.publish_failing = False
         self.last_message_at = 0.0
         self.published = 0
         self.publish_errors = 0
         self.dropped = 0
         self.received = 0
-        self.losses = 0
+        self.gaps = 0
         self.resyncs = 0
         self.events_refilled = 0
 
@@ -139,7 +140,7 @@ class RedisBackplane:
                 "subscribed": self.subscribed,
                 "last_message_age_s": None if age is None else round(age, 3),
                 "queued": self._queue.qsize(), "publish_errors": self.publish_errors,
-                "losses": self.losses, "resyncs": self.resyncs,
+                "gaps": self.gaps, "resyncs": self.resyncs,
                 "events_refilled": self.events_refilled}
 
     # -- publishing ---------------------------------------------------------------------------------
@@ -204,10 +205,12 @@ class RedisBackplane:
                     self.last_message_at = now
                     if msg["type"] == "subscribe":
                         log.info("backplane: subscribed")
-                        self.subscribed = True
+                        # Whatever was published while this node was not subscribed is lost (the
+                        # first time too: clients may have subscribed before Redis was reachable).
+                        self._loss("resubscribed" if self._ever_subscribed else "subscribed",
+                                   counted=self._ever_subscribed)
+                        self.subscribed = self._ever_subscribed = True
                         backoff = 0.1
-                        # Whatever was published while this node was not subscribed is lost.
-                        self._loss("subscribed")
                     elif msg["type"] == "message":
                         self._on_message(msg["data"])
             except (redis.RedisError, OSError) as e:
@@ -273,8 +276,8 @@ class RedisBackplane:
 
     # -- recovering from a loss ---------------------------------------------------------------------
 
-    def _loss(self, why: str) -> None:
-        self.losses += 1
+    def _loss(self, why: str, counted: bool = True) -> None:
+        self.gaps += counted
         log.info("backplane: possible loss (%s): resyncing from the store", why)
         self._resync_wanted = True
         if self._resync_task is None or self._resync_task.done():

@@ -53,7 +53,7 @@ class BackplaneCollector(Collector):
                 ("dropped", "Messages dropped because the publish queue was full", bp.dropped),
                 ("received", "Messages received from other nodes", bp.received),
                 ("gaps", "Possible losses noticed (a skipped message number, a resubscription, "
-                         "a silent subscription)", bp.losses),
+                         "a silent subscription)", bp.gaps),
                 ("events_refilled", "Events a loss kept from this node, delivered from the store "
                                     "instead", bp.events_refilled)):
             yield CounterMetricFamily(f"vidsync_backplane_{name}", doc, value=value)
