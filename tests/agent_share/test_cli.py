@@ -94,3 +94,16 @@ def test_the_periodic_rescan_catches_what_the_watcher_missed(tmp_path: Path, api
         f.write("changed behind the watcher's back")
     tree = converge(api, owner, agent, timeout=15)
     assert tree["a.txt"][1] == len("changed behind the watcher's back")
+
+
+def test_a_revoked_token_stops_the_agent_with_a_hint(tmp_path: Path, api: Api, server, agents):
+    token = api.register("owner")[0]
+    root = tmp_path / "film"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    agent = agents(root, server.url, token)
+    converge(api, token, agent)
+    assert api.post("/api/auth/logout", token=token).status_code == 204
+    (root / "b.txt").write_text("b")
+    assert agent.proc.wait(20) != 0
+    assert "vidsync login" in agent.log

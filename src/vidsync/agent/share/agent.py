@@ -146,10 +146,20 @@ class ShareAgent:
             rel = os.path.relpath(path, root)
             return rel != RESERVED_DIR and not rel.startswith(RESERVED_DIR + os.sep)
 
-        async for changes in watchfiles.awatch(
-                self.root, watch_filter=keep, debounce=max(50, int(self.options.debounce_s * 1000)),
-                step=50, stop_event=self.stop, ignore_permission_denied=True):
-            self.mark(_relative(root, {p for _, p in changes}))
+        polling = False
+        while not self.stop.is_set():
+            try:
+                async for changes in watchfiles.awatch(
+                        self.root, watch_filter=keep, step=50, stop_event=self.stop,
+                        debounce=max(50, int(self.options.debounce_s * 1000)),
+                        ignore_permission_denied=True, force_polling=polling or None):
+                    self.mark(_relative(root, {p for _, p in changes}))
+            except Exception as e:  # e.g. the OS's limit of watches reached on a huge tree
+                if polling:
+                    raise
+                log.warning("the file system watcher failed (%s); polling instead", e)
+                polling = True
+                self.mark({""})  # whatever happened meanwhile: rescan
 
     async def _scan_loop(self, syncer: Syncer) -> None:
         next_rescan = time.monotonic() + self.options.rescan_s
