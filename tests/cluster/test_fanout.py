@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 
-from conftest import Api, ServerProcess
+import orjson
+from conftest import Api, ServerProcess, change
 
+from cluster.conftest import RedisProcess
 from cluster.helpers import Subscriber, log_seqs, post, wait_until
 
 
@@ -71,3 +73,34 @@ def test_removal_logout_and_deletion_act_on_every_node(
     finally:
         for sub in on_b.values():
             sub.close()
+
+
+def test_a_batch_too_big_for_one_message_is_announced_and_read_from_the_store(
+        two_nodes: tuple[ServerProcess, ServerProcess], redis_server: RedisProcess) -> None:
+    a, b = two_nodes
+    api_a = Api(a.url)
+    owner, _ = api_a.register("owner")
+    pid = api_a.project(owner)
+    sub = Subscriber(b.url, owner, pid, batch=True)
+    watcher = redis_server.client().pubsub()
+    watcher.subscribe("vidsync:events")
+    try:
+        deep = "/".join(["d" * 200] * 7)  # 1400-byte paths: 1000 of them make a 1.4 MB batch
+        r = api_a.post_changes(owner, pid, [change(f"{deep}/{i:04d}", "delete") for i in range(1000)])
+        assert r.status_code == 200, r.text
+        assert sub.wait_for(1000) == list(range(1, 1001))
+        assert sub.events == api_a.get(f"/api/projects/{pid}/events", token=owner,
+                                       params={"since_seq": 0, "limit": 1000}).json()["events"]
+        sent = []
+        while (msg := watcher.get_message(timeout=0.5)) is not None:
+            if msg["type"] != "message":
+                continue  # the subscription's confirmation
+            body = orjson.loads(msg["data"])
+            if body["k"] != "hb":
+                sent.append((body, len(msg["data"])))
+        assert len(sent) == 1
+        body, size = sent[0]
+        assert body["k"] == "s" and body["p"] == pid and body["l"] == 1000 and size < 300
+    finally:
+        watcher.close()
+        sub.close()
