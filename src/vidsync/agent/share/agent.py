@@ -127,7 +127,7 @@ class ShareAgent:
 
     async def _first_scan(self) -> None:
         started = time.monotonic()
-        self.bars.start("hashing", 0)
+        self.bars.start("hashing", None)
         if self.bars.enabled:
             self.indexer.on_hash_bytes = self.bars.advance
         try:
@@ -135,9 +135,9 @@ class ShareAgent:
         finally:
             self.bars.stop()
             self.indexer.on_hash_bytes = None
-        log.info("scanned %s: %d file(s) indexed, %d MB hashed in %.1f s", self.root,
-                 len(self.state.local_paths()), self.indexer.hashed_bytes // 10**6,
-                 time.monotonic() - started)
+        log.info("scanned %s: %d file(s) indexed, %d MB hashed in %.1f s, %d still being written",
+                 self.root, len(self.state.local_paths()), self.indexer.hashed_bytes // 10**6,
+                 time.monotonic() - started, len(self.indexer.unsettled))
 
     async def _watch(self) -> None:
         root = str(self.root)

@@ -32,7 +32,8 @@ class Bars:
     def enabled(self) -> bool:
         return self.console.is_terminal
 
-    def start(self, label: str, total: int) -> None:
+    def start(self, label: str, total: int | None) -> None:
+        """``total`` None: not known yet (the bar pulses)."""
         self.stop()
         if not self.enabled:
             return
