@@ -1,0 +1,99 @@
+"""Browser tests of the web UI: a real ``vidsync serve`` process and Debian's headless Chromium,
+driven by Playwright (its own browser downloads are not used).
+
+The UI must be built first (``make web``, or ``npm ci && npm run build`` in ``web/``). Set
+``VIDSYNC_SCREENSHOTS=docs/screenshots`` to save the screenshots shown in the READMEs.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from web_support import LATENCIES, ROOT, Server
+
+STATIC_INDEX = ROOT / "src" / "vidsync" / "web" / "static" / "index.html"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for label, values in LATENCIES.items():
+        if values:
+            terminalreporter.write_line(
+                f"POST files/update -> sync badge shown ({label}, n={len(values)}): "
+                f"min {min(values):.1f} ms, median {statistics.median(values):.1f} ms, "
+                f"max {max(values):.1f} ms")
+
+
+@pytest.fixture(scope="session")
+def built_ui() -> None:
+    if not STATIC_INDEX.is_file():
+        pytest.fail("the web UI is not built: run `make web` (npm ci && npm run build in web/)")
+
+
+@pytest.fixture(scope="session")
+def browser(built_ui) -> Iterator:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``start_server("--no-websocket")``: a new server on its own data dir, stopped afterwards."""
+    servers: list[Server] = []
+
+    def start(*args: str) -> Server:
+        server = Server(tmp_path / f"server{len(servers)}", list(args))
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def new_page(browser) -> Iterator[Callable[..., object]]:
+    """A page in a fresh browser context (own storage, so own login). ``token`` logs it in."""
+    contexts = []
+
+    def make(base_url: str, token: str | None = None, width: int = 1280, height: int = 900):
+        context = browser.new_context(base_url=base_url,
+                                      viewport={"width": width, "height": height})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        if token:
+            page.goto("/login")
+            page.evaluate("t => localStorage.setItem('vidsync.token', t)", token)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def screenshot() -> Callable[..., None]:
+    """Saves a screenshot under $VIDSYNC_SCREENSHOTS when set; does nothing otherwise."""
+    target = os.environ.get("VIDSYNC_SCREENSHOTS")
+
+    def save(page, name: str, full_page: bool = True) -> None:
+        if target:
+            out = ROOT / target
+            out.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out / f"{name}.png"), full_page=full_page,
+                            animations="disabled")
+
+    return save

@@ -1,0 +1,150 @@
+"""Helpers for the browser tests: a ``vidsync serve`` process and a small HTTP API client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from vidsync.content.blocks import block_size_for
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery"
+
+# POST-to-badge latencies (ms) measured by the tests, reported at the end of the run.
+LATENCIES: dict[str, list[float]] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``vidsync serve`` on a free port; ``stop`` then ``start`` is a restart on the same data."""
+
+    def __init__(self, data_dir: Path, args: list[str]) -> None:
+        self.data_dir = data_dir
+        self.args = args
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20) -> Server:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vidsync", "serve", "--port", str(self.port),
+                 "--data-dir", str(self.data_dir), *self.args],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=1) as res:
+                    if res.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start in time")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Api:
+    """Just enough of the HTTP API to set up what a test does not click through."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.stored: set[tuple[str, str]] = set()  # (project, file hash) already uploaded
+
+    def call(self, method: str, path: str, token: str | None = None,
+             body: dict | bytes | None = None) -> dict | None:
+        raw = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
+        content_type = "application/octet-stream" if isinstance(body, bytes) else "application/json"
+        req = urllib.request.Request(
+            self.base_url + path, method=method, data=raw,
+            headers={"Content-Type": content_type,
+                     **({"Authorization": f"Bearer {token}"} if token else {})})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as res:
+                answer = res.read()
+        except urllib.error.HTTPError as e:
+            raise AssertionError(f"{method} {path}: {e.code} {e.read().decode()}") from None
+        return json.loads(answer) if answer else None
+
+    def register(self, name: str) -> tuple[str, dict]:
+        email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+        res = self.call("POST", "/api/auth/register",
+                        body={"email": email, "password": PASSWORD, "name": name})
+        return res["token"], res["user"]
+
+    def project(self, token: str, name: str, description: str = "") -> str:
+        body = {"name": name, **({"description": description} if description else {})}
+        return self.call("POST", "/api/projects", token, body)["project"]["id"]
+
+    def invite(self, token: str, project_id: str) -> str:
+        return self.call("POST", f"/api/projects/{project_id}/invites", token, {})["invite"]["code"]
+
+    def viewer(self, owner_token: str, project_id: str, name: str = "Vera") -> tuple[str, dict]:
+        token, user = self.register(name)
+        self.call("POST", "/api/projects/join", token,
+                  {"invite_code": self.invite(owner_token, project_id)})
+        return token, user
+
+    def upload(self, token: str, project_id: str, data: bytes) -> str:
+        """Store a file's content as the owner's agent does (blocks, then the manifest)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if (project_id, digest) in self.stored:
+            return digest
+        size = block_size_for(len(data))
+        blocks = [data[i:i + size] for i in range(0, len(data), size)]
+        hashes = [hashlib.sha256(b).hexdigest() for b in blocks]
+        base = f"/api/projects/{project_id}"
+        missing = set(self.call("POST", f"{base}/blocks/check", token, {"hashes": hashes})["missing"])
+        for block_hash, block in zip(hashes, blocks, strict=True):
+            if block_hash in missing:
+                self.call("PUT", f"{base}/blocks/{block_hash}", token, block)
+                missing.discard(block_hash)  # a file may repeat a block: send it once
+        self.call("POST", f"{base}/manifests", token, {
+            "hash": digest, "size": len(data),
+            "blocks": [{"hash": h, "size": len(b)} for h, b in zip(hashes, blocks, strict=True)]})
+        self.stored.add((project_id, digest))
+        return digest
+
+    def change(self, token: str, project_id: str, path: str, data: bytes | None,
+               mtime: int = 1_764_000_000_000) -> dict:
+        """A change for ``path`` (``None`` deletes it), its content uploaded first."""
+        if data is None:
+            return {"path": path, "op": "delete", "hash": None}
+        return {"path": path, "op": "create", "hash": self.upload(token, project_id, data),
+                "size": len(data), "mtime": mtime}
+
+    def post_changes(self, token: str, project_id: str, changes: list[dict]) -> int:
+        """One files/update batch; returns its last seq."""
+        res = self.call("POST", f"/api/projects/{project_id}/files/update", token,
+                        {"changes": changes})
+        return res["last_seq"]
+
+    def post_files(self, token: str, project_id: str, files: dict[str, bytes | None]) -> int:
+        """Upload and post ``files`` as one batch, a minute of mtime apart."""
+        return self.post_changes(token, project_id, [
+            self.change(token, project_id, path, data, 1_764_000_000_000 + i * 60_000)
+            for i, (path, data) in enumerate(files.items())])

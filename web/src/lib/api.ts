@@ -1,0 +1,201 @@
+// Typed client for the HTTP contract in docs/protocol.md.
+
+export interface User {
+  id: string;
+  email: string;
+  name: string | null;
+}
+
+export type Role = 'owner' | 'viewer';
+
+export interface Project {
+  id: string;
+  name: string;
+  description: string | null;
+  owner_id: string;
+  created_at: string;
+}
+
+export interface ProjectSummary extends Project {
+  role: Role;
+  member_count: number;
+  last_seq: number;
+  last_activity_at: string | null;
+}
+
+export interface Member {
+  user_id: string;
+  email: string;
+  name: string | null;
+  role: Role;
+  joined_at: string;
+}
+
+export interface Invite {
+  code: string;
+  created_at: string;
+  expires_at: string;
+  max_uses: number | null;
+  uses: number;
+}
+
+export type Op = 'create' | 'update' | 'delete';
+
+/** `mtime` is in milliseconds since the Unix epoch, or null when the owner's agent did not send it. */
+export interface Change {
+  path: string;
+  op: Op;
+  hash: string | null;
+  size: number | null;
+  mtime: number | null;
+}
+
+export interface ProjectEvent {
+  project_id: string;
+  seq: number;
+  change: Change;
+  created_at: string;
+}
+
+export interface FileEntry {
+  path: string;
+  hash: string;
+  size: number;
+  mtime: number | null;
+  seq: number;
+}
+
+export interface EventsPage {
+  events: ProjectEvent[];
+  last_seq: number;
+  has_more: boolean;
+}
+
+/** An error answered by the server (`{"error": {code, message}}`) or a network failure (status 0). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+type Json = Record<string, unknown>;
+
+/** Called when any request answers 401, so the app can drop a token the server no longer accepts. */
+let onUnauthorized: () => void = () => {};
+export function setUnauthorizedHandler(handler: () => void): void {
+  onUnauthorized = handler;
+}
+
+export async function request<T>(
+  method: string,
+  path: string,
+  token: string | null,
+  body?: Json,
+  signal?: AbortSignal,
+): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    throw new ApiError(0, 'network', 'Cannot reach the server.');
+  }
+  if (res.status === 204) return undefined as T;
+  const data: unknown = await res.json().catch(() => null);
+  if (!res.ok) {
+    const error = (data as { error?: { code?: string; message?: string } } | null)?.error;
+    if (res.status === 401 && token) onUnauthorized();
+    throw new ApiError(
+      res.status,
+      error?.code ?? `http_${res.status}`,
+      error?.message ?? `The server answered ${res.status}.`,
+    );
+  }
+  return data as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  register: (email: string, password: string, name: string) =>
+    request<{ token: string; user: User }>('POST', '/api/auth/register', null, {
+      email,
+      password,
+      ...(name ? { name } : {}),
+    }),
+  login: (email: string, password: string) =>
+    request<{ token: string; user: User }>('POST', '/api/auth/login', null, { email, password }),
+  logout: (token: string) => request<void>('POST', '/api/auth/logout', token),
+  me: (token: string) => request<{ user: User }>('GET', '/api/auth/me', token),
+
+  listProjects: (token: string) =>
+    request<{ projects: ProjectSummary[] }>('GET', '/api/projects', token),
+  createProject: (token: string, name: string, description: string) =>
+    request<{ project: Project }>('POST', '/api/projects', token, {
+      name,
+      ...(description ? { description } : {}),
+    }),
+  getProject: (token: string, id: string) =>
+    request<{ project: Project; role: Role; members: Member[] }>(
+      'GET',
+      `/api/projects/${enc(id)}`,
+      token,
+    ),
+  removeMember: (token: string, id: string, userId: string) =>
+    request<void>('DELETE', `/api/projects/${enc(id)}/members/${enc(userId)}`, token),
+
+  listInvites: (token: string, id: string) =>
+    request<{ invites: Invite[] }>('GET', `/api/projects/${enc(id)}/invites`, token),
+  createInvite: (token: string, id: string, expiresInS: number, maxUses: number | null) =>
+    request<{ invite: Invite }>('POST', `/api/projects/${enc(id)}/invites`, token, {
+      expires_in_s: expiresInS,
+      ...(maxUses !== null ? { max_uses: maxUses } : {}),
+    }),
+  revokeInvite: (token: string, id: string, code: string) =>
+    request<void>('DELETE', `/api/projects/${enc(id)}/invites/${enc(code)}`, token),
+  join: (token: string, inviteCode: string) =>
+    request<{ project: Project; role: Role }>('POST', '/api/projects/join', token, {
+      invite_code: inviteCode,
+    }),
+
+  files: (token: string, id: string) =>
+    request<{ files: FileEntry[]; seq: number }>('GET', `/api/projects/${enc(id)}/files`, token),
+  /** A short-lived URL the browser opens without a header: a file, or a folder as a zip. */
+  downloadLink: (token: string, id: string, target: { path: string } | { prefix: string }) =>
+    request<{ url: string; expires_at: string }>(
+      'POST',
+      `/api/projects/${enc(id)}/download-links`,
+      token,
+      target,
+    ),
+  events: (
+    token: string,
+    id: string,
+    query: { sinceSeq: number; limit?: number; waitS?: number },
+    signal?: AbortSignal,
+  ) => {
+    const params = new URLSearchParams({ since_seq: String(query.sinceSeq) });
+    if (query.limit !== undefined) params.set('limit', String(query.limit));
+    if (query.waitS !== undefined) params.set('wait', String(query.waitS));
+    return request<EventsPage>(
+      'GET',
+      `/api/projects/${enc(id)}/events?${params}`,
+      token,
+      undefined,
+      signal,
+    );
+  },
+};

@@ -1,0 +1,219 @@
+import { useCallback, useEffect, useState } from 'react';
+import { ActivityFeed } from '../components/ActivityFeed';
+import { ConnectionIndicator } from '../components/ConnectionIndicator';
+import { type Download, FileTree } from '../components/FileTree';
+import { InvitesPanel } from '../components/InvitesPanel';
+import { MembersPanel } from '../components/MembersPanel';
+import { SyncBadge } from '../components/SyncBadge';
+import { useProjectEvents } from '../hooks/useProjectEvents';
+import { useSyncBadge } from '../hooks/useSyncBadge';
+import {
+  type FileEntry,
+  type Member,
+  type Project,
+  type ProjectEvent,
+  type Role,
+  ApiError,
+  api,
+} from '../lib/api';
+import { useAuth } from '../lib/auth';
+import { Link } from '../lib/router';
+import { usePageTitle } from '../lib/usePageTitle';
+
+/** Events shown in the feed on opening the page, from before the snapshot. */
+const FEED_PREFILL = 50;
+/** The feed keeps this many entries; the file tree holds the full state anyway. */
+const FEED_MAX = 200;
+
+interface ProjectInfo {
+  project: Project;
+  role: Role;
+  members: Member[];
+}
+
+function applyEvents(
+  files: ReadonlyMap<string, FileEntry>,
+  events: readonly ProjectEvent[],
+): ReadonlyMap<string, FileEntry> {
+  const next = new Map(files);
+  for (const { seq, change } of events) {
+    if (change.op === 'delete') next.delete(change.path);
+    else
+      next.set(change.path, {
+        path: change.path,
+        hash: change.hash ?? '',
+        size: change.size ?? 0,
+        mtime: change.mtime,
+        seq,
+      });
+  }
+  return next;
+}
+
+function describeLoadError(err: unknown): string {
+  if (err instanceof ApiError && (err.status === 403 || err.status === 404))
+    return 'This project does not exist, or you are not a member of it.';
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function ProjectPage({ token, projectId }: { token: string; projectId: string }) {
+  const { signOut } = useAuth();
+  const [info, setInfo] = useState<ProjectInfo | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
+  const [files, setFiles] = useState<ReadonlyMap<string, FileEntry>>(() => new Map());
+  const [baseSeq, setBaseSeq] = useState<number | null>(null);
+  const [lastSeq, setLastSeq] = useState<number | null>(null);
+  const [feed, setFeed] = useState<ProjectEvent[]>([]);
+  const [downloadError, setDownloadError] = useState<string | null>(null);
+  const { badge, showEvents } = useSyncBadge();
+  usePageTitle(info?.project.name ?? 'Project');
+
+  const loadInfo = useCallback(async () => {
+    try {
+      setInfo(await api.getProject(token, projectId));
+    } catch (err) {
+      setLoadError(describeLoadError(err));
+    }
+  }, [token, projectId]);
+
+  useEffect(() => {
+    void loadInfo();
+  }, [loadInfo]);
+
+  // The snapshot first; live events then resume from its seq, so nothing falls in between.
+  useEffect(() => {
+    let cancelled = false;
+    (async () => {
+      const snapshot = await api.files(token, projectId);
+      if (cancelled) return;
+      setFiles(new Map(snapshot.files.map((f) => [f.path, f])));
+      setBaseSeq(snapshot.seq);
+      setLastSeq(snapshot.seq);
+      const recent = await api.events(token, projectId, {
+        sinceSeq: Math.max(0, snapshot.seq - FEED_PREFILL),
+        limit: FEED_PREFILL,
+      });
+      if (cancelled) return;
+      // Live events may already be in the feed; these are older, so they go below.
+      const older = recent.events.filter((e) => e.seq <= snapshot.seq).reverse();
+      setFeed((prev) => [...prev, ...older].slice(0, FEED_MAX));
+    })().catch((err: unknown) => !cancelled && setLoadError(describeLoadError(err)));
+    return () => {
+      cancelled = true;
+    };
+  }, [token, projectId]);
+
+  const onEvents = (events: ProjectEvent[]) => {
+    setFiles((prev) => applyEvents(prev, events));
+    setFeed((prev) => [...[...events].reverse(), ...prev].slice(0, FEED_MAX));
+    setLastSeq(events[events.length - 1]!.seq);
+    showEvents(events);
+  };
+  const { state, retryNow } = useProjectEvents(projectId, token, baseSeq, onEvents);
+
+  // The server answers with a short-lived signed URL that the browser can open without the
+  // token: the file (or the folder as a zip) then downloads as an attachment, page untouched.
+  const download: Download = (node) => {
+    setDownloadError(null);
+    const target = node.kind === 'file' ? { path: node.path } : { prefix: node.path };
+    api
+      .downloadLink(token, projectId, target)
+      .then(({ url }) => {
+        const link = document.createElement('a');
+        link.href = url;
+        link.download = '';
+        document.body.append(link);
+        link.click();
+        link.remove();
+      })
+      .catch((err: unknown) =>
+        setDownloadError(`Cannot download ${node.path}: ${err instanceof Error ? err.message : err}`),
+      );
+  };
+
+  // The socket was refused for the token: drop it, which leads to the login page.
+  useEffect(() => {
+    if (state.kind === 'signed-out') void signOut();
+  }, [state.kind, signOut]);
+
+  if (loadError) {
+    return (
+      <>
+        <h1>Project unavailable</h1>
+        <p role="alert" className="error">
+          {loadError}
+        </p>
+        <p>
+          <Link to="/">Back to your projects</Link>
+        </p>
+      </>
+    );
+  }
+
+  const isOwner = info?.role === 'owner';
+  return (
+    <>
+      <div className="project-head">
+        <div>
+          <h1>{info?.project.name ?? 'Loading project…'}</h1>
+          {info?.project.description && <p className="project-desc">{info.project.description}</p>}
+          {info && (
+            <p className="project-meta">
+              You are {isOwner ? 'the owner' : 'a viewer'}
+              {lastSeq !== null && <> · event {lastSeq}</>}
+            </p>
+          )}
+        </div>
+        <ConnectionIndicator state={state} onRetry={retryNow} />
+      </div>
+
+      {state.kind === 'ended' && (
+        <div role="alert" className="banner ended">
+          <p>
+            <strong>You no longer receive updates from this project.</strong> {state.reason}
+          </p>
+          <p>
+            <Link to="/">Back to your projects</Link>
+          </p>
+        </div>
+      )}
+
+      <SyncBadge badge={badge} />
+
+      <div className="project-grid">
+        <section aria-labelledby="files-heading" className="panel files-panel">
+          <h2 id="files-heading">Files</h2>
+          {downloadError && (
+            <p role="alert" className="error">
+              {downloadError}
+            </p>
+          )}
+          {baseSeq === null ? (
+            <p aria-busy="true">Loading files…</p>
+          ) : (
+            <FileTree
+              files={files}
+              baseSeq={baseSeq}
+              download={state.kind === 'ended' ? undefined : download}
+            />
+          )}
+        </section>
+        <section aria-labelledby="activity-heading" className="panel activity-panel">
+          <h2 id="activity-heading">Activity</h2>
+          <ActivityFeed events={feed} />
+        </section>
+      </div>
+
+      {info && (
+        <MembersPanel
+          projectId={projectId}
+          token={token}
+          members={info.members}
+          canManage={isOwner}
+          onChanged={() => void loadInfo()}
+        />
+      )}
+      {isOwner && <InvitesPanel projectId={projectId} token={token} />}
+    </>
+  );
+}
