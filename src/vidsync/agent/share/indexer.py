@@ -118,7 +118,13 @@ class Indexer:
             return True
         if not self._settled(entry):
             return False
-        manifest = await asyncio.to_thread(hash_file, self.root / entry.fspath, self._hashed)
+        try:
+            manifest = await asyncio.to_thread(hash_file, self.root / entry.fspath, self._hashed)
+        except FileNotFoundError:
+            return False  # deleted meanwhile: its own event follows
+        except OSError as e:  # unreadable: skipped until it changes again
+            log.warning("cannot read %r: %s", entry.fspath, e)
+            return False
         after = probe(self.root, self.rules, entry.fspath)
         if not isinstance(after, Entry) or after.sig != entry.sig or manifest.size != entry.size:
             self.unsettled[entry.fspath] = (after.sig if isinstance(after, Entry) else entry.sig,

@@ -70,7 +70,7 @@ def walk(root: Path, rules: IgnoreRules, start: str = "") -> Iterator[Entry]:
                 rel = f"{rel_dir}/{d.name}" if rel_dir else d.name
                 try:
                     st = d.stat(follow_symlinks=False)
-                except FileNotFoundError:
+                except OSError:  # gone meanwhile
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     path = server_path(rel)

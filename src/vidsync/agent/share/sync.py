@@ -20,7 +20,7 @@ from collections.abc import Callable
 import orjson
 
 from vidsync.agent.share.progress import LARGE_TRANSFER, Bars
-from vidsync.agent.share.state import OutboxBatch, Pending, ShareState
+from vidsync.agent.share.state import LocalFile, OutboxBatch, Pending, ShareState
 from vidsync.changes import MAX_CHANGES_PER_BATCH
 from vidsync.client import ApiError, Client, ContentMismatch, ServerUnreachable
 
@@ -38,6 +38,11 @@ PROGRESS_EVERY_S = 0.5
 
 class Retry(Exception):
     """The server is unreachable or overloaded: try the pass again later."""
+
+
+class Refused(Retry):
+    """The server refused a batch in a way that a new attempt may fix (content gone meanwhile):
+    try again after a pause, so a server that keeps refusing is not hammered."""
 
 
 class Fatal(Exception):
@@ -113,10 +118,14 @@ class Syncer:
                 await self.sync_pass()
                 backoff.reset()
             except (Retry, ServerUnreachable) as e:
-                self.connected = False
                 delay = backoff.next()
-                self.state.set(server_reachable=False, last_error=str(e))
-                log.warning("server unavailable (%s); retrying in %.1f s", e, delay)
+                if isinstance(e, Refused):
+                    self.state.set(last_error=str(e))
+                    log.warning("%s; sending again in %.1f s", e, delay)
+                else:
+                    self.connected = False
+                    self.state.set(server_reachable=False, last_error=str(e))
+                    log.warning("server unavailable (%s); retrying in %.1f s", e, delay)
                 self._clear_uploads()
                 await asyncio.sleep(delay)
                 self.wake.set()
@@ -168,8 +177,7 @@ class Syncer:
         """A 4xx for a whole batch: drop it; the next pass re-derives what is still needed."""
         self.state.drop(batch.id)
         if e.code in ("content_missing", "idempotency_key_reused"):
-            log.warning("batch refused (%s); sending it again", e)
-            return
+            raise Refused(f"the server refused a batch ({e})")
         index = e.details.get("index")
         bad = [batch.changes[index]] if isinstance(index, int) and 0 <= index < len(
             batch.changes) else batch.changes
@@ -194,7 +202,7 @@ class Syncer:
         failed: set[str] = set()
         slots = asyncio.Semaphore(FILE_CONCURRENCY)
 
-        async def one(f) -> None:
+        async def one(f: LocalFile) -> None:
             async with slots:
                 if not await self._upload_one(f, show):
                     failed.add(f.path)
@@ -213,7 +221,7 @@ class Syncer:
         ready = [p.change for p in pending if p.change["path"] not in failed]
         return ready, bool(failed)
 
-    async def _upload_one(self, f, show: bool) -> bool:
+    async def _upload_one(self, f: LocalFile, show: bool) -> bool:
         """Upload one file's missing blocks and its manifest; False if it cannot go out as
         indexed."""
         self.uploads[f.path] = [0, f.size]
