@@ -251,8 +251,10 @@ class Client:
     async def post_manifest(self, project_id: str, manifest: Manifest) -> Manifest:
         """Record a file whose blocks are all stored. ``ApiError`` 409 ``missing_blocks``
         (``details["missing"]``), 422 ``hash_mismatch``, 413 ``file_too_large``/``quota_exceeded``."""
+        # The server hashes the whole file before it answers: minutes for tens of GB.
         out = await self.request("POST", f"/api/projects/{quote(project_id)}/manifests",
-                                 json=manifest.to_json())
+                                 json=manifest.to_json(), timeout=aiohttp.ClientTimeout(
+                                     total=None, sock_connect=10, sock_read=None))
         return Manifest.from_json(out["manifest"])
 
     async def manifest(self, project_id: str, file_hash: str) -> Manifest:

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vidsync.client")
 
+# A Socket.IO connection that lasted this long was healthy: after it drops, reconnect at once.
+STABLE_CONNECTION_S = 5.0
+
 
 class ConnectionState(enum.StrEnum):
     """How a follower is currently getting events (for status displays)."""
@@ -121,19 +124,25 @@ class Follower:
             while not self._closed.is_set():
                 transport = await self._connect_any()
                 if transport is not None:
-                    failures, fallback_for = 0, 1.0
+                    fallback_for = 1.0
+                    connected_at = time.monotonic()
                     try:
                         async for event in self._consume_socket():
                             yield event
-                    except _Disconnected:
-                        pass
+                    except (_Disconnected, ServerUnreachable) as e:
+                        log.info("project %s: connection lost (%s)", self.project_id, e)
                     finally:
                         await self._disconnect()
                     if self._closed.is_set():
                         break
-                    # A dropped connection usually comes straight back (buffer overflow, a node
-                    # restarting behind a balancer): retry at once, back off only if that fails.
                     self._set_state(ConnectionState.RECONNECTING)
+                    # A connection that lasted comes straight back (a node restarting behind a
+                    # balancer, a backlog pause); one dropped at once must not spin.
+                    if time.monotonic() - connected_at > STABLE_CONNECTION_S:
+                        failures = 0
+                    else:
+                        failures += 1
+                        await self._sleep(self._backoff(failures))
                     continue
                 # Socket.IO is unavailable: is the server reachable at all?
                 try:
@@ -282,6 +291,9 @@ class Follower:
         subscribed = False
         deadline = time.monotonic() + self.connect_timeout_s
         while not self._closed.is_set():
+            if not subscribed and self._inbox:
+                # A long replay comes before the ack: wait for the ack from the last message on.
+                deadline = time.monotonic() + self.connect_timeout_s
             if not self._inbox:
                 self._wake.clear()
                 timeout = None if subscribed else max(0.0, deadline - time.monotonic())
@@ -345,6 +357,8 @@ class Follower:
             except ApiError as e:
                 if e.status == 404:
                     raise ProjectRemoved(self.project_id, e.message) from None
+                if e.status >= 500:  # a proxy or a node in trouble: retry like a lost connection
+                    raise ServerUnreachable(str(e)) from e
                 raise
             self._set_state(ConnectionState.HTTP_FALLBACK)
             last_seq = None if page["has_more"] else page["last_seq"]
