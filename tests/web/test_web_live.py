@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from web_support import LATENCIES, Api
+from web_support import LATENCIES, SNAPSHOT, Api
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -27,14 +27,6 @@ WATCH_BADGES = """() => {
     if (text && !(text in window.badgeShownAt)) window.badgeShownAt[text] = Date.now();
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
-
-SNAPSHOT = {
-    "edit/launch-v3.prproj": b"p" * 48_213,
-    "footage/a-cam/A001_C004.mov": b"m" * 2_400_000,
-    "footage/b-cam/B001_C002.mov": b"m" * 3_100_000,
-    "audio/interview-mix.wav": b"w" * 940_000,
-}
-
 
 def setup_project(server) -> tuple[Api, str, str, str, dict]:
     """An owner's project with a few files and a viewer: (api, owner token, project, viewer

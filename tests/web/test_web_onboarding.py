@@ -103,6 +103,10 @@ def test_sign_up_create_project_invite_and_join(start_server, new_page, screensh
     owner.get_by_role("link", name="Launch film").click()
     owner.get_by_role("button", name=re.compile("^Revoke invite link")).click()
     expect(owner.get_by_text("No active invite links.")).to_be_visible()
+    latecomer = new_page(server.url, api.register("Lena")[0])
+    latecomer.goto(invite_link)
+    latecomer.get_by_role("button", name="Join project").click()
+    expect(latecomer.get_by_role("alert")).to_have_text("this invite was revoked")
     owner.get_by_role("button", name="Log out").click()
     expect(owner).to_have_url(re.compile(r"/login$"))
     assert owner.evaluate("localStorage.getItem('vidsync.token')") is None

@@ -18,6 +18,14 @@ from vidsync.content.blocks import block_size_for
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 
+# The files of the projects the tests set up: a video edit, with folders.
+SNAPSHOT = {
+    "edit/launch-v3.prproj": b"p" * 48_213,
+    "footage/a-cam/A001_C004.mov": b"m" * 2_400_000,
+    "footage/b-cam/B001_C002.mov": b"m" * 3_100_000,
+    "audio/interview-mix.wav": b"w" * 940_000,
+}
+
 # POST-to-badge latencies (ms) measured by the tests, reported at the end of the run.
 LATENCIES: dict[str, list[float]] = {}
 

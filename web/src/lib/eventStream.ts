@@ -36,7 +36,8 @@ const RETRY_MAX_MS = 10_000;
 /** While on the HTTP fallback, how often to see whether Socket.IO works again. */
 const SOCKET_RETRY_ON_HTTP_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 10_000;
-const ACK_TIMEOUT_MS = 10_000;
+/** Generous: the server replays what the page missed before it answers. */
+const ACK_TIMEOUT_MS = 30_000;
 const LONG_POLL_WAIT_S = 25;
 const LONG_POLL_LIMIT = 500;
 
@@ -72,8 +73,9 @@ export class ProjectEventStream {
     this.lastSeq = opts.sinceSeq;
     this.socket = io({
       auth: { token: opts.token },
-      // WebSocket first; if the server refuses it, the same attempt goes on over long-polling.
-      // (Replays and live batches both arrive as `project:events` with `batch: true`.)
+      // WebSocket first; if the server refuses it, the same attempt goes on over long-polling
+      // (which then stays put: no upgrade is tried, the server having just refused WebSocket).
+      // Replays and live batches both arrive as `project:events`, since we subscribe with batch.
       transports: ['websocket', 'polling'],
       tryAllTransports: true,
       // Reconnection is done here rather than by Socket.IO, so that the page can say when the
@@ -124,10 +126,6 @@ export class ProjectEventStream {
 
   private handleConnect = (): void => {
     const socketId = this.socket.id;
-    // Engine.IO may later upgrade a polling connection to WebSocket; keep the indicator honest.
-    this.socket.io.engine.once('upgrade', () => {
-      if (this.state.kind === 'live' && this.state.transport !== 'http') this.reportSocketLive();
-    });
     this.socket
       .timeout(ACK_TIMEOUT_MS)
       .emit(

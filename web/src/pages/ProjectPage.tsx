@@ -204,7 +204,8 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
         </section>
       </div>
 
-      {info && (
+      {/* After a removal the member list is stale and no longer theirs to see. */}
+      {info && state.kind !== 'ended' && (
         <MembersPanel
           projectId={projectId}
           token={token}
