@@ -231,7 +231,8 @@ class ShareState:
                 " FROM local l LEFT JOIN remote r ON r.path = l.path"
                 " WHERE l.hash IS NOT NULL AND (r.path IS NULL OR r.hash != l.hash)"):
             change = {"path": r["path"], "op": "create" if r["new"] else "update",
-                      "hash": r["hash"], "size": r["size"], "mtime": r["mtime_ns"] // 1_000_000}
+                      "hash": r["hash"], "size": r["size"],
+                      "mtime": max(0, r["mtime_ns"]) // 1_000_000}  # the server takes >= 0
             out.append(Pending(change, r["ord"]))
         for r in self.db.execute(
                 "SELECT r.path, COALESCE(l.ord, 0) AS ord FROM remote r"
