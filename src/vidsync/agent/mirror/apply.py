@@ -11,15 +11,14 @@ content is simply adopted, so an apply repeated after a crash downloads nothing.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from vidsync.agent.mirror import disk
 from vidsync.agent.mirror.localedits import OURS, UNCHANGED, LocalEdits
+from vidsync.agent.mirror.lock import ApplyLock
 from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
 from vidsync.agent.mirror.state import MirrorState, RemoteFile
 
@@ -33,26 +32,6 @@ class ContentRejected(Exception):
     """The server sent content that is not the file the change names: never installed."""
 
 
-class ApplyLock:
-    """One apply at a time per mirror, across processes (the agent and ``vidsync revert``)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._local = asyncio.Lock()
-
-    @asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        async with self._local:
-            await asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
 class Applier:
     """Brings single paths of a mirror in line with the owner's folder."""
 
@@ -64,11 +43,11 @@ class Applier:
         self.fetch = fetch
         self.report = report
         self.root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.edits = LocalEdits(self.root, self.root_fd, state, policy, report)
+        self.lock = ApplyLock(state.dir / "apply.lock")
+        self.edits = LocalEdits(self.root, self.root_fd, state, policy, self.lock, report)
         self.tmp_dir = state.dir / TMP_DIR
         self.tmp_dir.mkdir(mode=0o700, exist_ok=True)
         self.tmp_fd = os.open(self.tmp_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.lock = ApplyLock(state.dir / "apply.lock")
 
     def close(self) -> None:
         self.lock.close()

@@ -140,6 +140,7 @@ async def _revert(root: Path, args: argparse.Namespace) -> None:
                 return
             for path, where in moved:
                 ui.line("reverting", path, f"your copy is kept in {where}" if where else "")
+            state.retry_now()
             try:
                 await agent.reconcile(until_idle=True)
             except ClientError as e:

@@ -13,7 +13,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from vidsync.agent.mirror.safepath import open_parent
+from vidsync.agent.mirror.safepath import UnsafePath, open_parent
 from vidsync.agent.mirror.state import LocalFile
 
 HASH_CHUNK = 1 << 20
@@ -44,14 +44,18 @@ def _sig(st: os.stat_result) -> tuple:
 
 
 def look(root_fd: int, path: str) -> Seen:
-    """Stat ``path`` without following a symlink (at the end or on the way)."""
-    with open_parent(root_fd, path, create=False) as parent:
-        if parent is None:
-            return Seen(None)
-        try:
-            return Seen(os.stat(_name(path), dir_fd=parent, follow_symlinks=False))
-        except FileNotFoundError:
-            return Seen(None)
+    """Stat ``path`` without following a symlink (at the end or on the way). Behind a parent
+    that is a symlink or a file, the path is absent as far as the mirror is concerned."""
+    try:
+        with open_parent(root_fd, path, create=False) as parent:
+            if parent is None:
+                return Seen(None)
+            try:
+                return Seen(os.stat(_name(path), dir_fd=parent, follow_symlinks=False))
+            except FileNotFoundError:
+                return Seen(None)
+    except UnsafePath:
+        return Seen(None)
 
 
 def hash_file(root_fd: int, path: str) -> str | None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Container
 import watchfiles
 
 from vidsync.agent.mirror import disk
+from vidsync.agent.mirror.lock import ApplyLock
 from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
 from vidsync.agent.mirror.state import MirrorState
 from vidsync.changes import RESERVED_DIR
@@ -33,16 +34,21 @@ HELD = "held"  # a local edit: recorded and left alone
 
 class LocalEdits:
     def __init__(self, root: str | os.PathLike, root_fd: int, state: MirrorState, policy: PathPolicy,
-                 report: Callable[[str, str, str], None]) -> None:
+                 lock: ApplyLock, report: Callable[[str, str, str], None]) -> None:
         self.root = os.fspath(root)
         self.real_root = os.path.realpath(self.root)
         self.root_fd = root_fd
         self.state = state
         self.policy = policy
+        self.lock = lock
         self.report = report
 
     async def examine(self, path: str) -> tuple[str, disk.Seen]:
         """Compare ``path`` on disk with what the agent wrote and what the owner has."""
+        async with self.lock.held():
+            return await self._examine(path)
+
+    async def _examine(self, path: str) -> tuple[str, disk.Seen]:
         local, remote = self.state.local(path), self.state.remote(path)
         want = remote.hash if remote is not None else None
         seen = await asyncio.to_thread(disk.look, self.root_fd, path)

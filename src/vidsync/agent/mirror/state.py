@@ -266,6 +266,11 @@ class MirrorState:
                                                        time.time() + delay))
             return attempts
 
+    def retry_now(self) -> None:
+        """Let every failing file be tried again at once (refusals stay refused)."""
+        with self._tx():
+            self.db.execute("UPDATE failures SET retry_at = 0 WHERE retry_at != ?", (float("inf"),))
+
     def failures(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT path, error FROM failures ORDER BY path"))
 
