@@ -136,3 +136,19 @@ def test_crash_between_the_servers_answer_and_the_agents_record(tmp_path: Path, 
     assert_no_duplicates(events)
     assert [(e["change"]["path"], e["change"]["op"]) for e in events] == [
         ("a.txt", "create"), ("a.txt", "update"), ("b.txt", "create")]
+
+
+def test_an_idle_agent_notices_the_server_going_and_coming_back(tmp_path: Path, server_factory,
+                                                                agents):
+    server = server_factory()
+    api = Api(server.url)
+    token = api.register("owner")[0]
+    root = tmp_path / "film"
+    write(root / "a.txt", "a")
+    agent = agents(root, server.url, token, ["--settle", "0.3", "--heartbeat", "0.5"])
+    converge(api, token, agent)
+    assert agent.status()["server_reachable"] is True
+    server.stop()
+    wait_until(lambda: agent.status()["server_reachable"] is False, 10, "unreachable", agent)
+    server.start()
+    wait_until(lambda: agent.status()["server_reachable"] is True, 15, "reachable again", agent)

@@ -40,6 +40,7 @@ class ShareOptions:
     debounce_s: float = 0.5
     settle_s: float = 1.0
     rescan_s: float = 600.0
+    heartbeat_s: float = 30.0
 
 
 class AlreadyRunning(Exception):
@@ -108,7 +109,8 @@ class ShareAgent:
                                               self.options.name)
             self.state.set(pid=os.getpid(), started_at=time.time(), uploads=[])
             syncer = Syncer(client, project_id, self.state, self.bars,
-                            on_stale=lambda p: self.mark({p}))
+                            on_stale=lambda p: self.mark({p}),
+                            heartbeat_s=self.options.heartbeat_s)
             tasks = [asyncio.create_task(self._watch(), name="watch")]
             await self._first_scan()
             syncer.wake.set()

@@ -36,7 +36,7 @@ def share(args: argparse.Namespace) -> None:
         creds = load_credentials()
         run_share(Path(args.dir), creds, ShareOptions(
             name=args.name, debounce_s=args.debounce, settle_s=args.settle,
-            rescan_s=args.rescan_interval))
+            rescan_s=args.rescan_interval, heartbeat_s=args.heartbeat))
     except (NotLoggedIn, AlreadyRunning, Fatal) as e:
         sys.exit(f"vidsync: {e}")
 
@@ -94,6 +94,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rescan-interval", type=_positive, metavar="SECONDS",
                    default=_env_float("VIDSYNC_RESCAN_INTERVAL", 600.0),
                    help="full rescan period, to catch what the watcher missed (default 600)")
+    p.add_argument("--heartbeat", type=_positive, metavar="SECONDS", default=30.0,
+                   help="while idle, check the server this often (default 30)")
     p.add_argument("--log-level", default=os.environ.get("VIDSYNC_LOG_LEVEL", "info"))
     p.set_defaults(func=share)
 

@@ -95,8 +95,9 @@ class Syncer:
     """The sending half of the agent; ``wake`` asks it for a pass."""
 
     def __init__(self, client: Client, project_id: str, state: ShareState, bars: Bars,
-                 on_stale: Callable[[str], None]) -> None:
+                 on_stale: Callable[[str], None], heartbeat_s: float = 30.0) -> None:
         self.client = client
+        self.heartbeat_s = heartbeat_s  # an idle agent checks the server this often
         self.project_id = project_id
         self.state = state
         self.bars = bars
@@ -112,7 +113,11 @@ class Syncer:
     async def run(self) -> None:
         backoff = Backoff()
         while True:
-            await self.wake.wait()
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.heartbeat_s)
+            except TimeoutError:
+                await self._heartbeat()
+                continue
             self.wake.clear()
             try:
                 await self.sync_pass()
@@ -129,6 +134,24 @@ class Syncer:
                 self._clear_uploads()
                 await asyncio.sleep(delay)
                 self.wake.set()
+
+    async def _heartbeat(self) -> None:
+        """While idle, keep ``server_reachable`` true to life (and notice a revoked token)."""
+        try:
+            await self.client.me()
+        except ServerUnreachable as e:
+            if self.connected:
+                log.warning("server unavailable (%s)", e)
+            self.connected = False
+            self.state.set(server_reachable=False, last_error=str(e))
+            return
+        except ApiError as e:
+            err = _classify(e, "checking the token")
+            if isinstance(err, Fatal):
+                raise err from e
+            return
+        if not self.connected:
+            self.wake.set()  # back: take a fresh snapshot and send whatever waited
 
     async def sync_pass(self) -> None:
         if not self.connected:
