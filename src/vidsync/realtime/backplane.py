@@ -79,11 +79,13 @@ class RedisBackplane:
     def __init__(self, url: str, svc: Services) -> None:
         self.svc = svc
         self.node_id = uuid.uuid4().hex[:12]
-        # No retries inside redis-py: a dropped connection must surface here, where it is handled
-        # as a possible loss, rather than be re-established silently.
-        options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "socket_connect_timeout": 2.0}
-        self._pub = redis.Redis.from_url(url, socket_timeout=5.0, **options)
-        self._sub = redis.Redis.from_url(url, **options)
+        # The subscription gets no retries inside redis-py: a dropped connection must surface
+        # here, where it counts as a possible loss, rather than be re-established silently. A
+        # publish may be retried once on a fresh connection (after a Redis restart the pooled one
+        # is stale): a message published twice is harmless, the hub drops duplicates.
+        self._pub = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), socket_timeout=5.0,
+                                         socket_connect_timeout=2.0)
+        self._sub = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2.0)
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUE)
         self._msg_no = 0
         self._peers: dict[str, tuple[int, float]] = {}  # node -> (last message number, heard at)
@@ -236,8 +238,8 @@ class RedisBackplane:
         self._check_sequence(node, number, kind == "hb")
         try:
             self._apply(kind, msg)
-        except (KeyError, TypeError, ValueError):
-            log.warning("backplane: ignoring a malformed %r message from node %s", kind, node)
+        except Exception:  # one bad message must not end the subscription loop
+            log.exception("backplane: could not apply a %r message from node %s", kind, node)
 
     def _check_sequence(self, node: str, number: int, heartbeat: bool) -> None:
         now = time.monotonic()
