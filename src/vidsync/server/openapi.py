@@ -200,6 +200,12 @@ PATHS: J = {
         params=[path_param("token")])},
     "/api/openapi.json": {"get": op("This document", "anyone", ok(obj()))},
     "/healthz": {"get": op("Liveness", "anyone", ok(obj(ok={"type": "boolean"})))},
+    "/readyz": {"get": op(
+        "Readiness: the database answers and, with --redis, the backplane is up (503 if not)",
+        "anyone", ok(obj(["ok", "checks"], ok={"type": "boolean"}, checks=obj())))},
+    "/metrics": {"get": op(
+        "Prometheus metrics (text format); with --metrics-token, that token as a bearer token",
+        "anyone", {"200": {"description": "Prometheus text exposition format"}})},
 }
 
 DOCUMENT: J = {
