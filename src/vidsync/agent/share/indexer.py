@@ -120,10 +120,10 @@ class Indexer:
             return False
         try:
             manifest = await asyncio.to_thread(hash_file, self.root / entry.fspath, self._hashed)
-        except FileNotFoundError:
-            return False  # deleted meanwhile: its own event follows
-        except OSError as e:  # unreadable: skipped until it changes again
-            log.warning("cannot read %r: %s", entry.fspath, e)
+        except OSError as e:  # unreadable, or deleted meanwhile (its own event follows)
+            self.unsettled.pop(entry.fspath, None)
+            if not isinstance(e, FileNotFoundError):
+                log.warning("cannot read %r (skipped until it changes): %s", entry.fspath, e)
             return False
         after = probe(self.root, self.rules, entry.fspath)
         if not isinstance(after, Entry) or after.sig != entry.sig or manifest.size != entry.size:
