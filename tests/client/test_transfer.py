@@ -150,3 +150,22 @@ async def test_download_reuses_local_blocks(server: ServerProcess, tmp_path: Pat
         dest.write_bytes(data + b"junk")
         result = await c.download_file(pid, manifest, dest)
         assert dest.read_bytes() == data and result.downloaded_bytes == 0
+
+
+async def test_block_damaged_on_disk_is_sent_again(server: ServerProcess, tmp_path: Path) -> None:
+    """Blocks are made durable when their manifest is stored; one a crash damaged before that
+    still "exists". The manifest's hash check finds it, the server drops it, the SDK resends it."""
+    c, pid = await owner_client(server)
+    async with c:
+        path = tmp_path / "a.bin"
+        path.write_bytes(os.urandom(400 * KiB))
+        manifest = split_file(path)
+        for ref in manifest.blocks:
+            await c.put_block(pid, ref.hash, path.read_bytes()[ref.offset:ref.offset + ref.size])
+        victim = manifest.blocks[1]
+        stored = server.data_dir / "blobs" / pid / "blocks" / victim.hash[:2] / victim.hash
+        stored.write_bytes(b"\0" * victim.size)  # what a power cut can leave behind
+        assert await c.check_blocks(pid, [victim.hash]) == []
+        result = await c.upload_file(pid, path)
+        assert result.uploaded_bytes == victim.size
+        assert stored.read_bytes() == path.read_bytes()[victim.offset:victim.offset + victim.size]

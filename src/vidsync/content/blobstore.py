@@ -7,9 +7,16 @@ of one deployment may share it)::
     <project_id>/manifests/<sha256>.json                    {hash, size, blocks}
     <project_id>/tmp/                                       writes in progress
 
-Every file appears by ``os.replace`` of a complete, fsynced temporary file, so a reader (on this
-node or another) never sees half a block, and a crash leaves at most a stray temporary file. A
-block's name is its hash, checked before the rename: what is stored is what was asked for.
+Every file appears by ``os.replace`` of a complete temporary file, so a reader (on this node or
+another) never sees half a block, and a crash leaves at most a stray temporary file. A block's
+name is its hash, checked before the rename: what is stored is what was asked for.
+
+Durability is settled when a manifest is stored, not per block: its blocks are fsynced (in one
+pass, which lets the kernel write them back together; an fsync per block halved upload speed),
+then the manifest. A manifest is what ``files/update`` requires, so an acknowledged event never
+names content a power cut could lose. A block a crash damaged before that is caught by the
+manifest's whole-file hash: the blocks are then checked one by one, the damaged ones deleted and
+reported missing, and the uploader sends them again.
 Blocks are kept per project, not across projects, so a member of one project can never learn
 whether another project holds some content (dedup probing).
 
@@ -58,10 +65,9 @@ class _Usage:
 
 
 class BlobStore:
-    def __init__(self, root: str, project_quota: int, fsync: bool = True) -> None:
+    def __init__(self, root: str, project_quota: int) -> None:
         self.root = os.path.abspath(root)
         self.project_quota = project_quota
-        self.fsync = fsync
         self._usage: dict[str, _Usage] = {}
         self._usage_locks: dict[str, asyncio.Lock] = {}
         os.makedirs(self.root, exist_ok=True)
@@ -133,7 +139,7 @@ class BlobStore:
                     await asyncio.to_thread(f.write, b"".join(pending))
                 if digest.hexdigest() != block_hash:
                     return False, False
-                await asyncio.to_thread(self._finish, f, tmp, final)
+                await asyncio.to_thread(_finish, f, tmp, final, False)
             finally:
                 f.close()
         finally:
@@ -141,13 +147,6 @@ class BlobStore:
             await asyncio.to_thread(_unlink_quietly, tmp)
         self._add_usage(project_id, size)
         return True, True
-
-    def _finish(self, f, tmp: str, final: str) -> None:
-        f.flush()
-        if self.fsync:
-            os.fsync(f.fileno())
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        os.replace(tmp, final)
 
     def block_file(self, project_id: str, block_hash: str) -> str | None:
         path = self.block_path(project_id, block_hash)
@@ -198,16 +197,38 @@ class BlobStore:
             digest.update(data)
         return digest.hexdigest(), []
 
+    def damaged_blocks(self, project_id: str, manifest: Manifest) -> list[str]:
+        """Delete and return the manifest's blocks whose bytes no longer hash to their name.
+        Blocking; reads every block."""
+        damaged = []
+        for ref in {r.hash: r for r in manifest.blocks}.values():
+            path = self.block_path(project_id, ref.hash)
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                while data := f.read(READ_CHUNK):
+                    digest.update(data)
+            if digest.hexdigest() != ref.hash:
+                _unlink_quietly(path)
+                damaged.append(ref.hash)
+        return damaged
+
     def put_manifest(self, project_id: str, manifest: Manifest) -> bool:
-        """Store a verified manifest; False if it was there already. Blocking."""
+        """Store a verified manifest, its blocks made durable first; False if it was there
+        already. Blocking."""
         final = self.manifest_path(project_id, manifest.hash)
         if os.path.isfile(final):
             return False
+        for block_hash in {r.hash for r in manifest.blocks}:
+            fd = os.open(self.block_path(project_id, block_hash), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         tmp = self._tmp_path(project_id)
         try:
             with open(tmp, "wb") as f:
                 f.write(orjson.dumps(manifest.to_json()))
-                self._finish(f, tmp, final)
+                _finish(f, tmp, final, True)
         finally:
             _unlink_quietly(tmp)
         return True
@@ -253,6 +274,14 @@ class BlobStore:
         u = self._usage.get(project_id)
         if u is not None:
             u.stored += size
+
+
+def _finish(f, tmp: str, final: str, durable: bool) -> None:  # noqa: ANN001 - an open file
+    f.flush()
+    if durable:
+        os.fsync(f.fileno())
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    os.replace(tmp, final)
 
 
 def _unlink_quietly(path: str) -> None:

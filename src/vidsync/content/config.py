@@ -29,5 +29,3 @@ class ContentConfig:
     blob_dir: str | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     project_quota: int = DEFAULT_PROJECT_QUOTA
-    # fsync each block before it becomes visible (off only for throwaway test servers).
-    fsync: bool = True

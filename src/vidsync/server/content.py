@@ -57,7 +57,7 @@ class ContentService:
     def __init__(self, config: ContentConfig, data_dir: str) -> None:
         self.config = config
         self.blobs = BlobStore(config.blob_dir or os.path.join(data_dir, "blobs"),
-                               config.project_quota, config.fsync)
+                               config.project_quota)
         self.signer = LinkSigner(load_secret(data_dir))
         self._sizes: dict[tuple[str, str], int] = {}
 
@@ -178,6 +178,10 @@ async def post_manifest(request: web.Request) -> web.Response:
         raise ApiError(422, "block_size_mismatch",
                        f"blocks[{wrong[0]}]: 'size' differs from the stored block's", index=wrong[0])
     if digest != manifest.hash:
+        damaged = await asyncio.to_thread(svc.blobs.damaged_blocks, project_id, manifest)
+        if damaged:  # stored blocks a crash damaged: deleted now, so they can be sent again
+            raise ApiError(409, "missing_blocks", f"{len(damaged)} block(s) are not stored yet",
+                           missing=damaged)
         raise ApiError(422, "hash_mismatch", "the blocks do not hash to the manifest's 'hash'")
     created = await asyncio.to_thread(svc.blobs.put_manifest, project_id, manifest)
     return json_response({"manifest": manifest.to_json()}, status=201 if created else 200)
