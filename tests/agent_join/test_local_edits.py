@@ -3,15 +3,12 @@ and ``vidsync revert`` restores the owner's version (keeping the edited copy in 
 
 from __future__ import annotations
 
-import json
-
 from agent_join.helpers import assert_mirrors, tree, viewer_token, wait_until
+from vidsync.agent.mirror.status import mirror_status
 
 
 def status_of(agent) -> dict:
-    out = agent.run("status", str(agent.mirror), "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["mirror"]
+    return mirror_status(agent.mirror)
 
 
 def test_local_edits_are_reported_kept_and_reverted(owner, api, server, make_agent):

@@ -21,6 +21,7 @@ from aiohttp import web
 from conftest import free_port
 
 from agent_join.helpers import Agent, wait_until
+from vidsync.agent.mirror.status import mirror_status
 
 PROJECT = "11111111-2222-3333-4444-555555555555"
 
@@ -34,6 +35,7 @@ EVIL = b"#!/bin/sh\necho pwned\n"
 CLAIMED = b"what the change says the file holds\n"
 # Blocks that are what their own hashes say, and as long as CLAIMED, but are not CLAIMED.
 FORGED = EVIL.ljust(len(CLAIMED), b"#")
+CORRUPTED = b"a block the server corrupts on the way\n"
 
 
 class FakeServer:
@@ -50,12 +52,13 @@ class FakeServer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    def file(self, path: str, claimed: bytes, served: bytes, seq: int = 1) -> dict:
-        """A file whose change claims ``claimed`` but whose blocks hold ``served``."""
-        self.blocks[sha(served)] = served
+    def file(self, path: str, claimed: bytes, served: bytes, block_body: bytes | None = None) -> dict:
+        """A file whose change claims ``claimed``, whose manifest lists the block ``served``, and
+        whose block endpoint answers ``block_body`` (default: ``served``) for it."""
+        self.blocks[sha(served)] = served if block_body is None else block_body
         self.manifests[sha(claimed)] = {"hash": sha(claimed), "size": len(claimed),
-                                        "blocks": [{"hash": sha(served), "size": len(claimed)}]}
-        return {"path": path, "hash": sha(claimed), "size": len(claimed), "mtime": 0, "seq": seq}
+                                        "blocks": [{"hash": sha(served), "size": len(served)}]}
+        return {"path": path, "hash": sha(claimed), "size": len(claimed), "mtime": 0, "seq": 1}
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -138,7 +141,7 @@ def test_hostile_paths_and_content_never_land(fake: FakeServer, tmp_path: Path):
         fake.file("x" * 300 + ".txt", EVIL, EVIL),  # no filesystem here holds a 300-byte name
         fake.file("cafe\u0301.txt", EVIL, EVIL),  # not NFC: two names for one file
         fake.file("wrong-hash.txt", CLAIMED, FORGED),  # blocks that are not the file the change names
-        fake.file("bad-block.txt", EVIL, GOOD),  # a block that is not what the manifest says
+        fake.file("bad-block.txt", CORRUPTED, CORRUPTED, EVIL),  # a block that is not its hash
     ]
     fake.events = [
         {"project_id": PROJECT, "seq": 2, "created_at": "2026-01-01T00:00:00.000Z",
@@ -161,10 +164,7 @@ def test_hostile_paths_and_content_never_land(fake: FakeServer, tmp_path: Path):
     fake.events_open.set()
 
     def settled() -> bool:
-        out = agent.run("status", str(mirror), "--json")
-        if out.returncode != 0:
-            return False
-        status = json.loads(out.stdout)["mirror"]
+        status = mirror_status(mirror)
         return status["last_seq"] == 4 and len(status["failures"]) >= 10
     wait_until(settled, 30, "the agent to process the hostile snapshot and events")
     status = json.loads(agent.run("status", str(mirror), "--json").stdout)["mirror"]

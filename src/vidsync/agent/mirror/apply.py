@@ -95,6 +95,8 @@ class Applier:
         verdict, seen = await self.edits.examine(path)
         if verdict != OURS:
             return verdict
+        if seen.blocked:
+            raise UnsafePath(f"{path!r}: a parent folder is a symlink or a file")
         local = self.state.local(path)
         reuse = str(self.root / path) if local is not None else None
         tmp_name = self.temp_name(row)

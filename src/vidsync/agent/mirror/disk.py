@@ -21,9 +21,11 @@ HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """What is at a path: nothing (``st`` None), a regular file, or something else."""
+    """What is at a path: nothing (``st`` None), a regular file, or something else. ``blocked``:
+    nothing reachable, because a parent is a symlink or a file."""
 
     st: os.stat_result | None
+    blocked: bool = False
 
     @property
     def absent(self) -> bool:
@@ -55,7 +57,7 @@ def look(root_fd: int, path: str) -> Seen:
             except FileNotFoundError:
                 return Seen(None)
     except UnsafePath:
-        return Seen(None)
+        return Seen(None, blocked=True)
 
 
 def hash_file(root_fd: int, path: str) -> str | None:
