@@ -201,8 +201,13 @@ class Follower:
     async def _catch_up(self, target: int) -> AsyncIterator[dict]:
         """Events after ``seq`` up to at least ``target``, over HTTP."""
         while self.seq < target:
-            page = await self.client.events(self.project_id, self.seq, limit=self.page_limit,
-                                            paths=self.paths)
+            try:
+                page = await self.client.events(self.project_id, self.seq, limit=self.page_limit,
+                                                paths=self.paths)
+            except ApiError as e:
+                if e.status == 404:
+                    raise ProjectRemoved(self.project_id, e.message) from None
+                raise
             if not page["events"]:
                 return  # the log does not reach target (cannot happen unless it was reset)
             async for event in self._accept(page["events"], None):
