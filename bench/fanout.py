@@ -279,7 +279,11 @@ def run_loadgen(argv: list[str], server: ServerProcess, result: RunResult,
     limit_s = 120 + args.events * args.interval_ms / 1000 + args.drain_timeout_s
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             text=True, start_new_session=True)
-    watchdog = threading.Timer(limit_s, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    watchdog = threading.Timer(limit_s, kill)
     watchdog.start()
     report = None
     server_cpu = machine_cpu = wall_start = None
@@ -302,7 +306,7 @@ def run_loadgen(argv: list[str], server: ServerProcess, result: RunResult,
     finally:
         watchdog.cancel()
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill()
             proc.wait()
     if report is None:
         raise RuntimeError(f"load generator exited with {proc.returncode} without a result")
@@ -478,8 +482,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir.mkdir()
                 results.append(run_one(name, args, run_dir))
     finally:
-        print_tables(results)
         if results:
+            print_tables(results)
             log(f"results: {write_json(results, args).relative_to(REPO)}")
         if any(r.error for r in results):
             log(f"server logs kept in {workdir}")
