@@ -198,6 +198,7 @@ class RunResult:
     rss_idle_bytes: int = 0
     rss_subscribed_bytes: int = 0
     rss_peak_bytes: int = 0
+    rss_after_bytes: int = 0  # once every subscriber has gone: what the server keeps
     # Cores used while posting and draining: by the server, and by the whole machine (the
     # load generator reports its own share; the rest is other work on the machine).
     server_cpu_cores: float | None = None
@@ -262,6 +263,8 @@ def run_one(name: str, args: argparse.Namespace, workdir: Path) -> RunResult:
         if token:
             argv += ["--token", token]
         result.loadgen = run_loadgen(argv, server, result, args)
+        time.sleep(1.0)  # let the server notice the closed connections and free them
+        result.rss_after_bytes = rss_bytes(server.proc.pid)
     except Exception as e:  # noqa: BLE001 - reported in the table; the next server still runs
         result.error = f"{type(e).__name__}: {e}"
         log(f"{name}: {result.error} (server log: {server.log_path})")
@@ -429,7 +432,7 @@ def write_json(results: list[RunResult], args: argparse.Namespace) -> Path:
         "runs": [
             {"server": r.server, "error": r.error,
              "rss_idle_bytes": r.rss_idle_bytes, "rss_subscribed_bytes": r.rss_subscribed_bytes,
-             "rss_peak_bytes": r.rss_peak_bytes,
+             "rss_peak_bytes": r.rss_peak_bytes, "rss_after_bytes": r.rss_after_bytes,
              "rss_per_connection_bytes": r.rss_per_connection_bytes,
              "server_cpu_cores": r.server_cpu_cores, "server_cpu_seconds": r.server_cpu_seconds,
              "deliveries_per_server_cpu_second": r.deliveries_per_cpu_second,
