@@ -107,8 +107,13 @@ def test_one_window_is_one_batch_split_past_1000(tmp_path: Path, api: Api, serve
     project_id = agent.project_id()
     converge(api, owner, agent)
     after = agent.status()["last_posted_seq"]
-    for i in range(1050):  # well within one 1 s window
-        write(root / "frames" / f"{i:05d}.txt", f"frame {i}")
+    staging = tmp_path / "export"
+    for i in range(1040):
+        write(staging / f"{i:05d}.txt", f"frame {i}")
+    # Within one 1 s window: a folder of 1040 frames moved in, and 10 files written one by one.
+    staging.rename(root / "frames")
+    for i in range(10):
+        write(root / f"loose-{i}.txt", f"loose {i}")
     wait_until(lambda: len(server_tree(api, owner, project_id)) == 1051, 60, "all frames", agent)
     events = all_events(api, owner, project_id, after)
     assert len(events) == 1050
