@@ -210,3 +210,11 @@ def test_content_survives_restart(server_factory) -> None:
     assert api.post_changes(owner, project, [{"path": "a", "op": "create", "hash": sha(data),
                                               "size": len(data)}]).status_code == 200
     api.http.close()
+
+
+def test_deleting_a_project_removes_its_content(api: Api, server: ServerProcess, owner: str,
+                                                project: str) -> None:
+    put_block(api, owner, project, os.urandom(1000))
+    assert block_files(server, project)
+    assert api.delete(f"/api/projects/{project}", token=owner).status_code == 204
+    assert not (server.data_dir / "blobs" / project).exists()

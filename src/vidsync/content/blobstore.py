@@ -32,6 +32,7 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -90,6 +91,18 @@ class BlobStore:
         tmp = os.path.join(self._project_dir(project_id), "tmp")
         os.makedirs(tmp, exist_ok=True)
         return os.path.join(tmp, secrets.token_hex(12))
+
+    async def delete_project(self, project_id: str) -> None:
+        """Remove everything a deleted project stored (renamed aside first, so a concurrent
+        upload cannot land in a half-removed tree)."""
+        src = self._project_dir(project_id)
+        doomed = os.path.join(self.root, f".deleted-{project_id}-{secrets.token_hex(4)}")
+        try:
+            os.rename(src, doomed)
+        except FileNotFoundError:
+            return
+        self._usage.pop(project_id, None)
+        await asyncio.to_thread(shutil.rmtree, doomed, True)
 
     # -- blocks -------------------------------------------------------------------------------------
 

@@ -44,6 +44,8 @@ class Services:
     waiters: LogWaiters
     # Checks run on a batch before it is appended (e.g. "the content it names is stored").
     change_checks: list[ChangeCheck] = field(default_factory=list)
+    # Called after a project is deleted (e.g. to remove its stored content).
+    on_project_deleted: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     # Called with every batch this node commits (e.g. to publish it to other nodes).
     on_commit: list[Callable[[str, list[Event]], None]] = field(default_factory=list)
     # Called with every action other nodes must repeat: (method name, its keyword arguments).
@@ -136,8 +138,8 @@ def cors_middleware(config: ServerConfig) -> Callable:
         cors = origin is not None and origin in allowed
         if cors and request.method == "OPTIONS":
             response: web.StreamResponse = web.Response(status=204, headers={
-                "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
-                "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
+                "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key, Range",
                 "Access-Control-Max-Age": "600"})
         else:
             response = await handler(request)

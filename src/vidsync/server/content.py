@@ -394,6 +394,7 @@ def setup(app: web.Application) -> None:
     content = ContentService(svc.config.content, svc.config.data_dir)
     app[CONTENT] = content
     svc.change_checks.append(content.check_changes)
+    svc.on_project_deleted.append(content.blobs.delete_project)
     r = app.router
     base = "/api/projects/{project_id}"
     r.add_post(base + "/blocks/check", check_blocks)

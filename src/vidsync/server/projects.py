@@ -92,6 +92,8 @@ async def delete_project(request: web.Request) -> web.Response:
     svc = services(request)
     await svc.store.delete_project(project_id)
     svc.end_subscriptions(project_id, "project deleted")
+    for hook in svc.on_project_deleted:
+        await hook(project_id)
     return web.Response(status=204)
 
 
