@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -48,15 +49,39 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10, what: str = "condit
         time.sleep(0.01)
 
 
+class _Loop:
+    """One asyncio loop in a daemon thread, shared by every ``Listener``."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls.lock:
+            if cls.loop is None:
+                cls.loop = asyncio.new_event_loop()
+                threading.Thread(target=cls.loop.run_forever, daemon=True, name="listeners").start()
+            return cls.loop
+
+
+def _run(coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
+    return asyncio.run_coroutine_threadsafe(coro, _Loop.get()).result(timeout)
+
+
 class Listener:
-    """A python-socketio client that records every server event with the time it arrived."""
+    """A python-socketio client that records every server event with the time it arrived.
+
+    It is the asyncio client, on a loop of its own thread: the threaded client hands each
+    Engine.IO message to a new thread, so its handlers can see events out of the order they
+    arrived in, and these tests check that order.
+    """
 
     def __init__(self, url: str, token: str | None, transports: list[str] | None = None,
                  connect: bool = True) -> None:
         self.url = url
         self.token = token
         self.transports = transports
-        self.sio = socketio.Client(reconnection=False)
+        self.sio: socketio.AsyncClient = _run(self._make_client())
         self.received: list[tuple[str, Any, float]] = []
         self.connect_errors: list[Any] = []
         self.disconnects: list[str] = []
@@ -67,16 +92,31 @@ class Listener:
         if connect:
             self.connect()
 
+    @staticmethod
+    async def _make_client() -> socketio.AsyncClient:
+        return socketio.AsyncClient(reconnection=False)
+
     def connect(self) -> None:
         auth = {"token": self.token} if self.token is not None else None
-        self.sio.connect(self.url, auth=auth, transports=self.transports, wait_timeout=10)
+        _run(self.sio.connect(self.url, auth=auth, transports=self.transports, wait_timeout=10))
+
+    @property
+    def connected(self) -> bool:
+        return self.sio.connected
+
+    def transport(self) -> str:
+        return self.sio.transport()
 
     def _on_any(self, name: str, data: Any = None) -> None:
         with self._lock:
             self.received.append((name, data, time.monotonic()))
 
     def call(self, event: str, data: Any) -> Any:
-        return self.sio.call(event, data, timeout=10)
+        return _run(self.sio.call(event, data, timeout=10))
+
+    def emit(self, event: str, data: Any, callback: Callable[..., Any] | None = None) -> None:
+        """Send without waiting for an ack (``callback`` runs on the listeners' loop)."""
+        _run(self.sio.emit(event, data, callback=callback))
 
     def subscribe(self, arg: Any) -> dict:
         return self.call("subscribe:project", arg)
@@ -106,6 +146,6 @@ class Listener:
 
     def close(self) -> None:
         if self.sio.connected:
-            self.sio.disconnect()
+            _run(self.sio.disconnect())
         elif self.sio.eio.state == "connected":
-            self.sio.eio.disconnect(abort=True)
+            _run(self.sio.eio.disconnect(abort=True))

@@ -99,12 +99,15 @@ class Hub:
                         since_seq: int | None, prefixes: tuple[str, ...], batch: bool) -> int:
         """Subscribe, replay what ``since_seq`` missed, go live. Returns the log's last seq at
         the time of the ack."""
+        if since_seq is None:
+            ch = self.channels.get(project_id)
+            old = ch.subs.get(session) if ch is not None else None
+            since_seq = old.sent_seq if old else await self.store.last_seq(project_id)
+        # Only now, with no await until the subscription is in it, take the channel: one left
+        # empty meanwhile (another session unsubscribed) may have been dropped.
         ch = self.channels.get(project_id)
         if ch is None:
             ch = self.channels[project_id] = Channel(project_id)
-        old = ch.subs.pop(session, None)
-        if since_seq is None:
-            since_seq = old.sent_seq if old else await self.store.last_seq(project_id)
         sub = Subscription(session, project_id, user_id, prefixes, batch, since_seq)
         ch.subs[session] = sub
         session.projects.add(project_id)
