@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -23,8 +24,27 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10, what: str = "condit
         time.sleep(0.02)
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _run(coro: Coroutine[Any, Any, Any], timeout: float = 20) -> Any:
+    """Run a coroutine on the subscribers' event loop thread (started on first use).
+
+    Why asyncio: python-socketio's threaded client runs each message handler on a thread of its
+    own, so the order in which events arrived is lost; the asyncio client handles them in order.
+    """
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, name="subscribers", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coro, _LOOP).result(timeout)
+
+
 class Subscriber:
-    """A Socket.IO client on one node, subscribed to one project, recording what it is sent."""
+    """A Socket.IO client on one node, subscribed to one project, recording what it is sent in
+    the order it arrived."""
 
     def __init__(self, url: str, token: str, project_id: str, since_seq: int | None = None,
                  transports: list[str] | None = None, batch: bool = False) -> None:
@@ -33,18 +53,17 @@ class Subscriber:
         self.removed: list[dict] = []
         self.disconnected = threading.Event()
         self._lock = threading.Lock()
-        self.sio = socketio.Client(reconnection=False)
+        self.sio = socketio.AsyncClient(reconnection=False)
         self.sio.on("project:event", self._on_event)
         self.sio.on("project:events", lambda data: self._on_events(data["events"]))
         self.sio.on("project:removed", self.removed.append)
         self.sio.on("disconnect", lambda *args: self.disconnected.set())
-        self.sio.connect(url, auth={"token": token}, transports=transports, wait_timeout=10)
         arg: dict[str, Any] = {"projectId": project_id, "batch": batch}
         if since_seq is not None:
             arg["since_seq"] = since_seq
-        ack = self.sio.call("subscribe:project", arg, timeout=10)
-        assert ack["ok"], ack
-        self.ack = ack
+        _run(self.sio.connect(url, auth={"token": token}, transports=transports, wait_timeout=10))
+        self.ack = _run(self.sio.call("subscribe:project", arg, timeout=10))
+        assert self.ack["ok"], self.ack
 
     def _on_event(self, event: dict) -> None:
         self._on_events([event])
@@ -64,9 +83,9 @@ class Subscriber:
 
     def close(self) -> None:
         if self.sio.connected:
-            self.sio.disconnect()
+            _run(self.sio.disconnect())
         elif self.sio.eio.state == "connected":
-            self.sio.eio.disconnect(abort=True)
+            _run(self.sio.eio.disconnect(abort=True))
 
 
 def upload(api: Api, token: str, project_id: str, changes: list[dict]) -> None:

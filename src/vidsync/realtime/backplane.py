@@ -11,7 +11,8 @@ or when a publish fails. The database is the truth, so a loss only has to be not
 - every message carries its node's message number, and every node publishes a heartbeat with its
   latest number each ``HEARTBEAT_S``: a number skipped, even by the last message before a quiet
   spell, shows within a heartbeat;
-- every (re)subscription, and every heartbeat that fails to arrive in time, counts as a loss too.
+- every (re)subscription, and every heartbeat that fails to arrive in time, counts as a loss too:
+  a node that dies between a commit and its publish goes silent, and the others then look.
 
 On a loss the node re-reads, for every project it has subscribers for, the log past what it
 delivered (``resync``), and re-checks its sockets' tokens and memberships, since a lost control
@@ -45,7 +46,8 @@ log = logging.getLogger("vidsync.backplane")
 
 CHANNEL = "vidsync:events"
 HEARTBEAT_S = 1.0
-# No message at all (our own heartbeats included) for this long: the subscription is dead.
+# No message at all (our own heartbeats included) for this long: the subscription is dead. No
+# message from a peer for this long: it stopped, maybe with its last commits unannounced.
 SILENCE_S = 3.5
 # A batch whose message would be bigger is announced by seq range; nodes read it from the store.
 MAX_INLINE_BYTES = 1024 * 1024
@@ -53,8 +55,8 @@ MAX_INLINE_BYTES = 1024 * 1024
 MAX_QUEUE = 10_000
 RESYNC_PAGE = 500
 RECONNECT_MAX_S = 2.0
-# Peers not heard from for this long are forgotten.
-PEER_TTL_S = 60.0
+# On shutdown, how long queued messages may take to go out.
+FLUSH_S = 2.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -118,20 +120,24 @@ class RedisBackplane:
             await self.stop()
 
         app.on_startup.append(start)
-        app.on_shutdown.append(stop)
+        # At cleanup, after the last requests finished: their commits are announced before the
+        # store closes.
+        app.on_cleanup.insert(0, stop)
 
     def start(self) -> None:
-        self._tasks = [asyncio.ensure_future(self._listen()),
-                       asyncio.ensure_future(self._publish_loop()),
+        self._tasks = [asyncio.ensure_future(self._publish_loop()),
+                       asyncio.ensure_future(self._listen()),
                        asyncio.ensure_future(self._heartbeat_loop())]
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._resync_task] if self._resync_task else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if not self._tasks:  # never started
+            return
+        publisher, *others = self._tasks
+        others += [self._resync_task] if self._resync_task else []
+        await _cancel(others)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), FLUSH_S)
+        await _cancel([publisher])
         await self._pub.aclose()
         await self._sub.aclose()
 
@@ -179,6 +185,8 @@ class RedisBackplane:
                     log.warning("backplane: publish failed (%s); peers will refill from the store", e)
                 self.publish_failing = True
                 continue
+            finally:
+                self._queue.task_done()
             self.published += 1
             if self.publish_failing:
                 log.info("backplane: publishing again")
@@ -200,6 +208,7 @@ class RedisBackplane:
                 while True:
                     msg = await pubsub.get_message(timeout=HEARTBEAT_S)
                     now = time.monotonic()
+                    self._check_peers(now)
                     if msg is None:
                         if self.subscribed and now - self.last_message_at > SILENCE_S:
                             raise redis.ConnectionError("no message, not even a heartbeat")
@@ -212,6 +221,7 @@ class RedisBackplane:
                         self._loss("resubscribed" if self._ever_subscribed else "subscribed",
                                    counted=self._ever_subscribed)
                         self.subscribed = self._ever_subscribed = True
+                        self._peers.clear()  # not heard while away: not silent
                         backoff = 0.1
                     elif msg["type"] == "message":
                         self._on_message(msg["data"])
@@ -249,10 +259,12 @@ class RedisBackplane:
         if number > expected:
             self._loss(f"node {node} sent message {number}, {expected} was next")
         self._peers[node] = (max(last, number), now)
-        if heartbeat:
-            for peer, (_, heard) in list(self._peers.items()):
-                if now - heard > PEER_TTL_S:
-                    del self._peers[peer]
+
+    def _check_peers(self, now: float) -> None:
+        for peer, (_, heard) in list(self._peers.items()):
+            if now - heard > SILENCE_S:
+                del self._peers[peer]  # if it comes back, its next number shows as a gap
+                self._loss(f"node {peer} went silent")
 
     def _apply(self, kind: str, msg: dict) -> None:
         svc = self.svc
@@ -335,3 +347,11 @@ class RedisBackplane:
             for user_id in {s.user_id for s in list(channel.subs.values())}:
                 if await store.role_of(project_id, user_id) is None:
                     hub.end_subscriptions(project_id, "removed from project", user_id)
+
+
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
