@@ -205,8 +205,12 @@ class MirrorAgent:
             with self.ui.transfer(row.path, row.size) as progress:
                 outcome = await self.applier.apply(row, progress)
             self._offline_wait = 0.0
+            fetched, reused = self.fetcher.results.pop(row.path, (0, 0))
             if outcome in ("created", "updated"):
-                self.ui.line(outcome, row.path, human_bytes(row.size or 0))
+                detail = human_bytes(row.size or 0)
+                if reused:
+                    detail += f", fetched {human_bytes(fetched)}, reused {human_bytes(reused)}"
+                self.ui.line(outcome, row.path, detail)
             elif outcome == "deleted":
                 self.ui.line(outcome, row.path)
         except ServerUnreachable as e:

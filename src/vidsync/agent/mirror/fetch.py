@@ -25,14 +25,15 @@ class Fetcher:
         self.client = client
         self.project_id = project_id
         self.state = state
-        self.downloaded_bytes = 0
-        self.reused_bytes = 0
+        # The last download of each path: (bytes downloaded, bytes taken from local blocks).
+        self.results: dict[str, tuple[int, int]] = {}
 
     async def __call__(self, row: RemoteFile, tmp_path: str, reuse: str | None,
                        progress: Callable[[int], None]) -> None:
         assert row.hash is not None
         if row.hash == EMPTY_HASH:
             with open(tmp_path, "wb"):  # noqa: ASYNC230 - creating an empty file does not block
+                self.results[row.path] = (0, 0)
                 return
         manifest = await self._manifest(row.hash)
         if manifest is None:
@@ -45,8 +46,7 @@ class Fetcher:
                                                      have_block=have_block, on_progress=progress)
         except ContentMismatch as e:
             raise ContentRejected(f"{row.path}: {e}") from None
-        self.downloaded_bytes += result.downloaded_bytes
-        self.reused_bytes += result.reused_bytes
+        self.results[row.path] = (result.downloaded_bytes, result.reused_bytes)
 
     async def _manifest(self, digest: str) -> Manifest | None:
         try:
