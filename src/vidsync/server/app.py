@@ -185,6 +185,7 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
         log.info("vidsync listening", extra={"port": config.port, "store": type(store).__name__})
 
     async def on_shutdown(app: web.Application) -> None:
+        svc.waiters.close()
         await realtime.stop()
 
     async def on_cleanup(app: web.Application) -> None:

@@ -31,8 +31,12 @@ class LogWaiters:
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        # Set at shutdown: parked readers answer at once instead of holding the shutdown up.
+        self.closed = False
 
     async def wait(self, project_id: str, timeout: float) -> None:
+        if self.closed:
+            return
         fut = asyncio.get_running_loop().create_future()
         waiters = self._waiters[project_id]
         waiters.add(fut)
@@ -49,6 +53,11 @@ class LogWaiters:
         for fut in self._waiters.get(project_id, ()):
             if not fut.done():
                 fut.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        for project_id in list(self._waiters):
+            self.wake(project_id)
 
 
 def _prefixes(request: web.Request) -> tuple[str, ...]:
@@ -95,7 +104,7 @@ async def get_events(request: web.Request) -> web.Response:
             project_id, since_seq, limit, prefixes)
         remaining = deadline - time.monotonic()
         # With a path filter the log may move without a matching event: report the position.
-        if events or last_seq > since_seq or remaining <= 0:
+        if events or last_seq > since_seq or remaining <= 0 or svc.waiters.closed:
             break
         await svc.waiters.wait(project_id, remaining)
     return json_response({"events": [e.to_json() for e in events], "last_seq": last_seq,
