@@ -257,7 +257,7 @@ class RedisBackplane:
         # A heartbeat repeats the node's latest number; any other message takes the next one.
         expected = last if heartbeat else last + 1
         if number > expected:
-            self._loss(f"node {node} sent message {number}, {expected} was next")
+            self._loss(f"message lost? node {node} sent number {number}, {expected} was next")
         self._peers[node] = (max(last, number), now)
 
     def _check_peers(self, now: float) -> None:
@@ -292,7 +292,7 @@ class RedisBackplane:
 
     def _loss(self, why: str, counted: bool = True) -> None:
         self.gaps += counted
-        log.info("backplane: possible loss (%s): resyncing from the store", why)
+        log.info("backplane: %s: resyncing from the store", why)
         self._resync_wanted = True
         if self._resync_task is None or self._resync_task.done():
             self._resync_task = asyncio.ensure_future(self._resync_loop())
