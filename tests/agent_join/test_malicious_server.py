@@ -165,7 +165,8 @@ def test_hostile_paths_and_content_never_land(fake: FakeServer, tmp_path: Path):
 
     def settled() -> bool:
         status = mirror_status(mirror)
-        return status["last_seq"] == 4 and len(status["failures"]) >= 10
+        return status["last_seq"] == 4 and len(status["failures"]) >= 10 \
+            and status["connection"] == "http-fallback"  # no Socket.IO here: long-polling /events
     wait_until(settled, 30, "the agent to process the hostile snapshot and events")
     status = json.loads(agent.run("status", str(mirror), "--json").stdout)["mirror"]
     assert agent.proc.poll() is None, agent.log  # still running

@@ -131,6 +131,7 @@ class MirrorAgent:
     async def _follow(self) -> None:
         def on_state(state: ConnectionState) -> None:
             self.connection = state.value
+            self._write_heartbeat(state.value)  # status shows it now, not at the next beat
             if state in (ConnectionState.WEBSOCKET, ConnectionState.POLLING,
                          ConnectionState.HTTP_FALLBACK):
                 self._offline_until = 0.0  # the server is back: retry applies at once
