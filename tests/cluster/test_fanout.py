@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import orjson
 from conftest import Api, ServerProcess, change
 
@@ -101,6 +102,8 @@ def test_a_batch_too_big_for_one_message_is_announced_and_read_from_the_store(
         assert len(sent) == 1
         body, size = sent[0]
         assert body["k"] == "s" and body["p"] == pid and body["l"] == 1000 and size < 300
+        metrics = httpx.get(b.url + "/metrics").text
+        assert "vidsync_backplane_events_refilled_total 0.0" in metrics  # announced, not lost
     finally:
         watcher.close()
         sub.close()

@@ -275,7 +275,7 @@ class RedisBackplane:
             svc.waiters.wake(msg["p"])
             position = svc.hub.positions().get(msg["p"])
             if position is not None and position < msg["l"]:
-                self._spawn(self._catch_up(msg["p"], position))
+                self._spawn(self._catch_up(msg["p"], position, lost=False))
         elif kind == "end_subscriptions":
             a = msg["a"]
             svc.hub.end_subscriptions(a["project_id"], a["reason"], a.get("user_id"))
@@ -317,7 +317,9 @@ class RedisBackplane:
             filled += await self._catch_up(project_id, position)
         return filled
 
-    async def _catch_up(self, project_id: str, since: int) -> int:
+    async def _catch_up(self, project_id: str, since: int, lost: bool = True) -> int:
+        """Deliver the project's log past ``since``; returns how many events were new here.
+        ``lost`` says whether they count as refilled (not so for a batch announced by range)."""
         filled = 0
         while True:
             events, _, has_more = await self.svc.store.events_since(project_id, since, RESYNC_PAGE)
@@ -328,7 +330,7 @@ class RedisBackplane:
                 since = events[-1].seq
             if not has_more:
                 break
-        if filled:
+        if filled and lost:
             log.info("backplane: project %s: %d event(s) refilled from the store", project_id, filled)
             self.events_refilled += filled
         return filled
