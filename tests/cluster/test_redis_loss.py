@@ -134,3 +134,27 @@ def test_a_node_that_dies_before_announcing_its_commit_is_noticed_by_its_silence
         assert metric(b, "vidsync_backplane_events_refilled_total") == 2
     finally:
         sub.close()
+
+
+def test_a_lost_removal_or_logout_is_enforced_after_the_loss_is_noticed(
+        start_node, redis_server: RedisProcess) -> None:
+    # Node A announces nothing: its removal and logout never reach node B as messages.
+    a, b = start_node(backplane=False), start_node()
+    api_a = Api(a.url)
+    owner, _ = api_a.register("owner")
+    pid = api_a.project(owner)
+    removed_token, removed = api_a.viewer(owner, pid)
+    leaving_token, _ = api_a.viewer(owner, pid)
+    subs = [Subscriber(b.url, removed_token, pid), Subscriber(b.url, leaving_token, pid)]
+    try:
+        assert api_a.delete(f"/api/projects/{pid}/members/{removed['id']}", token=owner).status_code == 204
+        assert api_a.post("/api/auth/logout", token=leaving_token).status_code == 204
+        time.sleep(0.5)
+        assert subs[0].removed == [] and not subs[1].disconnected.is_set()
+        redis_server.client().publish("vidsync:events", orjson.dumps({"n": "peer", "i": 1, "k": "hb"}))
+        wait_until(lambda: subs[0].removed, 5, "the removed member's subscription to end")
+        assert subs[0].removed == [{"project_id": pid, "reason": "removed from project"}]
+        assert subs[1].disconnected.wait(5), "the logged-out token's socket is closed"
+    finally:
+        for sub in subs:
+            sub.close()
