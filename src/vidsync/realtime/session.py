@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -152,6 +153,12 @@ class Session:
         self.ws = ws
         self._transport = transport
         self.transport_name = "websocket"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # The kernel's send buffer autotunes to megabytes that a stalled client would fill
+            # unseen before max_buffer is reached; bound it by the same figure (the kernel
+            # doubles it and caps it at net.core.wmem_max).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.max_buffer)
         self.upgrading = False
         packets, self._queue, self._queued_bytes = self._queue, [], 0
         self._drained.set()
