@@ -170,6 +170,8 @@ def test_hostile_paths_and_content_never_land(fake: FakeServer, tmp_path: Path):
     wait_until(settled, 30, "the agent to process the hostile snapshot and events")
     status = json.loads(agent.run("status", str(mirror), "--json").stdout)["mirror"]
     assert agent.proc.poll() is None, agent.log  # still running
+    # Bad content and the symlinked folder (a local condition) are retried; bad names never are.
+    assert status["pending_downloads"] == 4
 
     # good.txt arrived; its update to content the server could not prove was refused, and the
     # version already there was kept.

@@ -184,9 +184,11 @@ class MirrorState:
         return [RemoteFile(*r) for r in rows]
 
     def pending_totals(self) -> tuple[int, int]:
-        """(files, bytes) still to download or delete, local edits aside."""
-        n, size = self.db.execute("SELECT count(*), coalesce(sum(r.size), 0) " + self._PENDING
-                                  ).fetchone()
+        """(files, bytes) still to download or delete, local edits and refusals aside."""
+        n, size = self.db.execute(
+            "SELECT count(*), coalesce(sum(r.size), 0) " + self._PENDING +
+            " AND r.path NOT IN (SELECT path FROM failures WHERE retry_at = ?)",
+            (float("inf"),)).fetchone()
         return n, size
 
     def next_retry_at(self) -> float | None:
