@@ -2,7 +2,7 @@
 
 For each server (ours on SQLite, and the Node socket.io reference) this opens ``--connections``
 WebSocket clients (logged in, not yet subscribed), then subscribes them to one project in
-stages (``--stages``, cumulative) and at each stage posts ``--events`` changes one at a time:
+stages (``--stages``, cumulative) and at each stage posts ``--fanout-events`` changes one at a time:
 each post waits until every subscriber has it, so the figures are the latency of one event
 reaching N subscribers on an otherwise idle server, not of a queue.
 
@@ -32,8 +32,9 @@ PAUSE_S = 0.05  # between events, so that one event's tail does not overlap the 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connections", type=int, default=10_000)
     p.add_argument("--stages", default="1000,5000,10000", help="subscribers, cumulative")
-    p.add_argument("--events", type=int, default=40, help="changes posted at each stage")
-    p.add_argument("--servers", default=",".join(SERVERS))
+    p.add_argument("--fanout-events", type=int, default=40, help="changes posted at each stage")
+    p.add_argument("--servers", default=",".join(SERVERS), help="for connections: "
+                   f"{', '.join(SERVERS)}")
 
 
 async def settle_rss(server, seconds: float = 2.0) -> int:
@@ -61,7 +62,7 @@ async def prime_seed(api: Api, project: str, swarm: Swarm) -> int:
 async def run_server(kind: str, args: argparse.Namespace) -> dict:
     n = scaled(args.connections, args.scale)
     stages = sorted({min(n, scaled(int(s), args.scale)) for s in args.stages.split(",")})
-    events = scaled(args.events, min(1.0, args.scale * 4), least=10)
+    events = scaled(args.fanout_events, min(1.0, args.scale * 4), least=10)
     out: dict = {"server": kind, "connections": n, "events_per_stage": events, "stages": []}
     async with Stack() as stack:
         server = await (stack.vidsync() if kind == "vidsync" else stack.node_ref())

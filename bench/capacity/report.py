@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from procs import REPO, load_average, log
+from procs import DEFAULT_POSTGRES, REPO, load_average, log
 
 RESULTS = REPO / "bench" / "results"
 
@@ -83,6 +83,8 @@ def common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply connection, subscriber and event counts (0.1 for a quick check)")
     p.add_argument("--procs", type=int, default=4, help="load generator processes")
+    p.add_argument("--postgres", default=DEFAULT_POSTGRES,
+                   help="PostgreSQL server (and database) to create scratch databases from")
 
 
 Runner = Callable[[argparse.Namespace], Awaitable[dict]]

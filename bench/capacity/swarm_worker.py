@@ -22,7 +22,8 @@ line on stdout: ``{"id": <command id>, ...}``. Commands:
   drop       shut every subscribed client's socket at once, as a network drop would
   reconnect  {target, timeout}: reconnect the dropped clients, resubscribe from the last
              seq each saw; answers when all have ``target``, with each client's catch-up time
-  report     {targets}: counts, violations and the timed deliveries since the last report
+  report     {targets}: deliveries and timed latencies since the last report; violations
+             and, against the targets, what is missing, since the start
   close      disconnect everything and exit
 """
 
@@ -212,6 +213,11 @@ class Waiters:
             return c.base is not None and c.received > 0
         return c.base is not None and c.last >= target and not c.holes
 
+    def give_up(self, c: Client) -> None:
+        self.behind.discard(c)
+        if not self.behind and self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
     def progress(self, c: Client) -> None:
         if self.done is None or c not in self.behind or not self._there(c):
             return
@@ -296,13 +302,17 @@ class Worker:
         done = self.waiters.start(clients, target)
         started = time.monotonic()
 
-        async def again(c: Client) -> None:
+        async def again(c: Client) -> str | None:
             c.dropping = False
-            await self._open_one(c)
-            await c.subscribe(c.project, c.last, self.cfg["mode"])
+            try:
+                await self._open_one(c)
+                await c.subscribe(c.project, c.last, self.cfg["mode"])
+            except Exception as e:  # noqa: BLE001 - counted and reported; it will not catch up
+                self.waiters.give_up(c)
+                return f"{type(e).__name__}: {e}"
+            return None
 
-        failures = await asyncio.gather(*(again(c) for c in clients), return_exceptions=True)
-        errors = [repr(e) for e in failures if isinstance(e, BaseException)]
+        errors = [e for e in await asyncio.gather(*(again(c) for c in clients)) if e]
         ok = True
         try:
             await asyncio.wait_for(asyncio.shield(done), timeout)
@@ -332,6 +342,7 @@ class Worker:
                "latencies_ms": base64.b64encode(s.latencies_ms.tobytes()).decode(),
                "clients": len(self.clients), "subscribed": len(self.subscribed())}
         s.latencies_ms = array.array("f")
+        s.deliveries = 0
         return out
 
     async def close(self) -> None:
