@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from vidsync.changes import Change
+from vidsync.errors import not_found
 from vidsync.store import migrations
 from vidsync.store.base import (
     AppendResult,
@@ -357,6 +358,8 @@ class SqliteStore(Store):
             row = conn.execute(
                 "UPDATE projects SET last_seq = last_seq + ?, last_activity_at = ?"
                 " WHERE id = ? RETURNING last_seq", (n, now_ms, project_id)).fetchone()
+            if row is None:  # deleted since the caller's role was checked
+                raise not_found("no such project")
             last_seq = row[0]
             first = last_seq - n + 1
             events = [Event(project_id, first + i, c, created) for i, c in enumerate(changes)]
