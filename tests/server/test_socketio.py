@@ -7,7 +7,7 @@ import time
 
 import pytest
 import socketio
-from conftest import Api, change
+from conftest import Api, ServerProcess, change
 
 from server.helpers import all_events, wait_until
 
@@ -253,3 +253,33 @@ def test_subscribe_racing_the_last_unsubscribe(api: Api, owner, listen) -> None:
         post(api, token, project, "x.mov")
     wait_until(lambda: len(b.seqs()) >= len(projects), what="one event per project")
     assert [p for p in projects if b.seqs(p) != [1]] == []
+
+
+def test_removal_racing_a_subscribe_leaves_nothing_subscribed(server: ServerProcess, api: Api, owner,
+                                                               project, listen) -> None:
+    """A member removed while their subscribe is being handled is not left subscribed: either
+    the subscribe is refused or the removal ends it."""
+    token, _ = owner
+    viewer, viewer_user = api.register("viewer")
+    remover = Api(server.url)
+    sockets = [listen(viewer, ["websocket"]) for _ in range(8)]
+    for i in range(25):
+        code = api.post(f"/api/projects/{project}/invites", token=token).json()["invite"]["code"]
+        assert api.post("/api/projects/join", json={"invite_code": code}, token=viewer).status_code == 200
+        acked = threading.Semaphore(0)
+        removal = threading.Thread(target=remover.delete, args=(
+            f"/api/projects/{project}/members/{viewer_user['id']}",), kwargs={"token": token})
+        if i % 2:
+            removal.start()
+        for client in sockets:
+            client.emit("subscribe:project", project, callback=lambda *_, done=acked: done.release())
+        if not i % 2:
+            removal.start()
+        removal.join()
+        for _ in sockets:
+            assert acked.acquire(timeout=10)
+        seq = post(api, token, project, f"after-removal-{i}.mov")[0]
+        for client in sockets:
+            client.call("unsubscribe:project", "barrier")  # the event, if sent, came before this
+            assert seq not in client.seqs(project), f"a removed member got event {seq}"
+    remover.http.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from vidsync.changes import matches
@@ -96,9 +96,14 @@ class Hub:
     # -- subscriptions ------------------------------------------------------------------------------
 
     async def subscribe(self, session: Session, project_id: str, user_id: str,
-                        since_seq: int | None, prefixes: tuple[str, ...], batch: bool) -> int:
+                        since_seq: int | None, prefixes: tuple[str, ...], batch: bool,
+                        authorized: Callable[[], Awaitable[bool]]) -> int | None:
         """Subscribe, replay what ``since_seq`` missed, go live. Returns the log's last seq at
-        the time of the ack."""
+        the time of the ack, or None if ``authorized`` says no.
+
+        ``authorized`` is asked once the subscription is in the channel (not live yet): a removal
+        committed before it answers is seen by it, and one committed after finds the subscription
+        to end. Asked any earlier, a member removed meanwhile would stay subscribed."""
         if since_seq is None:
             ch = self.channels.get(project_id)
             old = ch.subs.get(session) if ch is not None else None
@@ -111,6 +116,10 @@ class Hub:
         sub = Subscription(session, project_id, user_id, prefixes, batch, since_seq)
         ch.subs[session] = sub
         session.projects.add(project_id)
+        if not await authorized():
+            if ch.subs.get(session) is sub:
+                self.unsubscribe(session, project_id)
+            return None
         last_seq = await self._replay(ch, sub)
         return last_seq
 

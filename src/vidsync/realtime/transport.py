@@ -308,11 +308,15 @@ class RealtimeServer:
                 raise ApiError(400, "invalid_paths", "paths must be a list of strings")
             prefixes = normalize_prefixes(paths)
             batch = arg.get("batch") is True
-        role = await self.store.role_of(project_id, session.user.id)
-        if role is None:
+        user_id = session.user.id
+
+        async def is_member() -> bool:
+            return await self.store.role_of(project_id, user_id) is not None
+
+        last_seq = await self.hub.subscribe(session, project_id, user_id, since_seq, prefixes,
+                                            batch, is_member)
+        if last_seq is None:
             raise ApiError(404, "not_found", "no such project, or you are not a member")
-        last_seq = await self.hub.subscribe(session, project_id, session.user.id, since_seq,
-                                            prefixes, batch)
         return {"ok": True, "project_id": project_id, "last_seq": last_seq}
 
 
