@@ -61,6 +61,8 @@ def test_share_to_join_end_to_end(api, server, share_agent, make_agent, tmp_path
     (src / "empty").write_bytes(b"")
     (src / "Séquence 1 — été ☀.xml").write_text("unicode", encoding="utf-8")
     assert_mirrors(src, join.mirror, timeout=20)
+    owner_side = join.run("status", str(src)).stdout  # status knows both kinds of folder
+    assert "shared as" in owner_side and "queued uploads:    0 changes" in owner_side, owner_side
 
     # The owner's agent killed with -9 while a big file is uploading, then restarted.
     (src / "big.mov").write_bytes(os.urandom(24 * 1024 * 1024))

@@ -39,7 +39,7 @@ class Ui:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.progress = Progress(
-            TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(binary_units=True),
             TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
             disable=not self.console.is_terminal, transient=True)
         self._overall: TaskID | None = None
