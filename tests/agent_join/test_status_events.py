@@ -74,3 +74,15 @@ def test_events_follow_prints_events_live(owner, api, server, make_agent):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_join_refusals(tmp_path, make_agent, server, api):
+    agent = make_agent(server, viewer_token(api))
+    out = agent.run("join", "no-such-invite", str(tmp_path / "m"))
+    assert out.returncode != 0 and "no such invite code (invite_not_found)" in out.stderr
+    out = agent.run("join", "http://elsewhere.example:5000/join/abc", str(tmp_path / "m"))
+    assert out.returncode != 0 and "log in there first" in out.stderr
+    (tmp_path / "shared" / ".vidsync").mkdir(parents=True)
+    (tmp_path / "shared" / ".vidsync" / "share.db").write_bytes(b"")
+    out = agent.run("join", "code", str(tmp_path / "shared"))
+    assert out.returncode != 0 and "is a shared folder" in out.stderr
