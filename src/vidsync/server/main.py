@@ -25,6 +25,12 @@ from vidsync.server.app import build_app
 from vidsync.server.config import ServerConfig
 from vidsync.server.content import RedactingAccessLogger
 
+# Pending connections the kernel may queue before accept (it caps this at net.core.somaxconn).
+# aiohttp's default, 128, is far below a reconnect storm of thousands of subscribers: the kernel
+# drops the rest of the SYNs and each of those clients waits 1 s, 3 s, 7 s... to retry
+# (bench/capacity/storm.py).
+LISTEN_BACKLOG = 4096
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
@@ -106,4 +112,4 @@ def serve(args: argparse.Namespace) -> None:
     os.makedirs(config.data_dir, exist_ok=True)
     web.run_app(build_app(config), host=config.host, port=config.port, print=None,
                 access_log_format='%a "%r" %s %b %Tf', shutdown_timeout=10,
-                access_log_class=RedactingAccessLogger)
+                access_log_class=RedactingAccessLogger, backlog=LISTEN_BACKLOG)
