@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,35 @@ def machine_busy_seconds() -> float:
     with open("/proc/stat") as f:
         user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def listen_overflows() -> int:
+    """Connections the kernel refused because a listen queue was full, machine-wide
+    (TcpExt ListenOverflows): each one costs the client a SYN retransmission, 1 s or more."""
+    with open("/proc/net/netstat") as f:
+        lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    return int(lines[1][lines[0].index("ListenOverflows")])
+
+
+@contextlib.contextmanager
+def profiled(pid: int, label: str) -> Iterator[None]:
+    """With CAPACITY_PROFILE=<dir>, sample the process with py-spy over the block and write
+    collapsed stacks to <dir>/<label>.txt (py-spy must be installed; it is not a dependency)."""
+    out_dir = os.environ.get("CAPACITY_PROFILE")
+    if not out_dir:
+        yield
+        return
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                            str(pid), "--format", "raw", "--rate", "200", "--nonblocking",
+                            "-o", str(Path(out_dir) / f"{label}.txt")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)  # attached before the measured work starts
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        spy.wait(30)
 
 
 def load_average() -> str:

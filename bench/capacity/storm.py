@@ -19,7 +19,7 @@ import argparse
 import asyncio
 
 from api import Api, change, timed_path
-from procs import CpuWindow, Stack, load_average, log
+from procs import CpuWindow, Stack, listen_overflows, load_average, log, profiled
 from report import ms, scaled, standalone, summary, table
 from swarm import Swarm
 
@@ -71,15 +71,20 @@ async def run(args: argparse.Namespace) -> dict:
         await swarm.report(None)  # count replayed deliveries alone
 
         log(f"storm: {n} reconnecting at once, {args.behind} events behind ({load_average()})")
-        with CpuWindow((server.pid,)) as cpu, CpuWindow(tuple(swarm.pids())) as lg_cpu:
+        overflows = listen_overflows()
+        with profiled(server.pid, "storm"), CpuWindow((server.pid,)) as cpu, \
+                CpuWindow(tuple(swarm.pids())) as lg_cpu:
             back = await swarm.reconnect(last, WAIT_S)
+        out["listen_overflows"] = listen_overflows() - overflows
         tally = await swarm.report(last)
         caught = [t * 1000 for t in back["caught_up_s"]]
+        connected = [t * 1000 for t in back["connected_s"]]
         out.update({
             "all_caught_up": back["ok"], "behind_at_end": back["behind"],
             "reconnect_errors": back["error_count"], "reconnect_error_examples": back["errors"],
             "all_caught_up_ms": max(caught) if caught else None,
-            "caught_up_ms": summary(caught), "server_cpu_s": cpu.cpu_s,
+            "caught_up_ms": summary(caught), "connected_ms": summary(connected),
+            "server_cpu_s": cpu.cpu_s,
             "server_cores": cpu.cores, "loadgen_cores": lg_cpu.cores,
             "machine_cores": cpu.machine_cores, "replayed": tally.deliveries,
             "expected_replayed": n * args.behind, "violations": tally.violations,
@@ -93,15 +98,17 @@ async def run(args: argparse.Namespace) -> dict:
 
 def render(r: dict) -> str:
     rows = [("subscribers", "behind", "all caught up after", "per client p50", "p99",
+             "logged in again p50/p99/max",
              "server CPU", "server cores", "CPU loadgen/machine", "replayed+checked",
-             "violations", "reconnect errors", "load avg"),
+             "violations", "reconnect errors", "listen overflows", "load avg"),
             (r["subscribers"], r["behind"],
              ms(r["all_caught_up_ms"]) if r["all_caught_up"] else "not all (timed out)",
              ms(r["caught_up_ms"]["p50"]), ms(r["caught_up_ms"]["p99"]),
+             "/".join(ms(r["connected_ms"][k]) for k in ("p50", "p99", "max")),
              f"{r['server_cpu_s']:.1f} s", f"{r['server_cores']:.2f}",
              f"{r['loadgen_cores']:.2f}/{r['machine_cores']:.2f}",
              f"{r['replayed']}/{r['expected_replayed']}", r["violation_total"],
-             r["reconnect_errors"], r["load_average"])]
+             r["reconnect_errors"], r["listen_overflows"], r["load_average"])]
     return table("Reconnect storm: all drop, fall behind, reconnect at once (SQLite)", rows)
 
 

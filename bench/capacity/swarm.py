@@ -141,6 +141,7 @@ class Swarm:
                 "behind": sum(r["behind"] for r in replies),
                 "error_count": sum(r["error_count"] for r in replies),
                 "errors": [e for r in replies for e in r["errors"]][:5],
+                "connected_s": sorted(t for r in replies for t in r["connected_s"]),
                 "caught_up_s": sorted(t for r in replies for t in r["caught_up_s"])}
 
     async def reports(self, targets: dict[str, int] | int | None) -> list[Tally]:

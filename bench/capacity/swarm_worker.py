@@ -302,10 +302,13 @@ class Worker:
         done = self.waiters.start(clients, target)
         started = time.monotonic()
 
+        connected_s: list[float] = []
+
         async def again(c: Client) -> str | None:
             c.dropping = False
             try:
                 await self._open_one(c)
+                connected_s.append(time.monotonic() - started)
                 await c.subscribe(c.project, c.last, self.cfg["mode"])
             except Exception as e:  # noqa: BLE001 - counted and reported; it will not catch up
                 self.waiters.give_up(c)
@@ -319,7 +322,7 @@ class Worker:
         except TimeoutError:
             ok = False
         return {"ok": ok and not errors, "errors": errors[:5], "error_count": len(errors),
-                "behind": len(self.waiters.behind),
+                "behind": len(self.waiters.behind), "connected_s": connected_s,
                 "caught_up_s": [t - started for t in self.waiters.reached_at.values()]}
 
     def report(self, targets: dict[str, int] | int | None) -> dict:
