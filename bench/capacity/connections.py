@@ -20,7 +20,7 @@ import time
 import uuid
 
 from api import Api, change, timed_path
-from procs import CpuWindow, Stack, load_average, log
+from procs import CpuWindow, Stack, load_average, log, profiled
 from report import kib, mib, ms, scaled, standalone, summary, table
 from swarm import Swarm
 
@@ -93,7 +93,8 @@ async def run_server(kind: str, args: argparse.Namespace) -> dict:
             await swarm.report(None)  # drop anything timed before this stage
             answers = []
             timeouts = 0
-            with CpuWindow((server.pid,)) as cpu, CpuWindow(tuple(swarm.pids())) as lg_cpu:
+            with profiled(server.pid, f"fanout-{kind}-{stage}"), CpuWindow((server.pid,)) as cpu, \
+                    CpuWindow(tuple(swarm.pids())) as lg_cpu:
                 for i in range(events):
                     started = time.perf_counter()
                     last_seq = (await api.post(project, [change(timed_path(i))]))["last_seq"]
