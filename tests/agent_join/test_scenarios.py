@@ -85,12 +85,12 @@ def test_once_syncs_and_exits_then_resumes_from_the_recorded_seq(owner, api, ser
     agent = make_agent(server, viewer_token(api))
     agent.start(owner.invite(), "--once")
     assert agent.proc.wait(30) == 0, agent.log
-    assert tree(agent.mirror) == tree(owner.src)
+    assert tree(agent.mirror) == tree(owner.src), agent.log
 
     owner.write("two.txt", b"2")
     owner.write("one.txt", b"1 changed")
     owner.publish()
     agent.start(None, "--once")  # resume: only the folder, no invite
     assert agent.proc.wait(30) == 0, agent.log
-    assert tree(agent.mirror) == tree(owner.src)
-    assert "snapshot at" not in agent.log.split("mirroring project")[-1]  # events, not a new snapshot
+    assert tree(agent.mirror) == tree(owner.src), agent.log
+    assert "snapshot at" not in agent.log.split("mirroring project")[-1], agent.log  # caught up

@@ -110,8 +110,9 @@ class Applier:
                     return "superseded"
                 if not (await asyncio.to_thread(disk.look, self.root_fd, path)).same_as(seen):
                     return "superseded"  # changed on disk meanwhile: examined again next round
-                record = await asyncio.to_thread(disk.install, self.root_fd, self.tmp_fd, tmp_name,
-                                                 path, row.hash)
+                # Rename and record with no await between them, so a cancelled task (the agent
+                # stopping) cannot leave a file in place that the state does not know about.
+                record = disk.install(self.root_fd, self.tmp_fd, tmp_name, path, row.hash)
                 self.state.set_local(record, self.policy.fold(path))
         except ContentRejected:
             os.unlink(tmp_name, dir_fd=self.tmp_fd)  # never resume from bad bytes
@@ -137,7 +138,7 @@ class Applier:
             return verdict
         async with self.lock.held():
             if (await asyncio.to_thread(disk.look, self.root_fd, path)).same_as(seen):
-                await asyncio.to_thread(disk.remove, self.root_fd, path)
+                disk.remove(self.root_fd, path)  # and record it, with no await in between
                 self.state.drop_local(path)
                 return "deleted"
         return "superseded"
