@@ -52,7 +52,7 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     env = os.environ.get
     p = subparsers.add_parser("serve", help="run the Vidsync server (HTTP API + Socket.IO)")
     p.add_argument("--host", default=env("VIDSYNC_HOST", "127.0.0.1"))
