@@ -78,6 +78,12 @@ def test_only_mirrors_the_chosen_folders(owner, api, server, make_agent):
     expected = {p: d for p, d in tree(owner.src).items() if p.startswith("clips/")}
     assert tree(agent.mirror) == expected
 
+    # Resumed with other prefixes: a new snapshot; what left the selection leaves the mirror.
+    agent.stop()
+    agent.start(None, "--only", "audio/", "--once")
+    assert agent.proc.wait(30) == 0, agent.log
+    assert tree(agent.mirror) == {p: d for p, d in tree(owner.src).items() if p.startswith("audio/")}
+
 
 def test_once_syncs_and_exits_then_resumes_from_the_recorded_seq(owner, api, server, make_agent):
     owner.write("one.txt", b"1")
