@@ -21,7 +21,7 @@ import itertools
 import time
 
 from api import Api, change
-from procs import CpuWindow, Stack, load_average, log
+from procs import CpuWindow, Stack, load_average, log, profiled
 from report import ms, standalone, summary, table
 from swarm import Swarm
 
@@ -83,7 +83,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> list[dict]:
             answers: list[float] = []
             errors: list[str] = []
             seconds = max(2.0, args.seconds * min(1.0, args.scale * 4))
-            with CpuWindow((server.pid,)) as cpu:
+            with profiled(server.pid, f"ingest-{backend}-{batch}"), CpuWindow((server.pid,)) as cpu:
                 until = time.monotonic() + seconds
                 done = await asyncio.gather(*(post_loop(api, project, batch, until, names,
                                                         answers, errors)
