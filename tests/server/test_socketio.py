@@ -9,7 +9,7 @@ import pytest
 import socketio
 from conftest import Api, ServerProcess, change
 
-from server.helpers import all_events, wait_until
+from server.helpers import Listener, all_events, wait_until
 
 TRANSPORTS = {"websocket": ["websocket"], "polling": ["polling"], "upgrade": None}
 
@@ -283,3 +283,33 @@ def test_removal_racing_a_subscribe_leaves_nothing_subscribed(server: ServerProc
             client.call("unsubscribe:project", "barrier")  # the event, if sent, came before this
             assert seq not in client.seqs(project), f"a removed member got event {seq}"
     remover.http.close()
+
+
+def test_logout_racing_a_connect_leaves_nothing_connected(server: ServerProcess, api: Api, owner) -> None:
+    """Sockets connecting with a token while it is logged out end up refused or disconnected."""
+    _, user = owner
+    for i in range(20):
+        token = api.post("/api/auth/login", json={"email": user["email"],
+                                                  "password": "correct horse 1"}).json()["token"]
+        clients = [Listener(server.url, token, ["websocket"], connect=False) for _ in range(12)]
+        threads = [threading.Thread(target=_try_connect, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        until = time.perf_counter() + 0.0002 * (i % 20)
+        while time.perf_counter() < until:
+            pass
+        assert api.post("/api/auth/logout", token=token).status_code == 204
+        for t in threads:
+            t.join()
+        try:
+            wait_until(lambda cs=clients: not any(c.connected for c in cs), 2, "every socket to go")
+        finally:
+            for client in clients:
+                client.close()
+
+
+def _try_connect(client: Listener) -> None:
+    try:
+        client.connect()
+    except socketio.exceptions.ConnectionError:
+        pass

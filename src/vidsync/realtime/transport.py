@@ -108,9 +108,14 @@ class RealtimeServer:
         return [s for s in self.sessions.values() if s.token_hash == token_hash]
 
     def disconnect_token(self, token_hash: str) -> None:
-        """A revoked token: tell its sockets the server disconnected them, then close."""
+        """A revoked token: tell its sockets the server disconnected them, then close. One still
+        connecting (its CONNECT not answered yet) is refused instead, as a client expects."""
         for session in self.sessions_of_token(token_hash):
-            session.send(protocol.DISCONNECT_PACKET)
+            if session.sio_sid is None:
+                session.send(protocol.connect_error_packet(
+                    "unauthorized", {"code": "unauthorized", "message": "token revoked"}))
+            else:
+                session.send(protocol.DISCONNECT_PACKET)
             session.close("token revoked")
 
     # -- HTTP entry point ---------------------------------------------------------------------------
@@ -266,12 +271,18 @@ class RealtimeServer:
     async def _on_connect(self, session: Session, auth: Any) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         found = await self.authenticate(token) if isinstance(token, str) and token else None
+        if found is not None:
+            # Mark the session as the token's, then check again: a logout committed before the
+            # second check is seen by it, one committed after finds this session to disconnect.
+            session.user, session.token_hash = found
+            if await self.authenticate(token) is None:
+                session.user = session.token_hash = None
+                found = None
         if found is None:
             message = "missing auth token" if not token else "invalid or expired token"
             session.send(protocol.connect_error_packet(
                 "unauthorized", {"code": "unauthorized", "message": message}))
             return
-        session.user, session.token_hash = found
         session.sio_sid = secrets.token_urlsafe(15)
         session.send(protocol.connect_packet(session.sio_sid))
 
