@@ -121,7 +121,8 @@ class Agent:
     def start(self, invite: str | None = None, *extra: str) -> Agent:
         where = [invite, str(self.mirror)] if invite else [str(self.mirror)]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([*VIDSYNC, "join", *where, *extra], stdout=log,
+        # '--' before the positionals: an invite code may start with '-'.
+        self.proc = subprocess.Popen([*VIDSYNC, "join", *extra, "--", *where], stdout=log,
                                      stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         log.close()
         return self

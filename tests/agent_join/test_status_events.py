@@ -51,7 +51,7 @@ def test_events_follow_prints_events_live(owner, api, server, make_agent):
     owner.write("before.txt", b"1")
     seq = owner.publish()
     agent = make_agent(server, viewer_token(api))
-    assert agent.run("join", owner.invite(), str(agent.mirror), "--once").returncode == 0
+    assert agent.run("join", "--once", "--", owner.invite(), str(agent.mirror)).returncode == 0
 
     history = agent.run("events", owner.project_id)
     assert history.returncode == 0, history.stderr
@@ -79,6 +79,8 @@ def test_events_follow_prints_events_live(owner, api, server, make_agent):
 def test_join_refusals(tmp_path, make_agent, server, api):
     agent = make_agent(server, viewer_token(api))
     out = agent.run("join", "no-such-invite", str(tmp_path / "m"))
+    assert out.returncode != 0 and "no such invite code (invite_not_found)" in out.stderr
+    out = agent.run("join", "--", "-codes-may-start-with-a-dash", str(tmp_path / "m"))
     assert out.returncode != 0 and "no such invite code (invite_not_found)" in out.stderr
     out = agent.run("join", "http://elsewhere.example:5000/join/abc", str(tmp_path / "m"))
     assert out.returncode != 0 and "log in there first" in out.stderr

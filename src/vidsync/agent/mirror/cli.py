@@ -289,7 +289,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "join", help="join a project with an invite and mirror it into a folder, live",
         description="Join with an invite code or link, download every file, then apply each change "
-                    "as it happens. Run again with only DIR to resume a mirror.")
+                    "as it happens. Run again with only DIR to resume a mirror. A code that starts "
+                    "with '-' goes after '--': vidsync join -- -CODE DIR.")
     p.add_argument("where", nargs="+", metavar="[INVITE] DIR",
                    help="an invite code or link, then the folder (only the folder to resume)")
     p.add_argument("--only", action="append", metavar="PREFIX",
