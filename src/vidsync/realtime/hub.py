@@ -221,6 +221,7 @@ class Hub:
         async def fill() -> None:
             try:
                 await asyncio.sleep(GAP_WAIT_S)  # an in-flight local publish usually lands first
+                idle = 0
                 while ch.held and ch.last_seq is not None:
                     self._release_held(ch)
                     if not ch.held:
@@ -228,8 +229,16 @@ class Hub:
                     events, _, _ = await self.store.events_since(
                         ch.project_id, ch.last_seq, min(REPLAY_PAGE, min(ch.held) - ch.last_seq))
                     if not events:
-                        await asyncio.sleep(GAP_WAIT_S)
+                        # The hole is not in the store (yet): a commit still in flight on
+                        # another node, or a project deleted meanwhile. Back off, and stop
+                        # waiting for a project that is gone.
+                        idle += 1
+                        if idle % 20 == 0 and await self.store.get_project(ch.project_id) is None:
+                            ch.held.clear()
+                            break
+                        await asyncio.sleep(min(GAP_WAIT_S * idle, 1.0))
                         continue
+                    idle = 0
                     log.info("project %s: filled seq gap %d..%d from the store",
                              ch.project_id, events[0].seq, events[-1].seq)
                     for e in events:
