@@ -1,12 +1,12 @@
 """The join agent's loop: snapshot once, then follow the log and apply what changes, forever.
 
-Three tasks share the state database. The follower records each event as it arrives (one
+The tasks meet only in the state database. The follower records each event as it arrives (one
 transaction: the owner's side of the path plus ``last_seq``), so a restart resumes exactly there;
 the SDK's ``follow`` hands each event over once, in order, over Socket.IO or long-polling, and
 catches up over HTTP after a gap or a reconnect. The reconciler applies whatever is pending, a
 few paths at a time (never two that contain one another, so a folder is not created while a file
-of the same name is still being deleted). The watcher reports local edits as they happen. A
-heartbeat writes the connection state for ``vidsync status``.
+of the same name is still being deleted). The watcher, and a full rescan every few minutes,
+report local edits. A heartbeat writes the connection state for ``vidsync status``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from vidsync.agent.mirror.fetch import Fetcher
 from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
 from vidsync.agent.mirror.state import MirrorState, RemoteFile
 from vidsync.agent.mirror.ui import Ui, human_bytes
-from vidsync.client import ApiError, Client, ConnectionState, ProjectRemoved, ServerUnreachable
+from vidsync.client import (
+    ApiError,
+    Client,
+    ConnectionState,
+    Follower,
+    ProjectRemoved,
+    ServerUnreachable,
+)
 
 log = logging.getLogger("vidsync.mirror")
 
@@ -57,7 +64,7 @@ class MirrorAgent:
         self._wake = asyncio.Event()
         self._offline_until = 0.0
         self._offline_wait = 0.0
-        self._follower = None
+        self._follower: Follower | None = None
         self._initial = False
 
     def close(self) -> None:

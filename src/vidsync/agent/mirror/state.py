@@ -249,6 +249,8 @@ class MirrorState:
 
     def clear_edit(self, path: str) -> bool:
         """Forget a local edit; True if there was one."""
+        if self.db.execute("SELECT 1 FROM edits WHERE path = ?", (path,)).fetchone() is None:
+            return False  # the common case, read-only: a scan of a big mirror writes nothing
         with self._tx():
             return self.db.execute("DELETE FROM edits WHERE path = ?", (path,)).rowcount > 0
 
