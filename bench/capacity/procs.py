@@ -84,7 +84,7 @@ def profiled(pid: int, label: str) -> Iterator[None]:
         return
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                            str(pid), "--format", "raw", "--rate", "200", "--nonblocking",
+                            str(pid), "--format", "raw", "--rate", "200", "--nonblocking", "--threads",
                             "-o", str(Path(out_dir) / f"{label}.txt")],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
