@@ -3,8 +3,9 @@
 Two tables carry the sync. ``remote`` is the owner's folder as of ``last_seq``: one row per path,
 a null hash for a deleted file (kept until the local copy is gone). ``local`` is what this agent
 last wrote to each path, with the file's stat so a later change by someone else shows. A path is
-pending while the two differ. Recording an event and moving ``last_seq`` happen in one
-transaction, and applying compares hashes, so an event seen twice, or a restart at any point,
+pending while the two differ; ``dirty`` lists exactly those paths, so finding what is pending costs
+what is pending, not the size of the mirror. Recording an event and moving ``last_seq`` happen in
+one transaction, and applying compares hashes, so an event seen twice, or a restart at any point,
 costs nothing but a comparison: the agent resumes from ``last_seq`` and finishes what is pending.
 """
 
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS local (
   path TEXT PRIMARY KEY, fold TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
   mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS local_fold ON local(fold);
+CREATE TABLE IF NOT EXISTS dirty (path TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS edits (
   path TEXT PRIMARY KEY, kind TEXT NOT NULL, detected_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS failures (
@@ -121,6 +123,7 @@ class MirrorState:
                                  ch.get("size"), ch.get("mtime"), seq)
                 self._put_remote(row)
                 self.db.execute("DELETE FROM failures WHERE path = ?", (row.path,))
+                self._reevaluate(row.path)
                 changed.append(row)
                 last = seq
             self._put_meta("last_seq", last)
@@ -149,6 +152,8 @@ class MirrorState:
             self.db.execute(
                 "INSERT OR IGNORE INTO remote (path, seq) SELECT path, ? FROM local "
                 "WHERE path NOT IN (SELECT path FROM snap)", (seq,))
+            self.db.execute("DELETE FROM dirty")
+            self.db.execute("INSERT INTO dirty SELECT r.path" + self._DIFFERS)
             self._put_meta("last_seq", seq)
 
     def _put_remote(self, row: RemoteFile) -> None:
@@ -166,11 +171,23 @@ class MirrorState:
 
     # -- what differs ---------------------------------------------------------------------------
 
-    _PENDING = """
+    _DIFFERS = """
         FROM remote r LEFT JOIN local l ON l.path = r.path
+        WHERE ((r.hash IS NULL AND l.path IS NOT NULL)
+               OR (r.hash IS NOT NULL AND (l.path IS NULL OR l.hash != r.hash)))"""
+    # CROSS JOIN: SQLite keeps the table order, so it walks the few dirty paths, not ``remote``.
+    _PENDING = """
+        FROM dirty d CROSS JOIN remote r ON r.path = d.path LEFT JOIN local l ON l.path = r.path
         WHERE ((r.hash IS NULL AND l.path IS NOT NULL)
                OR (r.hash IS NOT NULL AND (l.path IS NULL OR l.hash != r.hash)))
           AND r.path NOT IN (SELECT path FROM edits)"""
+
+    def _reevaluate(self, path: str) -> None:
+        """Keep ``dirty`` exact for one path after its remote or local row changed."""
+        if self.db.execute("SELECT 1" + self._DIFFERS + " AND r.path = ?", (path,)).fetchone():
+            self.db.execute("INSERT OR IGNORE INTO dirty VALUES (?)", (path,))
+        else:
+            self.db.execute("DELETE FROM dirty WHERE path = ?", (path,))
 
     def pending(self, limit: int = 1000) -> list[RemoteFile]:
         """Paths whose disk copy differs from the owner's: deletions first (they only remove what
@@ -234,6 +251,7 @@ class MirrorState:
         self.db.execute("DELETE FROM failures WHERE path = ?", (path,))
         self.db.execute("DELETE FROM remote WHERE path = ? AND hash IS NULL AND path NOT IN "
                         "(SELECT path FROM local)", (path,))
+        self._reevaluate(path)
 
     # -- local edits and failures ---------------------------------------------------------------
 
