@@ -11,7 +11,7 @@ import hashlib
 import pytest
 
 from vidsync.agent.mirror.apply import Applier
-from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath, detect_case_insensitive
+from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath, _fs_type, detect_case_insensitive
 from vidsync.agent.mirror.state import MirrorState
 
 
@@ -74,3 +74,10 @@ def test_names_differing_only_in_case_are_refused_on_a_folding_filesystem(tmp_pa
     assert asyncio.run(scenario()) == ["created", "refused"]
     assert (tmp_path / "mirror" / "Clip.mov").read_bytes() == b"first"
     assert not (tmp_path / "mirror" / "clip.MOV").exists()
+
+
+def test_windows_rules_follow_the_mirror_filesystem(tmp_path):
+    # The mount holding a path is the longest mount point above it (here /proc inside /).
+    assert _fs_type("/proc/self") == "proc"
+    assert PathPolicy(str(tmp_path), case_insensitive=False).windows is (
+        _fs_type(str(tmp_path)) in {"vfat", "msdos", "exfat", "ntfs", "ntfs3", "fuseblk"})

@@ -2,8 +2,9 @@
 
 The server validates every path (``vidsync.changes.normalize_path``); the agent checks again because
 a server can be wrong or hostile. On top of the shared rules it refuses what only the local
-filesystem can tell: a name longer than it holds, a name Windows reserves, and, on a
-case-insensitive filesystem, a name that differs only in case from one already mirrored.
+filesystem can tell: a name longer than it holds, a name Windows reserves (on Windows, or on a
+FAT/exFAT/NTFS drive), and, on a case-insensitive filesystem, a name that differs only in case
+from one already mirrored.
 
 Writes then go through directory file descriptors opened with ``O_NOFOLLOW`` from the mirror's root
 down (``open_parent``): a parent that is a symlink is refused at the moment of use, so a symlink
@@ -25,6 +26,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEX
 # Names Windows cannot hold whatever the directory (matters when the mirror lives on Windows).
 _WINDOWS_RESERVED = re.compile(r"(?i)^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$")
 _WINDOWS_BAD_CHARS = set('<>:"|?*')
+_WINDOWS_FILESYSTEMS = {"vfat", "msdos", "exfat", "ntfs", "ntfs3", "fuseblk"}
 
 
 class UnsafePath(ValueError):
@@ -34,10 +36,10 @@ class UnsafePath(ValueError):
 class PathPolicy:
     """The local filesystem's rules for the names a mirror may create under ``root``."""
 
-    def __init__(self, root: str, case_insensitive: bool, windows: bool = sys.platform == "win32") -> None:
+    def __init__(self, root: str, case_insensitive: bool, windows: bool | None = None) -> None:
         self.root = root
         self.case_insensitive = case_insensitive
-        self.windows = windows
+        self.windows = windows_names_apply(root) if windows is None else windows
         self.name_max = _pathconf(root, "PC_NAME_MAX", 255)
         self.path_max = _pathconf(root, "PC_PATH_MAX", 4096)
 
@@ -62,6 +64,35 @@ class PathPolicy:
     def fold(self, path: str) -> str:
         """The key under which this filesystem stores ``path``: two paths with one key collide."""
         return path.casefold() if self.case_insensitive else path
+
+
+def windows_names_apply(root: str) -> bool:
+    """True on Windows, and for a folder on a FAT, exFAT or NTFS volume (an editor's external
+    drive), where Windows' name rules hold whatever the system."""
+    if sys.platform == "win32":
+        return True
+    return _fs_type(root) in _WINDOWS_FILESYSTEMS
+
+
+def _fs_type(root: str) -> str | None:
+    """The filesystem type of the mount holding ``root``, from Linux's mountinfo."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(root)
+    best, fstype = "", None
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        mount = parts[4].replace("\\040", " ")
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, fstype = mount, rest.split()[0]
+    return fstype
 
 
 def _pathconf(root: str, name: str, default: int) -> int:
