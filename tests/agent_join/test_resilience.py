@@ -68,3 +68,17 @@ def test_server_stopped_for_a_while(server_factory, tmp_path, make_agent):
     wait_until(lambda: recorded_seq(agent.mirror) == seq, 10, "the seq")
     assert agent.proc.poll() is None, agent.log
     api.http.close()
+
+
+def test_removed_from_the_project_stops_the_agent(owner, api, server, make_agent):
+    owner.write("a.txt", b"a")
+    owner.publish()
+    token, user = api.register("viewer")
+    agent = make_agent(server, token).start(owner.invite())
+    assert_mirrors(owner.src, agent.mirror)
+    wait_until(lambda: mirror_status(agent.mirror)["connection"] == "websocket", 10, "live")
+    r = api.delete(f"/api/projects/{owner.project_id}/members/{user['id']}", token=owner.token)
+    assert r.status_code == 204
+    assert agent.proc.wait(15) != 0
+    assert "no longer following the project" in agent.log
+    assert (agent.mirror / "a.txt").read_bytes() == b"a"  # what was mirrored stays
