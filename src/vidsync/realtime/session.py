@@ -100,12 +100,19 @@ class Session:
         self._wake_poller()
 
     async def send_with_backpressure(self, packets: list[bytes]) -> None:
-        """Send many packets (a replay) without passing the buffer bound: wait for the client
-        to read whenever half of it is used."""
-        for packet in packets:
-            if self.closed:
-                return
-            self.send(packet)
+        """Send many packets (a replay) without passing the buffer bound: written in chunks of
+        a quarter of it, one write each, waiting for the client to read whenever half is used."""
+        chunk_limit = max(self.max_buffer // 4, 1)
+        start = 0
+        while start < len(packets) and not self.closed:
+            end, size = start + 1, len(packets[start])
+            while end < len(packets) and size + len(packets[end]) <= chunk_limit:
+                size += len(packets[end])
+                end += 1
+            chunk = packets[start:end]
+            frames = b"".join(map(protocol.ws_text_frame, chunk)) if self._transport else b""
+            self.deliver(frames, chunk)
+            start = end
             await self.wait_writable()
 
     async def wait_writable(self) -> None:

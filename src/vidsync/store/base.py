@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from vidsync.changes import Change
 
@@ -18,6 +19,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@lru_cache(maxsize=4096)
 def iso(ts: datetime) -> str:
     """ISO 8601 in UTC with millisecond precision and a ``Z``, as JavaScript's ``toISOString``."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"

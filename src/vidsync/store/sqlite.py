@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import groupby
 from typing import TypeVar
 
 from vidsync.changes import Change
@@ -48,6 +50,7 @@ def _ms(ts: datetime) -> int:
     return int(ts.timestamp() * 1000)
 
 
+@lru_cache(maxsize=4096)  # events of one batch share a timestamp: one object, formatted once
 def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
@@ -367,16 +370,19 @@ class SqliteStore(Store):
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(project_id, e.seq, c.path, c.op, c.hash, c.size, c.mtime, now_ms)
                  for e, c in zip(events, changes, strict=True)])
-            for e, c in zip(events, changes, strict=True):
-                if c.op == "delete":
-                    conn.execute("DELETE FROM files WHERE project_id = ? AND path = ?",
-                                 (project_id, c.path))
+            # Runs of deletes and of upserts, each one executemany, in the batch's order (a
+            # batch may delete a path and create it again).
+            pairs = zip(events, changes, strict=True)
+            for is_delete, run in groupby(pairs, key=lambda ec: ec[1].op == "delete"):
+                if is_delete:
+                    conn.executemany("DELETE FROM files WHERE project_id = ? AND path = ?",
+                                     [(project_id, c.path) for _, c in run])
                 else:
-                    conn.execute(
+                    conn.executemany(
                         "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)"
                         " ON CONFLICT (project_id, path) DO UPDATE SET hash = excluded.hash,"
                         " size = excluded.size, mtime = excluded.mtime, seq = excluded.seq",
-                        (project_id, c.path, c.hash, c.size, c.mtime, e.seq))
+                        [(project_id, c.path, c.hash, c.size, c.mtime, e.seq) for e, c in run])
             response = {
                 "results": [{"path": c.path, "op": c.op, "seq": e.seq}
                             for e, c in zip(events, changes, strict=True)],
