@@ -1,6 +1,6 @@
 """End-to-end latency: a small file written in the owner's folder until it is in the mirror.
 
-    .venv/bin/python bench/agents/latency.py [--samples 100] [--settle 1.0] [--debounce 0.5]
+    .venv/bin/python bench/agents/latency.py [--samples 100] [--settle 0.25] [--debounce 0.5]
 
 Starts a scratch server, ``vidsync share`` on a folder and ``vidsync join`` on another, then writes
 one small file at a time in the shared folder and times it until the mirror holds the same bytes
@@ -75,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--debounce", type=float, default=0.5, help="vidsync share --debounce")
-    parser.add_argument("--settle", type=float, default=1.0, help="vidsync share --settle")
+    parser.add_argument("--settle", type=float, default=0.25, help="vidsync share --settle")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-"))

@@ -25,6 +25,7 @@ from vidsync.agent.config import Credentials
 from vidsync.agent.share.ignore import IGNORE_FILE, IgnoreRules
 from vidsync.agent.share.indexer import Indexer
 from vidsync.agent.share.progress import Bars
+from vidsync.agent.share.scanner import server_path
 from vidsync.agent.share.state import ShareState, state_dir
 from vidsync.agent.share.sync import Backoff, Fatal, Syncer
 from vidsync.changes import RESERVED_DIR
@@ -38,7 +39,7 @@ LOCK_FILE = "share.lock"
 class ShareOptions:
     name: str | None = None
     debounce_s: float = 0.5
-    settle_s: float = 1.0
+    settle_s: float = 0.25
     rescan_s: float = 600.0
     heartbeat_s: float = 30.0
 
@@ -110,6 +111,8 @@ class ShareAgent:
             self.state.set(pid=os.getpid(), started_at=time.time(), uploads=[])
             syncer = Syncer(client, project_id, self.state, self.bars,
                             on_stale=lambda p: self.mark({p}),
+                            busy=lambda: {sp for fp in self.indexer.unsettled
+                                          if (sp := server_path(fp)) is not None},
                             heartbeat_s=self.options.heartbeat_s)
             tasks = [asyncio.create_task(self._watch(), name="watch")]
             await self._first_scan()
@@ -152,8 +155,10 @@ class ShareAgent:
         while not self.stop.is_set():
             try:
                 async for changes in watchfiles.awatch(
-                        self.root, watch_filter=keep, step=50, stop_event=self.stop,
-                        debounce=max(50, int(self.options.debounce_s * 1000)),
+                        # Hand events over at once (10 ms of quiet, 100 ms at most): the
+                        # debounce window is the scan loop's, not the watcher's, so a change
+                        # waits one window in all, not two.
+                        self.root, watch_filter=keep, step=10, stop_event=self.stop, debounce=100,
                         ignore_permission_denied=True, force_polling=polling or None):
                     self.mark(_relative(root, {p for _, p in changes}))
             except Exception as e:  # e.g. the OS's limit of watches reached on a huge tree

@@ -89,8 +89,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    default=_env_float("VIDSYNC_DEBOUNCE", 0.5),
                    help="changes within this window go out as one batch (default 0.5)")
     p.add_argument("--settle", type=_positive, metavar="SECONDS",
-                   default=_env_float("VIDSYNC_SETTLE", 1.0),
-                   help="a file must stop changing this long before it is hashed (default 1)")
+                   default=_env_float("VIDSYNC_SETTLE", 0.25),
+                   help="a file must stop changing this long before it is hashed (default 0.25)")
     p.add_argument("--rescan-interval", type=_positive, metavar="SECONDS",
                    default=_env_float("VIDSYNC_RESCAN_INTERVAL", 600.0),
                    help="full rescan period, to catch what the watcher missed (default 600)")

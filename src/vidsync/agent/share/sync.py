@@ -95,13 +95,17 @@ class Syncer:
     """The sending half of the agent; ``wake`` asks it for a pass."""
 
     def __init__(self, client: Client, project_id: str, state: ShareState, bars: Bars,
-                 on_stale: Callable[[str], None], heartbeat_s: float = 30.0) -> None:
+                 on_stale: Callable[[str], None], heartbeat_s: float = 30.0,
+                 busy: Callable[[], set[str]] = set) -> None:
         self.client = client
         self.heartbeat_s = heartbeat_s  # an idle agent checks the server this often
         self.project_id = project_id
         self.state = state
         self.bars = bars
         self.on_stale = on_stale  # a file's bytes no longer match its hash: look at it again
+        # Paths being written right now: the index's entry for them is stale, so no change is
+        # derived for them (else a file still settling would be reverted or deleted remotely).
+        self.busy = busy
         self.wake = asyncio.Event()
         self.connected = False
         # (path, hash) the server refused for good (e.g. too large); skipped until they change.
@@ -165,7 +169,7 @@ class Syncer:
             log.info("connected: the server has %d files at seq %d", len(snapshot["files"]),
                      snapshot["seq"])
         await self._flush()
-        while pending := self.state.pending(self.rejected):
+        while pending := self._pending():
             ready, stale = await self._upload(pending)
             if ready:
                 self.state.freeze([(str(uuid.uuid4()), b) for b in split_batches(ready)])
@@ -173,6 +177,10 @@ class Syncer:
             if stale or not ready:
                 break  # the indexer re-hashes the stale files and wakes us again
         self.first_sync = False
+
+    def _pending(self) -> list[Pending]:
+        busy = self.busy()
+        return [p for p in self.state.pending(self.rejected) if p.change["path"] not in busy]
 
     async def _flush(self) -> None:
         for batch in self.state.outbox():
