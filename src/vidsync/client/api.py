@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from vidsync.client.errors import ApiError, ServerUnreachable
+from vidsync.client.errors import ApiError, ContentMismatch, ServerUnreachable
 from vidsync.client.follow import Follower
 from vidsync.client.transfer import DownloadResult, HaveBlock, UploadResult, download_file, upload_file
 from vidsync.content.blocks import Manifest
@@ -258,8 +258,12 @@ class Client:
         return Manifest.from_json(out["manifest"])
 
     async def manifest(self, project_id: str, file_hash: str) -> Manifest:
-        return Manifest.from_json(await self.request(
+        """A file's manifest; ``ContentMismatch`` if the server answers for another file."""
+        manifest = Manifest.from_json(await self.request(
             "GET", f"/api/projects/{quote(project_id)}/manifests/{file_hash}"))
+        if manifest.hash != file_hash or sum(b.size for b in manifest.blocks) != manifest.size:
+            raise ContentMismatch(f"the server's manifest for {file_hash} does not describe it")
+        return manifest
 
     def content(self, project_id: str, file_hash: str, start: int = 0, end: int | None = None,
                 chunk_size: int = STREAM_CHUNK) -> AsyncIterator[bytes]:
@@ -307,7 +311,9 @@ class Client:
         (bytes the caller has locally, e.g. from another file; called on the event loop, may
         return an awaitable), else a download (``download_concurrency`` at a time). Every block is
         checked against its hash (``ContentMismatch`` otherwise); the server checked that the
-        blocks make up the file's hash when it stored the manifest. ``dest`` is fsynced."""
+        blocks make up the file's hash when it stored the manifest, and a caller that does not
+        trust the server hashes ``dest`` once more before installing it (the mirror does).
+        ``dest`` is fsynced."""
         return await download_file(self, project_id, manifest, dest, have_block=have_block,
                                    resume=resume, on_progress=on_progress)
 

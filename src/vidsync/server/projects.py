@@ -25,6 +25,14 @@ INVITE_ERRORS = {
 }
 
 
+def new_invite_code() -> str:
+    """144 random bits, URL-safe, never starting with '-' (a command line would take it for an
+    option: ``vidsync join CODE DIR``)."""
+    while (code := secrets.token_urlsafe(18)).startswith("-"):
+        pass
+    return code
+
+
 def _text_field(body: dict, name: str, limit: int, required: bool) -> str | None:
     value = body.get(name)
     if value is None and not required:
@@ -112,7 +120,7 @@ async def create_invite(request: web.Request) -> web.Response:
                           code="invalid_max_uses")
     now = utcnow()
     invite = await services(request).store.create_invite(
-        secrets.token_urlsafe(18), project_id, user.id, now, now + timedelta(seconds=ttl), max_uses)
+        new_invite_code(), project_id, user.id, now, now + timedelta(seconds=ttl), max_uses)
     return json_response({"invite": invite.to_json()}, status=201)
 
 
