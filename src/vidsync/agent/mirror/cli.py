@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vidsync.agent import lockfile
 from vidsync.agent.config import Credentials, NotLoggedIn, load_credentials
 from vidsync.agent.mirror.engine import AgentStopped, MirrorAgent
 from vidsync.agent.mirror.revert import move_edits_aside
@@ -54,12 +54,9 @@ def _policy(state: MirrorState, root: Path) -> PathPolicy:
 
 def _lock_agent(state: MirrorState) -> int:
     """Hold the folder's agent lock for the life of the process: one join agent per mirror."""
-    fd = os.open(state.dir / AGENT_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise Refused(f"a join agent is already running for {state.dir.parent}") from None
+    fd = lockfile.hold(state.dir / AGENT_LOCK)
+    if fd is None:
+        raise Refused(f"a join agent is already running for {state.dir.parent}")
     return fd
 
 

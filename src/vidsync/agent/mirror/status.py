@@ -6,11 +6,11 @@ lock nobody holds, means no agent is running for the folder.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from pathlib import Path
 
+from vidsync.agent import lockfile
 from vidsync.agent.mirror.state import MirrorState
 
 AGENT_LOCK = "agent.lock"
@@ -19,17 +19,7 @@ STALE_HEARTBEAT_S = 5.0
 
 def agent_running(state_dir: Path) -> bool:
     """True if a join agent holds the folder's agent lock."""
-    try:
-        fd = os.open(state_dir / AGENT_LOCK, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops a lock we may have taken
-    return False
+    return lockfile.is_held(state_dir / AGENT_LOCK)
 
 
 def mirror_status(root: str | os.PathLike) -> dict:

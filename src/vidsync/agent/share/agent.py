@@ -11,7 +11,6 @@ a repeated post a no-op.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import watchfiles
 
+from vidsync.agent import lockfile
 from vidsync.agent.config import Credentials
 from vidsync.agent.share.ignore import IGNORE_FILE, IgnoreRules
 from vidsync.agent.share.indexer import Indexer
@@ -49,15 +49,11 @@ class AlreadyRunning(Exception):
 
 
 def lock_folder(root: Path) -> int:
-    """Hold ``DIR/.vidsync/share.lock`` for the agent's life: one agent per folder. The kernel
-    drops the lock when the process dies, even by ``kill -9``."""
+    """Hold ``DIR/.vidsync/share.lock`` for the agent's life: one agent per folder."""
     state_dir(root).mkdir(exist_ok=True)
-    fd = os.open(state_dir(root) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise AlreadyRunning(f"another 'vidsync share' is already running for {root}") from None
+    fd = lockfile.hold(state_dir(root) / LOCK_FILE)
+    if fd is None:
+        raise AlreadyRunning(f"another 'vidsync share' is already running for {root}")
     return fd
 
 

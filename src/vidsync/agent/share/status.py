@@ -6,28 +6,18 @@ agent runs), so ``vidsync status`` stays instant and works offline.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 from pathlib import Path
 
+from vidsync.agent import lockfile
 from vidsync.agent.share.agent import LOCK_FILE
 from vidsync.agent.share.state import DB_NAME, ShareState, state_dir
 
 
 def agent_running(root: Path) -> bool:
     """True while a ``vidsync share`` holds the folder's lock."""
-    try:
-        fd = os.open(state_dir(root) / LOCK_FILE, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return lockfile.is_held(state_dir(root) / LOCK_FILE)
 
 
 def share_status(root: str | os.PathLike) -> dict | None:
