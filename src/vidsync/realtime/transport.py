@@ -181,8 +181,10 @@ class RealtimeServer:
                 raise EngineError(1, "Session ID unknown")
             if upgrading.transport_name != "polling" or upgrading.upgrading:
                 raise EngineError(3, "Bad request: session already upgraded")
+        # timeout: how long a close we start waits for the client's answer (aiohttp's default,
+        # 10 s, held a SIGTERM shutdown that long behind one slow client).
         ws = web.WebSocketResponse(max_msg_size=self.config.max_payload, compress=False,
-                                   autoping=True)
+                                   autoping=True, timeout=2.0)
         await ws.prepare(request)
         transport = request.transport
         assert transport is not None
