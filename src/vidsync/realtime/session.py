@@ -54,8 +54,9 @@ class Session:
         self._queue: list[bytes] = []
         self._queued_bytes = 0
         self._poll_waiter: asyncio.Future[None] | None = None
-        self._drained = asyncio.Event()
-        self._drained.set()
+        # Made only when a replay over polling has to wait for the client (an Event per
+        # connection would cost about 0.8 KB on each of thousands of WebSockets).
+        self._drained: asyncio.Event | None = None
         self.last_seen = time.monotonic()
         self.ping_sent_at: float | None = None
         self.closed = False
@@ -96,7 +97,6 @@ class Session:
         if self._queued_bytes > self.max_buffer:
             self.close("slow consumer: polling queue over limit")
             return
-        self._drained.clear()
         self._wake_poller()
 
     async def send_with_backpressure(self, packets: list[bytes]) -> None:
@@ -125,6 +125,9 @@ class Session:
             elif self._queued_bytes <= low_water:
                 return
             else:
+                if self._drained is None:
+                    self._drained = asyncio.Event()
+                self._drained.clear()
                 await self._drained.wait()
 
     # -- polling ----------------------------------------------------------------------------------
@@ -146,8 +149,12 @@ class Session:
         packets, self._queue = self._queue[:MAX_POLL_PACKETS], self._queue[MAX_POLL_PACKETS:]
         self._queued_bytes -= sum(len(p) for p in packets)
         if not self._queue:
-            self._drained.set()
+            self._signal_drained()
         return protocol.encode_payload(packets) if packets else protocol.NOOP_PACKET
+
+    def _signal_drained(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
 
     def _wake_poller(self) -> None:
         if self._poll_waiter is not None and not self._poll_waiter.done():
@@ -168,7 +175,7 @@ class Session:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.max_buffer)
         self.upgrading = False
         packets, self._queue, self._queued_bytes = self._queue, [], 0
-        self._drained.set()
+        self._signal_drained()
         if packets:
             self.deliver(b"".join(protocol.ws_text_frame(p) for p in packets), packets)
 
@@ -203,5 +210,5 @@ class Session:
                 if self.ws is not None:
                     asyncio.ensure_future(self.ws.close())
         self._wake_poller()
-        self._drained.set()
+        self._signal_drained()
         self._on_close(self)
