@@ -1,54 +1,11 @@
-"""Shared fixtures: real ``vidsync serve`` processes on free ports, and a small HTTP helper.
-
-Set ``VIDSYNC_TEST_DATABASE`` to a PostgreSQL URL (a server where the test user may create
-databases) to run every server on a fresh scratch database there instead of SQLite.
-"""
+"""Shared fixtures; the helpers they use live in harness.py."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
-
-from vidsync.content.blocks import block_size_for
-
-ROOT = Path(__file__).resolve().parent.parent
-VIDSYNC = [sys.executable, "-m", "vidsync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scratch_database(base: str | None = None) -> str | None:
-    """A new empty database on the configured PostgreSQL server (or the one ``base`` names), or
-    None for SQLite."""
-    base = base or os.environ.get("VIDSYNC_TEST_DATABASE", "")
-    if not base.startswith("postgres"):
-        return None
-    import psycopg  # only needed for the PostgreSQL run
-
-    name = "vidsync_test_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    SCRATCH_DATABASES.append((base, name))
-    return base.rsplit("/", 1)[0] + "/" + name
-
-
-# Scratch databases this run created, as (server URL, name), dropped when it ends.
-SCRATCH_DATABASES: list[tuple[str, str]] = []
+from harness import SCRATCH_DATABASES, Api, ServerProcess, scratch_database
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -60,61 +17,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for base, name in SCRATCH_DATABASES:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-class ServerProcess:
-    """A real server process. ``stop`` sends SIGTERM, ``kill`` SIGKILL; ``start`` again reuses
-    the same data directory and database, as a restarted server would."""
-
-    def __init__(self, data_dir: Path, args: list[str] | None = None,
-                 database: str | None = None, port: int | None = None) -> None:
-        self.data_dir = data_dir
-        self.args = args or []
-        self.database = database
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.log_path = data_dir / "server.log"
-
-    def start(self, timeout: float = 15) -> ServerProcess:
-        cmd = [*VIDSYNC, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
-               *self.args]
-        if self.database:
-            cmd += ["--database", self.database]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("server did not start in time")
-
-    def stop(self) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -144,117 +46,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc.kill()
 
 
-class Api:
-    """A thin client for tests: ``api.post(path, json=..., token=...)`` returns the response."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=30)
-        self._stored: set[tuple[str, str]] = set()  # (project, hash) this helper uploaded
-
-    def request(self, method: str, path: str, token: str | None = None, **kw) -> httpx.Response:
-        headers = kw.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return self.http.request(method, path, headers=headers, **kw)
-
-    def get(self, path: str, **kw) -> httpx.Response:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw) -> httpx.Response:
-        return self.request("POST", path, **kw)
-
-    def patch(self, path: str, **kw) -> httpx.Response:
-        return self.request("PATCH", path, **kw)
-
-    def delete(self, path: str, **kw) -> httpx.Response:
-        return self.request("DELETE", path, **kw)
-
-    def register(self, name: str | None = None) -> tuple[str, dict]:
-        """A new user: (token, user)."""
-        email = f"{name or 'user'}-{uuid.uuid4().hex[:10]}@example.com"
-        r = self.post("/api/auth/register", json={"email": email, "password": "correct horse 1",
-                                                   "name": name or "user"})
-        assert r.status_code == 201, r.text
-        return r.json()["token"], r.json()["user"]
-
-    def project(self, token: str, name: str = "film") -> str:
-        r = self.post("/api/projects", json={"name": name}, token=token)
-        assert r.status_code == 201, r.text
-        return r.json()["project"]["id"]
-
-    def post_changes(self, token: str, project_id: str, changes: list[dict],
-                     key: str | None = None) -> httpx.Response:
-        """Post a batch the way an owner agent does: the content first, then the changes."""
-        for c in changes:
-            if c.get("op") in ("create", "update") and c.get("hash") in CONTENTS:
-                self._store_content(token, project_id, CONTENTS[c["hash"]])
-        headers = {"Idempotency-Key": key} if key else {}
-        return self.post(f"/api/projects/{project_id}/files/update", json={"changes": changes},
-                         token=token, headers=headers)
-
-    def upload(self, token: str, project_id: str, data: bytes) -> str:
-        """Store ``data`` as a file's content (blocks, then manifest); returns its hash."""
-        digest = self._store_content(token, project_id, data)
-        assert digest is not None, "upload refused"
-        return digest
-
-    def _store_content(self, token: str, project_id: str, data: bytes) -> str | None:
-        """Upload ``data`` unless this helper already did; None if the server refused (e.g. the
-        caller is not the owner: ``files/update`` then answers for itself)."""
-        digest = hashlib.sha256(data).hexdigest()
-        if (project_id, digest) in self._stored:
-            return digest
-        size = block_size_for(len(data))
-        blocks = [data[i:i + size] for i in range(0, len(data), size)]
-        base = f"/api/projects/{project_id}"
-        for block in blocks:
-            r = self.request("PUT", f"{base}/blocks/{hashlib.sha256(block).hexdigest()}",
-                             token=token, content=block,
-                             headers={"Content-Type": "application/octet-stream"})
-            if r.status_code not in (200, 201):
-                return None
-        r = self.post(f"{base}/manifests", token=token, json={
-            "hash": digest, "size": len(data),
-            "blocks": [{"hash": hashlib.sha256(b).hexdigest(), "size": len(b)} for b in blocks]})
-        if r.status_code not in (200, 201):
-            return None
-        self._stored.add((project_id, digest))
-        return digest
-
-    def viewer(self, owner_token: str, project_id: str) -> tuple[str, dict]:
-        """A new user who joined the project with an invite."""
-        token, user = self.register("viewer")
-        code = self.post(f"/api/projects/{project_id}/invites", json={},
-                         token=owner_token).json()["invite"]["code"]
-        r = self.post("/api/projects/join", json={"invite_code": code}, token=token)
-        assert r.status_code == 200, r.text
-        return token, user
-
-
 @pytest.fixture
 def api(server: ServerProcess) -> Iterator[Api]:
     client = Api(server.url)
     yield client
     client.http.close()
-
-
-# Content of every change built by ``change``, by hash, so ``Api.post_changes`` can store it.
-CONTENTS: dict[str, bytes] = {}
-
-
-def content(n: int, size: int) -> bytes:
-    """Deterministic test content: ``n`` picks which, ``size`` how many bytes."""
-    unit = f"vidsync test content {n}\n".encode()
-    return (unit * (size // len(unit) + 1))[:size]
-
-
-def change(path: str, op: str = "create", n: int = 0, size: int = 1) -> dict:
-    """A valid change whose hash is the SHA-256 of ``content(n, size)``."""
-    if op == "delete":
-        return {"path": path, "op": op, "hash": None, "size": None, "mtime": None}
-    data = content(n, size)
-    digest = hashlib.sha256(data).hexdigest()
-    CONTENTS[digest] = data
-    return {"path": path, "op": op, "hash": digest, "size": size,
-            "mtime": 1_700_000_000_000 + n}

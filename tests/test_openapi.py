@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from conftest import Api
+from harness import Api
 
 from vidsync.server.app import build_app
 from vidsync.server.config import ServerConfig

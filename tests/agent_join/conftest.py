@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Api, ServerProcess
+from harness import Api, ServerProcess
 
 from agent_join.helpers import Agent, Owner
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import ROOT, VIDSYNC, Api, ServerProcess
+from harness import ROOT, VIDSYNC, Api, ServerProcess
 
 from vidsync.client import Client
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import free_port
+from harness import free_port
 
 from agent_join.helpers import Agent, wait_until
 from vidsync.agent.mirror.status import mirror_status

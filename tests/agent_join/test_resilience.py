@@ -8,7 +8,7 @@ import os
 import sqlite3
 import time
 
-from conftest import Api
+from harness import Api
 
 from agent_join.helpers import Owner, assert_mirrors, viewer_token, wait_until
 from vidsync.agent.mirror.status import mirror_status

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from agent_share.helpers import Agent as ShareAgent
 from agent_share.helpers import all_events, assert_no_duplicates
-from conftest import ROOT, VIDSYNC
+from harness import ROOT, VIDSYNC
 
 from agent_join.helpers import Agent, assert_mirrors, viewer_token, wait_until
 

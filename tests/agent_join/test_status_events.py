@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from conftest import ROOT, VIDSYNC
+from harness import ROOT, VIDSYNC
 
 from agent_join.helpers import assert_mirrors, viewer_token, wait_until
 from vidsync.agent.mirror.status import mirror_status

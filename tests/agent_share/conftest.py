@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Api
+from harness import Api
 
 from agent_share.helpers import Agent
 

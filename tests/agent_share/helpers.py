@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT, VIDSYNC, Api
+from harness import ROOT, VIDSYNC, Api
 
 from vidsync.agent.share import share_status
 

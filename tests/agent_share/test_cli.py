@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from conftest import ROOT, VIDSYNC, Api
+from harness import ROOT, VIDSYNC, Api
 
 from agent_share.helpers import converge
 

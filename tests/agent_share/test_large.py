@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from conftest import Api
+from harness import Api
 
 from agent_share.helpers import all_events, assert_no_duplicates, converge, wait_until
 from vidsync.content.blocks import block_size_for

@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import Api
+from harness import Api
 
 from agent_share.helpers import all_events, assert_no_duplicates, converge, wait_until
 from vidsync.agent.share.state import ShareState

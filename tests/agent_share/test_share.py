@@ -10,7 +10,7 @@ import time
 import unicodedata
 from pathlib import Path
 
-from conftest import Api
+from harness import Api
 
 from agent_share.helpers import (
     all_events,

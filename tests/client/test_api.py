@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import ServerProcess, free_port
+from harness import ServerProcess, free_port
 
 from vidsync.client import ApiError, Client, ServerUnreachable
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 import pytest_asyncio
-from conftest import ServerProcess
+from harness import ServerProcess
 
 from vidsync.client import ApiError, BlockRef, Client, ConnectionState, Follower, Manifest, ProjectRemoved
 

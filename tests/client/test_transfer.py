@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, ServerProcess
+from harness import ROOT, ServerProcess
 
 from vidsync.client import ApiError, Client, ContentMismatch, split_file
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import ServerProcess, free_port, scratch_database
+from harness import ServerProcess, free_port, scratch_database
 
 from cluster.helpers import wait_until
 

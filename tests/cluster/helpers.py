@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import socketio
-from conftest import CONTENTS, Api, change
+from harness import CONTENTS, Api, change
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import Api, ServerProcess
+from harness import Api, ServerProcess
 
 from cluster.helpers import Subscriber, log_seqs, post
 

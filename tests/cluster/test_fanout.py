@@ -7,7 +7,7 @@ import time
 
 import httpx
 import orjson
-from conftest import Api, ServerProcess, change
+from harness import Api, ServerProcess, change
 
 from cluster.conftest import RedisProcess
 from cluster.helpers import Subscriber, log_seqs, post, wait_until

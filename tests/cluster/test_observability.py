@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from conftest import Api, ServerProcess
+from harness import Api, ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.helpers import Subscriber, post, wait_until

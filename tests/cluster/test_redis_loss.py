@@ -8,7 +8,7 @@ import time
 
 import httpx
 import orjson
-from conftest import Api, ServerProcess
+from harness import Api, ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.conftest import RedisProcess

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import httpx
-from conftest import Api
+from harness import Api
 
 
 def sha(data: bytes) -> str:

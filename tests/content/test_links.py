@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import CONTENTS, Api, ServerProcess, change
+from harness import CONTENTS, Api, ServerProcess, change
 from server.helpers import assert_error
 
 from vidsync.content import zipstream

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Api, ServerProcess, change
+from harness import Api, ServerProcess, change
 from server.helpers import assert_error
 
 from content.helpers import manifest_of, missing, put_block, sha, split, store_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import Api
+from harness import Api
 
 from server.helpers import Listener
 

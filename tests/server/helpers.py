@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import socketio
-from conftest import Api
+from harness import Api
 
 
 def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from conftest import Api
+from harness import Api
 
 from server.helpers import assert_error
 

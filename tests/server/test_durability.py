@@ -8,7 +8,7 @@ import time
 import uuid
 
 import httpx
-from conftest import Api, ServerProcess, change
+from harness import Api, ServerProcess, change
 
 from server.helpers import all_events, wait_until
 

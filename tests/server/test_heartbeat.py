@@ -6,7 +6,7 @@ import json
 import time
 
 import websocket
-from conftest import Api, change
+from harness import Api, change
 
 from server.helpers import wait_until
 

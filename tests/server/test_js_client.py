@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Api, ServerProcess, change
+from harness import ROOT, Api, ServerProcess, change
 
 from server.helpers import all_events, wait_until
 

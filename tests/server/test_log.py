@@ -10,7 +10,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import Api, ServerProcess, change
+from harness import Api, ServerProcess, change
 
 from server.helpers import all_events, assert_error
 

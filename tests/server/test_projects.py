@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import Api, ServerProcess, change
+from harness import Api, ServerProcess, change
 
 from server.helpers import assert_error
 

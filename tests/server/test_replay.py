@@ -6,7 +6,7 @@ import random
 import threading
 import time
 
-from conftest import Api, ServerProcess, change
+from harness import Api, ServerProcess, change
 
 from server.helpers import all_events, wait_until
 

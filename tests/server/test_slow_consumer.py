@@ -9,7 +9,7 @@ import time
 
 import pytest
 import websocket
-from conftest import Api, change
+from harness import Api, change
 
 from server.helpers import Listener, wait_until
 

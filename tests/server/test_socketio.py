@@ -7,7 +7,7 @@ import time
 
 import pytest
 import socketio
-from conftest import Api, ServerProcess, change
+from harness import Api, ServerProcess, change
 
 from server.helpers import Listener, all_events, wait_until
 
@@ -70,6 +70,19 @@ def test_subscribe_since_seq_replays_then_goes_live(api: Api, owner, project, li
     # Subscribing again from 0 replays everything once more, then carries on live.
     assert client.subscribe({"projectId": project, "since_seq": 0})["last_seq"] == 6
     assert client.wait_seqs(10) == [3, 4, 5, 6, 1, 2, 3, 4, 5, 6]
+
+
+def test_since_seq_past_the_log_is_refused(api: Api, owner, project, listen, transport) -> None:
+    """A client that has seen more than the log holds is told so, not silently resumed."""
+    token, _ = owner
+    post(api, token, project, "a.mov", "b.mov")
+    client = listen(token, transport)
+    ack = client.subscribe({"projectId": project, "since_seq": 5})
+    assert ack["ok"] is False and ack["error"]["code"] == "since_seq_ahead"
+    assert ack["error"]["last_seq"] == 2
+    post(api, token, project, "c.mov")  # not subscribed: nothing arrives
+    assert client.subscribe({"projectId": project, "since_seq": 2})["ok"]
+    assert client.wait_seqs(1) == [3]
 
 
 def test_non_member_gets_an_error_and_nothing(api: Api, owner, project, listen, transport) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Api, change
+from harness import Api, change
 
 from server.helpers import all_events, assert_error
 

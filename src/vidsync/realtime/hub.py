@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from vidsync.changes import matches
+from vidsync.errors import ApiError
 from vidsync.realtime import protocol
 from vidsync.realtime.session import Session
 from vidsync.store import Event, Store
@@ -139,6 +140,13 @@ class Hub:
                 ch.project_id, sub.sent_seq, REPLAY_PAGE, sub.prefixes)
             if ch.subs.get(sub.session) is not sub:
                 return last_seq  # unsubscribed, removed or disconnected meanwhile
+            if sub.sent_seq > last_seq:
+                # The client has seen more than the log holds (a restored database, or another
+                # server): resuming would silently skip what gets those seqs next.
+                self.unsubscribe(sub.session, ch.project_id)
+                raise ApiError(409, "since_seq_ahead",
+                               f"since_seq {sub.sent_seq} is past the end of the log (last_seq "
+                               f"{last_seq}): take a new snapshot", last_seq=last_seq)
             if events:
                 _, packets = encode_events(ch.project_id, events, sub.prefixes, sub.batch)
                 await sub.session.send_with_backpressure(list(packets))
