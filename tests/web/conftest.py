@@ -25,8 +25,9 @@ CHROMIUM_ARGS = [
 def pytest_terminal_summary(terminalreporter) -> None:
     for label, values in LATENCIES.items():
         if values:
+            what = label if "->" in label else f"POST files/update -> sync badge shown ({label})"
             terminalreporter.write_line(
-                f"POST files/update -> sync badge shown ({label}, n={len(values)}): "
+                f"{what}, n={len(values)}: "
                 f"min {min(values):.1f} ms, median {statistics.median(values):.1f} ms, "
                 f"max {max(values):.1f} ms")
 
