@@ -160,37 +160,41 @@ def test_hostile_paths_and_content_never_land(fake: FakeServer, tmp_path: Path):
     agent = Agent(fake, "any-token", mirror, tmp_path / "home")  # type: ignore[arg-type]
     (tmp_path / "home").mkdir()
     agent.start("invite-code")
-    wait_until(lambda: (mirror / "good.txt").exists(), 20, "the snapshot's good file")
-    fake.events_open.set()
+    try:
+        wait_until(lambda: (mirror / "good.txt").exists(), 20, "the snapshot's good file")
+        fake.events_open.set()
 
-    def settled() -> bool:
-        status = mirror_status(mirror)
-        return status["last_seq"] == 4 and len(status["failures"]) >= 10 \
-            and status["connection"] == "http-fallback"  # no Socket.IO here: long-polling /events
-    wait_until(settled, 30, "the agent to process the hostile snapshot and events")
-    status = json.loads(agent.run("status", str(mirror), "--json").stdout)["mirror"]
-    assert agent.proc.poll() is None, agent.log  # still running
-    # Bad content and the symlinked folder (a local condition) are retried; bad names never are.
-    assert status["pending_downloads"] == 4
+        def settled() -> bool:
+            status = mirror_status(mirror)
+            return status["last_seq"] == 4 and len(status["failures"]) >= 10 \
+                and status["connection"] == "http-fallback"  # no Socket.IO here: long-polling /events
+        wait_until(settled, 30, "the agent to process the hostile snapshot and events")
+        status = json.loads(agent.run("status", str(mirror), "--json").stdout)["mirror"]
+        assert agent.proc.poll() is None, agent.log  # still running
+        # Bad content and the symlinked folder (a local condition) are retried; bad names never are.
+        assert status["pending_downloads"] == 4
 
-    # good.txt arrived; its update to content the server could not prove was refused, and the
-    # version already there was kept.
-    assert (mirror / "good.txt").read_bytes() == GOOD
-    for path in ("good.txt", "wrong-hash.txt", "bad-block.txt"):
-        assert status["failures"][path].startswith("rejected"), status["failures"]
-    assert not (mirror / "wrong-hash.txt").exists() and not (mirror / "bad-block.txt").exists()
-    # Nothing was written anywhere else; the symlinked folder's target is untouched.
-    after = all_files(tmp_path)
-    new = {p for p in after - before if not p.startswith(("box/mirror/", "home/"))}
-    assert new == set(), new
-    assert all_files(outside) == {"keep.txt"}
-    assert set(all_files(mirror)) - {p for p in all_files(mirror) if p.startswith(".vidsync/")} \
-        == {"good.txt"}
-    # The agent's own database was not overwritten.
-    assert (mirror / ".vidsync/mirror.db").read_bytes()[:15] == b"SQLite format 3"
-    assert not any(EVIL in (mirror / p).read_bytes() for p in all_files(mirror)
-                   if not p.startswith(".vidsync/"))
-    for path in ("../escape.txt", "/tmp/absolute.txt", "ok/../../up.txt", "nul\x00byte.txt",
-                 ".vidsync/mirror.db", "link/through-symlink.txt", "x" * 300 + ".txt",
-                 "cafe\u0301.txt", "../../event-escape.txt"):
-        assert status["failures"][path].startswith("refused"), (path, status["failures"])
+        # good.txt arrived; its update to content the server could not prove was refused, and the
+        # version already there was kept.
+        assert (mirror / "good.txt").read_bytes() == GOOD
+        for path in ("good.txt", "wrong-hash.txt", "bad-block.txt"):
+            assert status["failures"][path].startswith("rejected"), status["failures"]
+        assert not (mirror / "wrong-hash.txt").exists() and not (mirror / "bad-block.txt").exists()
+        # Nothing was written anywhere else; the symlinked folder's target is untouched.
+        after = all_files(tmp_path)
+        new = {p for p in after - before if not p.startswith(("box/mirror/", "home/"))}
+        assert new == set(), new
+        assert all_files(outside) == {"keep.txt"}
+        assert set(all_files(mirror)) - {p for p in all_files(mirror) if p.startswith(".vidsync/")} \
+            == {"good.txt"}
+        # The agent's own database was not overwritten.
+        assert (mirror / ".vidsync/mirror.db").read_bytes()[:15] == b"SQLite format 3"
+        assert not any(EVIL in (mirror / p).read_bytes() for p in all_files(mirror)
+                       if not p.startswith(".vidsync/"))
+        for path in ("../escape.txt", "/tmp/absolute.txt", "ok/../../up.txt", "nul\x00byte.txt",
+                     ".vidsync/mirror.db", "link/through-symlink.txt", "x" * 300 + ".txt",
+                     "cafe\u0301.txt", "../../event-escape.txt"):
+            assert status["failures"][path].startswith("refused"), (path, status["failures"])
+    finally:
+        agent.kill()  # it would run on, long-polling the fake server's port
+

@@ -62,6 +62,9 @@ class RealtimeServer:
         self.config = config
         self.sessions: dict[str, Session] = {}
         self._heartbeat: asyncio.Task | None = None
+        # Set by stop(): from then on no session is opened and no poll parks, so a client
+        # still talking on a kept-alive connection cannot hold the shutdown for its grace period.
+        self.stopping = False
         # Told of every closed session (e.g. to count slow consumers dropped).
         self.on_session_closed: list[Callable[[Session], None]] = []
 
@@ -71,6 +74,7 @@ class RealtimeServer:
         self._heartbeat = asyncio.ensure_future(self._heartbeat_loop())
 
     async def stop(self) -> None:
+        self.stopping = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,6 +125,8 @@ class RealtimeServer:
     # -- HTTP entry point ---------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.stopping:
+            raise EngineError(3, "Server shutting down", status=503)
         if request.query.get("EIO") != "4":
             raise EngineError(5, "Unsupported protocol version")
         if not self.origin_allowed(request):

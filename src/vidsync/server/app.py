@@ -7,6 +7,7 @@ outside world: the local hub, the long-polling readers, and (when configured) ot
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -205,6 +206,18 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     async def on_shutdown(app: web.Application) -> None:
         svc.waiters.close()
         await realtime.stop()
+        asyncio.ensure_future(_report_slow_shutdown())
+
+    async def _report_slow_shutdown() -> None:
+        """If requests still hold the shutdown after a few seconds, say which (an operator's
+        first question when a SIGTERM takes the whole grace period)."""
+        await asyncio.sleep(3)
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            frames = task.get_stack(limit=8)
+            where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+            log.warning("shutdown still waiting on %s", task.get_coro().__qualname__,
+                        extra={"stack": where})
 
     async def on_cleanup(app: web.Application) -> None:
         await store.close()
