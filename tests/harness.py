@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -213,3 +215,29 @@ def change(path: str, op: str = "create", n: int = 0, size: int = 1) -> dict:
     CONTENTS[digest] = data
     return {"path": path, "op": op, "hash": digest, "size": size,
             "mtime": 1_700_000_000_000 + n}
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
+    """Poll ``pred`` until it returns something true (returned), or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def all_events(api: Api, token: str, project_id: str, since_seq: int = 0, **params: Any) -> list[dict]:
+    """Every event after ``since_seq``, following ``has_more`` page by page."""
+    out: list[dict] = []
+    while True:
+        r = api.get(f"/api/projects/{project_id}/events", token=token,
+                    params={"since_seq": since_seq, "limit": 1000, **params})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        out += body["events"]
+        if not body["has_more"]:
+            return out
+        since_seq = body["events"][-1]["seq"]

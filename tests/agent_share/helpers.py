@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, VIDSYNC, Api
+from harness import ROOT, VIDSYNC, Api, all_events  # noqa: F401 - re-exported
 
 from vidsync.agent.share import share_status
 
@@ -115,19 +115,6 @@ def server_tree(api: Api, token: str, project_id: str) -> dict[str, tuple]:
     r = api.get(f"/api/projects/{project_id}/files", token=token)
     assert r.status_code == 200, r.text
     return {f["path"]: (f["hash"], f["size"]) for f in r.json()["files"]}
-
-
-def all_events(api: Api, token: str, project_id: str, since_seq: int = 0) -> list[dict]:
-    out: list[dict] = []
-    while True:
-        r = api.get(f"/api/projects/{project_id}/events", token=token,
-                    params={"since_seq": since_seq, "limit": 1000})
-        assert r.status_code == 200, r.text
-        body = r.json()
-        out += body["events"]
-        if not body["has_more"]:
-            return out
-        since_seq = body["events"][-1]["seq"]
 
 
 def assert_no_duplicates(events: list[dict]) -> None:

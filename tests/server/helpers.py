@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import socketio
-from harness import Api
+from harness import Api, all_events, wait_until  # noqa: F401 - re-exported for the tests
 
 
 def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict:
@@ -22,31 +22,6 @@ def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dic
     if code is not None:
         assert err["code"] == code, err
     return err
-
-
-def all_events(api: Api, token: str, project_id: str, since_seq: int = 0, **params: Any) -> list[dict]:
-    """Every event after ``since_seq``, following ``has_more`` page by page."""
-    out: list[dict] = []
-    while True:
-        r = api.get(f"/api/projects/{project_id}/events", token=token,
-                    params={"since_seq": since_seq, "limit": 1000, **params})
-        assert r.status_code == 200, r.text
-        body = r.json()
-        out += body["events"]
-        if not body["has_more"]:
-            return out
-        since_seq = body["events"][-1]["seq"]
-
-
-def wait_until(pred: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class _Loop:
