@@ -214,10 +214,8 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
         await asyncio.sleep(3)
         pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in pending:
-            frames = task.get_stack(limit=8)
-            where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
             log.warning("shutdown still waiting on %s", task.get_coro().__qualname__,
-                        extra={"stack": where})
+                        extra={"awaiting": _await_chain(task.get_coro())})
 
     async def on_cleanup(app: web.Application) -> None:
         await store.close()
@@ -227,6 +225,19 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     app.on_cleanup.append(on_cleanup)
     app.middlewares.insert(0, websocket_passthrough(realtime))
     return app
+
+
+def _await_chain(coro: object) -> str:
+    """Where a suspended coroutine waits: each coroutine it awaits, innermost last."""
+    steps = []
+    while coro is not None and len(steps) < 30:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:  # not a coroutine: the future (or other awaitable) at the bottom
+            steps.append(repr(coro)[:200])
+            break
+        steps.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return " -> ".join(steps)
 
 
 async def healthz(request: web.Request) -> web.Response:
