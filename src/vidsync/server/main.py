@@ -89,6 +89,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--project-quota", type=parse_size,
                    default=parse_size(env("VIDSYNC_PROJECT_QUOTA", str(DEFAULT_PROJECT_QUOTA))),
                    help="content bytes one project may store, e.g. 500G (default 1T)")
+    p.add_argument("--shutdown-grace", type=float, default=3.0, metavar="SECONDS",
+                   help="on SIGTERM, how long in-flight requests may take to finish (default 3);"
+                        " long-polls and sockets are released at once, and a request cut off"
+                        " was never acknowledged, so its client retries it")
     p.add_argument("--log-level", default=env("VIDSYNC_LOG_LEVEL", "info"))
     p.set_defaults(func=serve)
 
@@ -111,5 +115,5 @@ def serve(args: argparse.Namespace) -> None:
                               project_quota=args.project_quota))
     os.makedirs(config.data_dir, exist_ok=True)
     web.run_app(build_app(config), host=config.host, port=config.port, print=None,
-                access_log_format='%a "%r" %s %b %Tf', shutdown_timeout=10,
+                access_log_format='%a "%r" %s %b %Tf', shutdown_timeout=args.shutdown_grace,
                 access_log_class=RedactingAccessLogger, backlog=LISTEN_BACKLOG)
