@@ -211,7 +211,7 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     async def _report_slow_shutdown() -> None:
         """If requests still hold the shutdown after a few seconds, say which (an operator's
         first question when a SIGTERM takes the whole grace period)."""
-        await asyncio.sleep(3)
+        await asyncio.sleep(1.5)  # well inside --shutdown-grace (3 s by default)
         pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in pending:
             log.warning("shutdown still waiting on %s", task.get_coro().__qualname__,
