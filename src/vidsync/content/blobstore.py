@@ -20,6 +20,15 @@ reported missing, and the uploader sends them again.
 Blocks are kept per project, not across projects, so a member of one project can never learn
 whether another project holds some content (dedup probing).
 
+Garbage collection (``vidsync.content.gc``) removes content no kept version needs. What keeps it
+from removing content a request is about to use is one rule, enforced under a per-project file
+lock (``<project_id>/.lock``, flock, so it holds across nodes sharing the directory): the collector
+deletes a file only if, under the exclusive lock, its mtime is older than the grace period; and
+every request that is about to rely on stored content (posting a manifest, appending a change,
+restoring a version) refreshes the mtime of that content under the shared lock first (``keep``,
+``touch_blocks``). Either the collector got there first and the request sees the content gone
+(and says so: 409 ``missing_blocks``, 410 ``expired``), or the content is fresh and survives.
+
 The filesystem is the only state, which is what lets nodes share the directory. Usage (for the
 quota) is counted by scanning a project's blocks and then kept up to date in memory; the count is
 refreshed every ``USAGE_TTL_S`` so what other nodes stored is seen within that time.
@@ -28,6 +37,8 @@ refreshed every ``USAGE_TTL_S`` so what other nodes stored is seen within that t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -43,6 +54,10 @@ from vidsync.content.blocks import MAX_BLOCK_SIZE, Manifest
 
 READ_CHUNK = 1024 * 1024
 USAGE_TTL_S = 60.0
+# How long freshly written or touched content is safe from the collector (``--gc-grace``): the
+# longest a client may take between posting a manifest and the change that names it.
+DEFAULT_GC_GRACE_S = 3600.0
+LOCK_NAME = ".lock"
 _PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
@@ -66,9 +81,11 @@ class _Usage:
 
 
 class BlobStore:
-    def __init__(self, root: str, project_quota: int) -> None:
+    def __init__(self, root: str, project_quota: int,
+                 gc_grace_s: float = DEFAULT_GC_GRACE_S) -> None:
         self.root = os.path.abspath(root)
         self.project_quota = project_quota
+        self.gc_grace_s = gc_grace_s
         self._usage: dict[str, _Usage] = {}
         self._usage_locks: dict[str, asyncio.Lock] = {}
         os.makedirs(self.root, exist_ok=True)
@@ -91,6 +108,66 @@ class BlobStore:
         tmp = os.path.join(self._project_dir(project_id), "tmp")
         os.makedirs(tmp, exist_ok=True)
         return os.path.join(tmp, secrets.token_hex(12))
+
+    def tmp_dir(self, project_id: str) -> str:
+        return os.path.join(self._project_dir(project_id), "tmp")
+
+    @contextlib.contextmanager
+    def project_lock(self, project_id: str, exclusive: bool) -> Iterator[None]:
+        """The project's collection lock (blocking): shared for requests that keep content,
+        exclusive for the collector's deletions. flock, so other nodes on the directory see it."""
+        directory = self._project_dir(project_id)
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def touch_blocks(self, project_id: str, hashes: list[str]) -> list[str]:
+        """Refresh these blocks' mtimes so a collection running now keeps them; returns the ones
+        not stored (deduplicated, in order). Blocking."""
+        missing = []
+        with self.project_lock(project_id, exclusive=False):
+            for h in dict.fromkeys(hashes):
+                try:
+                    os.utime(self.block_path(project_id, h))
+                except FileNotFoundError:
+                    missing.append(h)
+        return missing
+
+    def keep(self, project_id: str, file_hashes: list[str]) -> list[str]:
+        """Make sure a collection running now keeps these files' content (manifest and blocks):
+        a manifest not touched for half the grace period is touched, blocks first. Returns the
+        hashes whose content is gone. Blocking."""
+        gone = []
+        stale_before = time.time() - self.gc_grace_s / 2
+        with self.project_lock(project_id, exclusive=False):
+            for h in dict.fromkeys(file_hashes):
+                path = self.manifest_path(project_id, h)
+                try:
+                    if os.stat(path).st_mtime >= stale_before:
+                        continue
+                    manifest = self.get_manifest(project_id, h)
+                    if manifest is None:
+                        raise FileNotFoundError(path)
+                    for block_hash in {r.hash for r in manifest.blocks}:
+                        os.utime(self.block_path(project_id, block_hash))
+                    os.utime(path)
+                except FileNotFoundError:
+                    gone.append(h)
+        return gone
+
+    def has_manifest(self, project_id: str, file_hash: str) -> bool:
+        return os.path.isfile(self.manifest_path(project_id, file_hash))
+
+    def forget_usage(self, project_id: str) -> None:
+        """Recount the project's usage on next use (after a collection removed content)."""
+        u = self._usage.get(project_id)
+        if u is not None:
+            u.counted_at = -USAGE_TTL_S
 
     async def delete_project(self, project_id: str) -> None:
         """Remove everything a deleted project stored (renamed aside first, so a concurrent
@@ -124,7 +201,7 @@ class BlobStore:
         ``MAX_BLOCK_SIZE`` and ``QuotaExceeded``; the quota is reserved before the bytes are read so
         concurrent uploads cannot overshoot it together."""
         final = self.block_path(project_id, block_hash)
-        if await asyncio.to_thread(os.path.isfile, final):
+        if await asyncio.to_thread(_touch, final):  # already stored; fresh for the collector
             return False, True
         reserve = declared_size if declared_size is not None else MAX_BLOCK_SIZE
         if reserve > MAX_BLOCK_SIZE:
@@ -295,6 +372,14 @@ def _finish(f, tmp: str, final: str, durable: bool) -> None:  # noqa: ANN001 - a
         os.fsync(f.fileno())
     os.makedirs(os.path.dirname(final), exist_ok=True)
     os.replace(tmp, final)
+
+
+def _touch(path: str) -> bool:
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _unlink_quietly(path: str) -> None:

@@ -21,7 +21,17 @@ from vidsync.changes import Change
 from vidsync.errors import ApiError
 from vidsync.realtime.hub import Hub
 from vidsync.realtime.transport import RealtimeServer
-from vidsync.server import auth, content, events, health, metrics, openapi, projects, static
+from vidsync.server import (
+    auth,
+    content,
+    events,
+    health,
+    history,
+    metrics,
+    openapi,
+    projects,
+    static,
+)
 from vidsync.server.config import ServerConfig
 from vidsync.server.events import LogWaiters
 from vidsync.server.http import SERVICES, json_response
@@ -187,6 +197,7 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     projects.add_routes(app)
     events.add_routes(app)
     content.setup(app)
+    history.add_routes(app)
     openapi.add_routes(app)
     app.router.add_route("*", "/socket.io/", realtime.handle)
     app.router.add_get("/healthz", healthz)

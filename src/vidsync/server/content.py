@@ -38,7 +38,14 @@ from vidsync.content.links import (
 )
 from vidsync.content.zipstream import ZipEntry, write_zip
 from vidsync.errors import ApiError, bad_request, not_found
-from vidsync.server.http import SERVICES, json_response, read_json, require_role, services
+from vidsync.server.http import (
+    SERVICES,
+    json_response,
+    read_json,
+    require_role,
+    require_writer,
+    services,
+)
 from vidsync.store import FileEntry, Store
 from vidsync.store.base import iso
 
@@ -57,7 +64,7 @@ class ContentService:
     def __init__(self, config: ContentConfig, data_dir: str) -> None:
         self.config = config
         self.blobs = BlobStore(config.blob_dir or os.path.join(data_dir, "blobs"),
-                               config.project_quota)
+                               config.project_quota, config.gc_grace_s)
         self.signer = LinkSigner(load_secret(data_dir))
         self._sizes: dict[tuple[str, str], int] = {}
 
@@ -75,12 +82,15 @@ class ContentService:
         return size
 
     async def check_changes(self, project_id: str, changes: list[Change]) -> None:
-        """Refuse a batch with a create/update whose content is not stored at that size."""
+        """Refuse a batch with a create/update whose content is not stored at that size. The
+        content is kept fresh for the collector first, so it cannot vanish before the append."""
         def first_bad() -> tuple[int, str] | None:
+            hashes = [c.hash or "" for c in changes if c.op != "delete"]
+            gone = set(self.blobs.keep(project_id, hashes)) if hashes else set()
             for i, c in enumerate(changes):
                 if c.op == "delete":
                     continue
-                size = self.manifest_size(project_id, c.hash or "")
+                size = None if c.hash in gone else self.manifest_size(project_id, c.hash or "")
                 if size is None:
                     return i, "its content is not stored: upload the blocks and the manifest first"
                 if size != c.size:
@@ -119,7 +129,7 @@ async def _manifest_or_404(request: web.Request, project_id: str, file_hash: str
 
 async def check_blocks(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
-    await require_role(request, project_id, owner=True)
+    await require_writer(request, project_id)
     body = await read_json(request)
     hashes = body.get("hashes") if isinstance(body, dict) else None
     if not isinstance(hashes, list) or len(hashes) > MAX_CHECK_HASHES \
@@ -132,7 +142,7 @@ async def check_blocks(request: web.Request) -> web.Response:
 
 async def put_block(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
-    await require_role(request, project_id, owner=True)
+    await require_writer(request, project_id)
     block_hash = _hash_param(request)
     blobs = _content(request).blobs
     try:
@@ -153,7 +163,7 @@ async def put_block(request: web.Request) -> web.Response:
 
 async def post_manifest(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
-    await require_role(request, project_id, owner=True)
+    await require_writer(request, project_id)
     svc = _content(request)
     try:
         manifest = Manifest.from_json(await read_json(request))
@@ -162,9 +172,11 @@ async def post_manifest(request: web.Request) -> web.Response:
     if manifest.size > svc.config.max_file_size:
         raise ApiError(413, "file_too_large", f"a file is at most {svc.config.max_file_size} bytes "
                        "(--max-file-size)", limit=svc.config.max_file_size)
-    if await asyncio.to_thread(svc.manifest_size, project_id, manifest.hash) is not None:
+    if not await asyncio.to_thread(svc.blobs.keep, project_id, [manifest.hash]):
         return json_response({"manifest": manifest.to_json()}, status=200)
-    missing = await svc.blobs.missing_blocks(project_id, [b.hash for b in manifest.blocks])
+    # Touched, not just checked: a collection running now keeps them (content/blobstore.py).
+    missing = await asyncio.to_thread(svc.blobs.touch_blocks, project_id,
+                                      [b.hash for b in manifest.blocks])
     if missing:
         raise ApiError(409, "missing_blocks", f"{len(missing)} block(s) are not stored yet",
                        missing=missing[:MAX_CHECK_HASHES])

@@ -15,9 +15,16 @@ from collections import defaultdict
 import orjson
 from aiohttp import web
 
-from vidsync.changes import normalize_prefixes, parse_changes
+from vidsync.changes import Change, normalize_prefixes, parse_changes
 from vidsync.errors import ApiError, bad_request
-from vidsync.server.http import int_param, json_response, read_json, require_role, services
+from vidsync.server.http import (
+    int_param,
+    json_response,
+    read_json,
+    require_role,
+    require_writer,
+    services,
+)
 from vidsync.store import IdempotencyMismatch
 from vidsync.store.base import utcnow
 
@@ -69,17 +76,24 @@ def _prefixes(request: web.Request) -> tuple[str, ...]:
 
 async def post_changes(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
-    await require_role(request, project_id, owner=True)
+    await require_writer(request, project_id)
+    changes = parse_changes(await read_json(request))
+    digest = hashlib.sha256(orjson.dumps([c.to_json() for c in changes])).hexdigest()
+    return json_response(await append_changes(request, project_id, changes, digest))
+
+
+async def append_changes(request: web.Request, project_id: str, changes: list[Change],
+                         digest: str) -> dict:
+    """The one way a change enters the log: the request's Idempotency-Key checked, the change
+    checks run (content stored), the batch appended and handed to the fan-out. ``digest``
+    identifies the request, so a retry with the same key is answered from the first time."""
     svc = services(request)
-    body = await read_json(request)
-    changes = parse_changes(body)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
         raise bad_request(f"'Idempotency-Key' must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
                           "characters", code="invalid_idempotency_key")
     for check in svc.change_checks:
         await check(project_id, changes)
-    digest = hashlib.sha256(orjson.dumps([c.to_json() for c in changes])).hexdigest()
     try:
         result = await svc.store.append_events(project_id, changes, utcnow(), key, digest)
     except IdempotencyMismatch:
@@ -87,7 +101,7 @@ async def post_changes(request: web.Request) -> web.Response:
                        "this Idempotency-Key was used for a different request") from None
     if result.events:
         svc.committed(project_id, result.events, time.monotonic())
-    return json_response(result.response)
+    return result.response
 
 
 async def get_events(request: web.Request) -> web.Response:

@@ -75,6 +75,19 @@ async def require_role(request: web.Request, project_id: str, owner: bool = Fals
     return user, role
 
 
+# Roles that may change a project's files (upload, post changes, restore versions).
+WRITER_ROLES = frozenset({"owner", "editor"})
+
+
+async def require_writer(request: web.Request, project_id: str) -> tuple[User, str]:
+    """The caller, if their role may change the project's files; 403 otherwise (404 for
+    strangers). The one place that says who may write."""
+    user, role = await require_role(request, project_id)
+    if role not in WRITER_ROLES:
+        raise forbidden("your role in this project cannot change its files")
+    return user, role
+
+
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":

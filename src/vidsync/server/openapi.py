@@ -55,6 +55,15 @@ SCHEMAS: J = {
                  change=ref("Change"), created_at=STR),
     "File": obj(["path", "hash", "size", "seq"], path=STR, hash=HASH, size=INT,
                 mtime={"type": ["integer", "null"]}, seq=INT),
+    "Version": obj(["seq", "path", "op", "hash", "size", "mtime", "author", "created_at",
+                    "available"], seq=INT, path=STR, op={"enum": ["create", "update", "delete"]},
+                   hash={"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
+                   size={"type": ["integer", "null"]}, mtime={"type": ["integer", "null"]},
+                   author={"type": ["object", "null"], "description": "who made the change "
+                           "(null for events recorded before authors were)"},
+                   created_at=STR,
+                   available={"type": "boolean", "description": "its content is still stored, "
+                              "so it can be restored (false for a delete)"}),
     "Manifest": obj(["hash", "size", "blocks"], hash=HASH, size=INT,
                     blocks={"type": "array", "items": obj(["hash", "size"], hash=HASH, size=INT)}),
 }
@@ -165,6 +174,41 @@ PATHS: J = {
         "Every live file and the seq the listing reflects", "member",
         ok(obj(["files", "seq"], seq=INT, files={"type": "array", "items": ref("File")})),
         params=[*PID, PATHS_Q])},
+    "/api/projects/{project_id}/files/history": {"get": op(
+        "A path's versions, newest first (a folder's with 'dir/', the whole project's with"
+        " '/'); page with before_seq = the last seq returned. 400 invalid_path", "member",
+        ok(obj(["versions", "has_more"], has_more={"type": "boolean"},
+               versions={"type": "array", "items": ref("Version")})),
+        params=[*PID, {"name": "path", "in": "query", "required": True, "schema": STR,
+                       "description": "a file path, 'dir/' for a folder, '/' for everything"},
+                query("before_seq", {"type": "integer", "minimum": 1}, "only versions before it"),
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                      "default 100")])},
+    "/api/projects/{project_id}/files/deleted": {"get": op(
+        "Paths whose last event is a delete, with the last version they had, in path order;"
+        " page with after = the last path returned", "member",
+        ok(obj(["files", "has_more"], has_more={"type": "boolean"}, files={
+            "type": "array", "items": obj(["path", "deleted_seq", "deleted_at", "last_version"],
+                                          path=STR, deleted_seq=INT, deleted_at=STR,
+                                          last_version=ref("Version"))})),
+        params=[*PID, query("prefix", STR, "only under this folder ('dir/'); default '/'"),
+                query("after", STR, "only paths after this one"),
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                      "default 100")])},
+    "/api/projects/{project_id}/files/restore": {"post": op(
+        "Bring back a file's version (seq = one of its versions), or make a folder ('dir/', or"
+        " '/' for all) match what it held as of seq: its files of then come back and files"
+        " created under it since are deleted. Appends one batch like files/update (same"
+        " response; empty results when nothing differs; Idempotency-Key honoured). 400"
+        " invalid_body / invalid_path / invalid_seq, 403 forbidden (viewers), 404"
+        " not_a_version, 410 expired (content no longer kept; paths listed), 413"
+        " too_many_changes (over 10000)", "owner or editor",
+        ok(obj(["results", "last_seq"], last_seq=INT, results={
+            "type": "array", "items": obj(["path", "op", "seq"], path=STR, op=STR, seq=INT)})),
+        body(obj(["path", "seq"], path={"type": "string", "maxLength": 4097},
+                 seq={"type": "integer", "minimum": 1})),
+        [*PID, {"name": "Idempotency-Key", "in": "header", "required": False,
+                "schema": {"type": "string", "maxLength": 200}}])},
     "/api/projects/{project_id}/blocks/check": {"post": op(
         "Which of these blocks the server lacks", "owner",
         ok(obj(["missing"], missing={"type": "array", "items": HASH})),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from vidsync.store.base import (
     AppendResult,
+    DeletedFile,
     Event,
     FileEntry,
     IdempotencyMismatch,
@@ -17,6 +18,7 @@ from vidsync.store.base import (
     Project,
     Store,
     User,
+    VersionRefs,
 )
 
 
@@ -34,6 +36,7 @@ async def open_store(url: str) -> Store:
 
 __all__ = [
     "AppendResult",
+    "DeletedFile",
     "Event",
     "FileEntry",
     "IdempotencyMismatch",
@@ -43,5 +46,6 @@ __all__ = [
     "Project",
     "Store",
     "User",
+    "VersionRefs",
     "open_store",
 ]

@@ -112,6 +112,25 @@ class FileEntry:
                 "seq": self.seq}
 
 
+@dataclass(frozen=True, slots=True)
+class DeletedFile:
+    """A path whose last event is a delete, with the last version it had (to restore it)."""
+
+    path: str
+    deleted_seq: int
+    deleted_at: datetime
+    last_version: Event
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRefs:
+    """The content hashes a project still needs: ``live`` (what its files hold now) and
+    ``history`` (versions replaced or deleted after the retention cutoff, not live)."""
+
+    live: frozenset[str]
+    history: frozenset[str]
+
+
 @dataclass(slots=True)
 class AppendResult:
     """What ``append_events`` did. ``replayed`` is True when an idempotency key matched an earlier
@@ -226,6 +245,32 @@ class Store(abc.ABC):
     async def files(self, project_id: str,
                     prefixes: tuple[str, ...] = ()) -> tuple[list[FileEntry], int]:
         """The live files and the seq the listing reflects, read in one snapshot."""
+
+    # version history (docs/protocol.md, "Version history")
+    @abc.abstractmethod
+    async def history(self, project_id: str, path: str, before_seq: int,
+                      limit: int) -> list[Event]:
+        """Events of ``path`` (or, if it ends in '/', of every path under it) with seq <
+        ``before_seq``, newest first."""
+
+    @abc.abstractmethod
+    async def deleted_files(self, project_id: str, prefix: str, after_path: str,
+                            limit: int) -> list[DeletedFile]:
+        """Paths under ``prefix`` ('' for all) whose last event is a delete and that had content
+        once, in path order after ``after_path``."""
+
+    @abc.abstractmethod
+    async def files_as_of(self, project_id: str, prefix: str, seq: int) -> list[FileEntry]:
+        """The files under ``prefix`` ('' for all) as the log stood after event ``seq``."""
+
+    @abc.abstractmethod
+    async def version_refs(self, project_id: str, cutoff: datetime) -> VersionRefs:
+        """What content the project's log still refers to: a version is kept while it is live,
+        or if the event that replaced or deleted it is newer than ``cutoff``."""
+
+    @abc.abstractmethod
+    async def project_ids(self) -> list[str]:
+        """Every project's id (the garbage collector walks them)."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

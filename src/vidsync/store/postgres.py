@@ -25,6 +25,7 @@ from vidsync.errors import not_found
 from vidsync.store import migrations
 from vidsync.store.base import (
     AppendResult,
+    DeletedFile,
     Event,
     FileEntry,
     IdempotencyMismatch,
@@ -34,6 +35,7 @@ from vidsync.store.base import (
     Project,
     Store,
     User,
+    VersionRefs,
 )
 
 POOL_MAX = 10
@@ -57,6 +59,22 @@ def prefix_clause(prefixes: tuple[str, ...], first_arg: int) -> tuple[str, list[
         parts.append(f"(path >= ${n} AND path < ${n + 1})")
         args += [p, p[:-1] + "0"]
     return " AND (" + " OR ".join(parts) + ")", args
+
+
+def path_clause(path: str, first_arg: int) -> tuple[str, list[str]]:
+    """SQL for one path, or for everything under it if it ends in '/' ('' matches all), with
+    numbered parameters from ``$first_arg``."""
+    n = first_arg
+    if path == "":
+        return "", []
+    if path.endswith("/"):
+        return f" AND path >= ${n} AND path < ${n + 1}", [path, path[:-1] + "0"]
+    return f" AND path = ${n}", [path]
+
+
+def _event(project_id: str, r: asyncpg.Record) -> Event:
+    return Event(project_id, r["seq"], Change(r["path"], r["op"], r["hash"], r["size"], r["mtime"]),
+                 r["created_at"])
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -350,3 +368,51 @@ class PostgresStore(Store):
         files = [FileEntry(r["path"], r["hash"], r["size"], r["mtime"], r["seq"])
                  for r in rows if r["path"] is not None]
         return files, rows[0]["last_seq"]
+
+    # -- version history --------------------------------------------------------------------------
+
+    async def history(self, project_id: str, path: str, before_seq: int,
+                      limit: int) -> list[Event]:
+        where, args = path_clause(path, 4)
+        rows = await self.pool.fetch(
+            f"SELECT * FROM events WHERE project_id = $1 AND seq < $2{where}"
+            " ORDER BY seq DESC LIMIT $3", project_id, before_seq, limit, *args)
+        return [_event(project_id, r) for r in rows]
+
+    async def deleted_files(self, project_id: str, prefix: str, after_path: str,
+                            limit: int) -> list[DeletedFile]:
+        where, args = path_clause(prefix, 4)
+        rows = await self.pool.fetch(
+            "SELECT last.path AS deleted_path, last.seq AS deleted_seq, d.created_at AS deleted_at,"
+            " v.seq, v.path, v.op, v.hash, v.size, v.mtime, v.created_at"
+            " FROM (SELECT path, MAX(seq) AS seq FROM events"
+            f"       WHERE project_id = $1 AND path > $2{where} GROUP BY path) last"
+            " JOIN events d ON d.project_id = $1 AND d.seq = last.seq AND d.op = 'delete'"
+            " JOIN events v ON v.project_id = $1 AND v.seq = (SELECT MAX(seq) FROM events x"
+            "   WHERE x.project_id = $1 AND x.path = last.path AND x.hash IS NOT NULL)"
+            " ORDER BY last.path LIMIT $3", project_id, after_path, limit, *args)
+        return [DeletedFile(r["deleted_path"], r["deleted_seq"], r["deleted_at"],
+                            _event(project_id, r)) for r in rows]
+
+    async def files_as_of(self, project_id: str, prefix: str, seq: int) -> list[FileEntry]:
+        where, args = path_clause(prefix, 3)
+        rows = await self.pool.fetch(
+            "SELECT e.path, e.hash, e.size, e.mtime, e.seq FROM (SELECT MAX(seq) AS seq"
+            f" FROM events WHERE project_id = $1 AND seq <= $2{where} GROUP BY path) last"
+            " JOIN events e ON e.project_id = $1 AND e.seq = last.seq"
+            " WHERE e.op != 'delete' ORDER BY e.path", project_id, seq, *args)
+        return [FileEntry(r["path"], r["hash"], r["size"], r["mtime"], r["seq"]) for r in rows]
+
+    async def version_refs(self, project_id: str, cutoff: datetime) -> VersionRefs:
+        # Each content event with the time of the next event on its path: none means live.
+        rows = await self.pool.fetch(
+            "SELECT hash, replaced_at FROM (SELECT hash, LEAD(created_at) OVER"
+            " (PARTITION BY path ORDER BY seq) AS replaced_at FROM events"
+            " WHERE project_id = $1) e WHERE hash IS NOT NULL"
+            " AND (replaced_at IS NULL OR replaced_at > $2)", project_id, cutoff)
+        live = {r["hash"] for r in rows if r["replaced_at"] is None}
+        return VersionRefs(frozenset(live),
+                           frozenset(r["hash"] for r in rows if r["replaced_at"] is not None) - live)
+
+    async def project_ids(self) -> list[str]:
+        return [r["id"] for r in await self.pool.fetch("SELECT id FROM projects")]

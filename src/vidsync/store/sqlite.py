@@ -27,6 +27,7 @@ from vidsync.errors import not_found
 from vidsync.store import migrations
 from vidsync.store.base import (
     AppendResult,
+    DeletedFile,
     Event,
     FileEntry,
     IdempotencyMismatch,
@@ -36,6 +37,7 @@ from vidsync.store.base import (
     Project,
     Store,
     User,
+    VersionRefs,
 )
 
 T = TypeVar("T")
@@ -65,6 +67,15 @@ def prefix_clause(prefixes: tuple[str, ...], column: str = "path") -> tuple[str,
         parts.append(f"({column} >= ? AND {column} < ?)")
         args += [p, p[:-1] + "0"]
     return " AND (" + " OR ".join(parts) + ")", args
+
+
+def path_clause(path: str) -> tuple[str, list[str]]:
+    """SQL for one path, or for everything under it if it ends in '/' ('' matches all)."""
+    if path == "":
+        return "", []
+    if path.endswith("/"):
+        return " AND path >= ? AND path < ?", [path, path[:-1] + "0"]
+    return " AND path = ?", [path]
 
 
 def _project(row: sqlite3.Row) -> Project:
@@ -435,3 +446,70 @@ class SqliteStore(Store):
             return files, (last[0] if last else 0)
 
         return await self._read(q)
+
+    # -- version history --------------------------------------------------------------------------
+
+    async def history(self, project_id: str, path: str, before_seq: int,
+                      limit: int) -> list[Event]:
+        where, args = path_clause(path)
+
+        def q(conn: sqlite3.Connection) -> list[Event]:
+            rows = conn.execute(
+                f"SELECT * FROM events WHERE project_id = ?{where} AND seq < ?"
+                " ORDER BY seq DESC LIMIT ?", (project_id, *args, before_seq, limit)).fetchall()
+            return [_event(project_id, r) for r in rows]
+
+        return await self._read(q)
+
+    async def deleted_files(self, project_id: str, prefix: str, after_path: str,
+                            limit: int) -> list[DeletedFile]:
+        where, args = path_clause(prefix)
+
+        def q(conn: sqlite3.Connection) -> list[DeletedFile]:
+            rows = conn.execute(
+                "SELECT last.path, last.seq AS deleted_seq, d.created_at AS deleted_at,"
+                " v.seq, v.path, v.op, v.hash, v.size, v.mtime, v.created_at"
+                " FROM (SELECT path, MAX(seq) AS seq FROM events"
+                f"       WHERE project_id = ?{where} AND path > ? GROUP BY path) last"
+                " JOIN events d ON d.project_id = ? AND d.seq = last.seq AND d.op = 'delete'"
+                " JOIN events v ON v.project_id = ? AND v.seq = (SELECT MAX(seq) FROM events x"
+                "   WHERE x.project_id = ? AND x.path = last.path AND x.hash IS NOT NULL)"
+                " ORDER BY last.path LIMIT ?",
+                (project_id, *args, after_path, project_id, project_id, project_id,
+                 limit)).fetchall()
+            return [DeletedFile(r[0], r["deleted_seq"], _dt(r["deleted_at"]),
+                                _event(project_id, r)) for r in rows]
+
+        return await self._read(q)
+
+    async def files_as_of(self, project_id: str, prefix: str, seq: int) -> list[FileEntry]:
+        where, args = path_clause(prefix)
+
+        def q(conn: sqlite3.Connection) -> list[FileEntry]:
+            rows = conn.execute(
+                "SELECT e.path, e.hash, e.size, e.mtime, e.seq FROM (SELECT MAX(seq) AS seq"
+                f" FROM events WHERE project_id = ?{where} AND seq <= ? GROUP BY path) last"
+                " JOIN events e ON e.project_id = ? AND e.seq = last.seq"
+                " WHERE e.op != 'delete' ORDER BY e.path",
+                (project_id, *args, seq, project_id)).fetchall()
+            return [FileEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+        return await self._read(q)
+
+    async def version_refs(self, project_id: str, cutoff: datetime) -> VersionRefs:
+        def q(conn: sqlite3.Connection) -> VersionRefs:
+            # Each content event with the time of the next event on its path: none means live.
+            rows = conn.execute(
+                "SELECT hash, replaced_at FROM (SELECT hash, LEAD(created_at) OVER"
+                " (PARTITION BY path ORDER BY seq) AS replaced_at FROM events"
+                " WHERE project_id = ?) WHERE hash IS NOT NULL"
+                " AND (replaced_at IS NULL OR replaced_at > ?)",
+                (project_id, _ms(cutoff))).fetchall()
+            live = {h for h, replaced in rows if replaced is None}
+            return VersionRefs(frozenset(live),
+                               frozenset(h for h, replaced in rows if replaced is not None) - live)
+
+        return await self._read(q)
+
+    async def project_ids(self) -> list[str]:
+        return await self._read(lambda c: [r[0] for r in c.execute("SELECT id FROM projects")])

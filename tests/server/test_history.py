@@ -1,0 +1,162 @@
+"""Version history, deleted files and restore over HTTP (a real server, SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+from harness import CONTENTS, Api, change
+
+from server.helpers import assert_error
+
+
+@pytest.fixture
+def token(owner: tuple[str, dict]) -> str:
+    return owner[0]
+
+
+def post(api: Api, token: str, project: str, changes: list[dict]) -> list[int]:
+    r = api.post_changes(token, project, changes)
+    assert r.status_code == 200, r.text
+    return [x["seq"] for x in r.json()["results"]]
+
+
+def history(api: Api, token: str, project: str, path: str, **params) -> dict:
+    r = api.get(f"/api/projects/{project}/files/history", token=token,
+                params={"path": path, **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def restore(api: Api, token: str, project: str, path: str, seq: int, **kw):
+    return api.post(f"/api/projects/{project}/files/restore", token=token,
+                    json={"path": path, "seq": seq}, **kw)
+
+
+def live(api: Api, token: str, project: str) -> dict[str, dict]:
+    r = api.get(f"/api/projects/{project}/files", token=token)
+    return {f["path"]: f for f in r.json()["files"]}
+
+
+def download(api: Api, token: str, project: str, digest: str) -> bytes:
+    r = api.get(f"/api/projects/{project}/content/{digest}", token=token)
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def last_seq(api: Api, token: str, project: str) -> int:
+    return api.get(f"/api/projects/{project}", token=token).json()["project"]["last_seq"]
+
+
+def test_three_versions_then_delete_each_restores(api: Api, token: str, project: str) -> None:
+    versions = [change("cut.mov", "create", 1, 3000), change("cut.mov", "update", 2, 5000),
+                change("cut.mov", "update", 3, 100)]
+    seqs = [post(api, token, project, [v])[0] for v in versions]
+    delete_seq = post(api, token, project, [change("cut.mov", "delete")])[0]
+
+    h = history(api, token, project, "cut.mov")
+    assert [v["seq"] for v in h["versions"]] == [delete_seq, *reversed(seqs)]
+    assert h["has_more"] is False
+    assert h["versions"][0] | {"created_at": None} == {
+        "seq": delete_seq, "path": "cut.mov", "op": "delete", "hash": None, "size": None,
+        "mtime": None, "author": None, "created_at": None, "available": False}
+    for v, sent in zip(h["versions"][1:], reversed(versions), strict=True):
+        assert (v["hash"], v["size"], v["mtime"], v["available"]) == (
+            sent["hash"], sent["size"], sent["mtime"], True)
+
+    deleted = api.get(f"/api/projects/{project}/files/deleted", token=token).json()
+    assert [d["path"] for d in deleted["files"]] == ["cut.mov"]
+    assert deleted["files"][0]["deleted_seq"] == delete_seq
+    assert deleted["files"][0]["last_version"]["seq"] == seqs[-1]
+
+    for seq, sent in zip(seqs, versions, strict=True):
+        before = last_seq(api, token, project)
+        r = restore(api, token, project, "cut.mov", seq)
+        assert r.status_code == 200, r.text
+        assert r.json()["last_seq"] == before + 1
+        now = live(api, token, project)["cut.mov"]
+        assert (now["hash"], now["size"], now["mtime"]) == (sent["hash"], sent["size"],
+                                                            sent["mtime"])
+        assert download(api, token, project, now["hash"]) == CONTENTS[sent["hash"]]
+    # Restoring what is already live appends nothing.
+    before = last_seq(api, token, project)
+    r = restore(api, token, project, "cut.mov", seqs[-1])
+    assert r.status_code == 200 and r.json() == {"results": [], "last_seq": before}
+    # The first restore recreated a deleted file: the deleted list no longer has it.
+    assert api.get(f"/api/projects/{project}/files/deleted", token=token).json()["files"] == []
+
+
+def test_folder_restore_matches_what_it_held(api: Api, token: str, project: str) -> None:
+    post(api, token, project, [change("a/one", "create", 1, 10), change("a/two", "create", 2, 20),
+                               change("b/other", "create", 3, 30)])
+    as_of = last_seq(api, token, project)
+    post(api, token, project, [change("a/one", "update", 4, 40), change("a/two", "delete"),
+                               change("a/three", "create", 5, 50),
+                               change("b/other", "update", 6, 60)])
+    before = live(api, token, project)
+
+    r = restore(api, token, project, "a/", as_of)
+    assert r.status_code == 200, r.text
+    assert sorted((x["path"], x["op"]) for x in r.json()["results"]) == [
+        ("a/one", "update"), ("a/three", "delete"), ("a/two", "create")]
+    after = live(api, token, project)
+    assert {p: f["hash"] for p, f in after.items() if p.startswith("a/")} == {
+        "a/one": change("a/one", "create", 1, 10)["hash"],
+        "a/two": change("a/two", "create", 2, 20)["hash"]}
+    assert after["b/other"] == before["b/other"]  # outside the folder: untouched
+    # Folder history by prefix, and the restore's events are in it.
+    h = history(api, token, project, "a/", limit=3)
+    assert h["has_more"] is True and [v["path"] for v in h["versions"]] == [
+        x["path"] for x in reversed(r.json()["results"])]
+    page2 = history(api, token, project, "a/", before_seq=h["versions"][-1]["seq"], limit=1000)
+    assert all(v["seq"] < h["versions"][-1]["seq"] for v in page2["versions"])
+    assert len(h["versions"]) + len(page2["versions"]) == 8
+    # The whole project as of the start: '/'.
+    r = restore(api, token, project, "/", as_of)
+    assert r.status_code == 200, r.text
+    assert {p: f["hash"] for p, f in live(api, token, project).items()} == {
+        "a/one": change("a/one", "create", 1, 10)["hash"],
+        "a/two": change("a/two", "create", 2, 20)["hash"],
+        "b/other": change("b/other", "create", 3, 30)["hash"]}
+
+
+def test_bad_restores_append_nothing(api: Api, token: str, project: str) -> None:
+    first = post(api, token, project, [change("x.txt", "create", 1, 10),
+                                       change("y.txt", "create", 2, 10)])
+    deleted = post(api, token, project, [change("x.txt", "delete")])[0]
+    before = last_seq(api, token, project)
+    assert_error(restore(api, token, project, "x.txt", first[1]), 404, "not_a_version")  # y's
+    assert_error(restore(api, token, project, "x.txt", deleted), 404, "not_a_version")
+    assert_error(restore(api, token, project, "x.txt", 999), 404, "not_a_version")
+    assert_error(restore(api, token, project, "../x.txt", first[0]), 400, "invalid_path")
+    assert_error(restore(api, token, project, "/etc/passwd", first[0]), 400, "invalid_path")
+    assert_error(restore(api, token, project, ".vidsync/state", first[0]), 400, "invalid_path")
+    assert_error(restore(api, token, project, "a/", 999), 400, "invalid_seq")
+    assert_error(restore(api, token, project, "x.txt", 0), 400, "invalid_seq")
+    assert_error(restore(api, token, project, "x.txt", "1"), 400, "invalid_seq")
+    assert_error(api.post(f"/api/projects/{project}/files/restore", token=token,
+                          json={"path": "x.txt", "seq": 1, "extra": 1}), 400, "invalid_body")
+    assert_error(api.post(f"/api/projects/{project}/files/restore", token=token,
+                          json=["x.txt"]), 400, "invalid_body")
+    viewer, _ = api.viewer(token, project)
+    assert_error(restore(api, viewer, project, "x.txt", first[0]), 403, "forbidden")
+    stranger, _ = api.register("stranger")
+    assert_error(restore(api, stranger, project, "x.txt", first[0]), 404)
+    assert_error(api.get(f"/api/projects/{project}/files/history", token=stranger,
+                         params={"path": "x.txt"}), 404)
+    assert_error(api.get(f"/api/projects/{project}/files/history", token=token), 400,
+                 "invalid_path")
+    assert_error(api.get(f"/api/projects/{project}/files/history", token=token,
+                         params={"path": "a/../b"}), 400, "invalid_path")
+    assert last_seq(api, token, project) == before
+    # A viewer reads history.
+    assert history(api, viewer, project, "x.txt")["versions"][0]["seq"] == deleted
+
+
+def test_restore_is_idempotent_with_a_key(api: Api, token: str, project: str) -> None:
+    seqs = post(api, token, project, [change("k", "create", 1, 10)])
+    post(api, token, project, [change("k", "update", 2, 10)])
+    headers = {"Idempotency-Key": "restore-k-1"}
+    first = restore(api, token, project, "k", seqs[0], headers=headers)
+    assert first.status_code == 200, first.text
+    again = restore(api, token, project, "k", seqs[0], headers=headers)
+    assert again.json() == first.json()
+    assert last_seq(api, token, project) == first.json()["last_seq"]
