@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from vidsync import __version__
+from vidsync.text import printable
 
 # command -> the module whose ``add_parsers(subparsers)`` defines it (and its siblings)
 COMMANDS = {
@@ -41,4 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except SystemExit as e:
+        # Error messages often quote the server (its error message, a path it sent): escape
+        # them like everything else from the network before they reach the terminal.
+        if isinstance(e.code, str):
+            raise SystemExit(printable(e.code)) from None
+        raise

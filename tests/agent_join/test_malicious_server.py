@@ -67,6 +67,9 @@ class FakeServer:
         async def join(request: web.Request) -> web.Response:
             return web.json_response({"project": {"id": PROJECT, "name": "evil"}, "role": "viewer"})
 
+        async def projects(request: web.Request) -> web.Response:
+            return web.json_response({"projects": [{"id": PROJECT, "name": "evil"}]})
+
         async def files(request: web.Request) -> web.Response:
             return web.json_response({"files": self.snapshot, "seq": 1})
 
@@ -89,6 +92,7 @@ class FakeServer:
             return web.Response(body=self.blocks[request.match_info["hash"]])
 
         app.router.add_post("/api/projects/join", join)
+        app.router.add_get("/api/projects", projects)
         app.router.add_get(base + "/files", files)
         app.router.add_get(base + "/events", events)
         app.router.add_get(base + "/manifests/{hash}", manifest)
@@ -198,3 +202,67 @@ def test_hostile_paths_and_content_never_land(fake: FakeServer, tmp_path: Path):
     finally:
         agent.kill()  # it would run on, long-polling the fake server's port
 
+
+
+# What a terminal acts on: clear the screen, write the clipboard (OSC 52), move the cursor up and
+# erase the line (to forge an earlier line), and a bidi override that flips the name's ending.
+CLEAR = "\x1b[2J"
+CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4K\x07"
+FORGE = "\x1b[1A\x1b[2K"
+BIDI = "\u202e"
+HOSTILE = {
+    f"clear{CLEAR}.txt": "clear\\x1b[2J.txt",
+    f"clip{CLIPBOARD}.txt": "clip\\x1b]52;c;cm0gLXJmIH4K\\x07.txt",
+    f"forge{FORGE}created   all-good.txt": "forge\\x1b[1A\\x1b[2Kcreated   all-good.txt",
+    f"bidi{BIDI}txt.exe": "bidi\\u202etxt.exe",
+}
+
+
+def test_hostile_names_are_escaped_in_everything_the_agent_prints(fake: FakeServer, tmp_path: Path):
+    """Names carrying terminal control sequences are shown escaped by the join agent's output and
+    log, 'vidsync status' and 'vidsync events': no ESC byte (or other control) reaches the
+    terminal. A manifest whose blocks do not add up is reported as rejected content, with why."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    fake.snapshot = [fake.file(name, GOOD + name.encode(), GOOD + name.encode()) for name in HOSTILE]
+    bad_sizes = fake.file("sizes.bin", CLAIMED, CLAIMED)
+    manifest = fake.manifests[bad_sizes["hash"]]
+    manifest["blocks"] = [{"hash": b["hash"], "size": b["size"] + 7} for b in manifest["blocks"]]
+    fake.snapshot.append(bad_sizes)
+    fake.events = [{"project_id": PROJECT, "seq": 2, "created_at": f"2026-01-01T00:00:00Z{FORGE}",
+                    "change": {"path": f"gone{CLIPBOARD}.txt", "op": "delete", "hash": None,
+                               "size": None, "mtime": None}}]
+    fake.events_open.set()
+    fake.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    agent = Agent(fake, "any-token", mirror, home)  # type: ignore[arg-type]
+    agent.start("invite-code")
+    try:
+        # Control characters in a name are refused (the bidi override is legal, if sly).
+        wait_until(lambda: (mirror / f"bidi{BIDI}txt.exe").exists(), 20, "the legal file")
+        wait_until(lambda: "sizes.bin" in mirror_status(mirror)["failures"], 20,
+                   "the bad manifest to be refused")
+        wait_until(lambda: "rejected   sizes.bin" in agent.log, 10, "the refusal to be printed")
+        status = agent.run("status", str(mirror))
+        events = agent.run("events", PROJECT)
+    finally:
+        agent.kill()
+
+    failure = mirror_status(mirror)["failures"]["sizes.bin"]
+    assert failure.startswith("rejected: "), failure
+    assert "the blocks add up to" in failure and "No such file" not in failure, failure
+
+    assert status.returncode == 0 and events.returncode == 0, (status.stderr, events.stderr)
+    for name, output in (("join", agent.log), ("status", status.stdout + status.stderr),
+                         ("events", events.stdout + events.stderr)):
+        assert "\x1b" not in output and "\x07" not in output and BIDI not in output, (name, output)
+    for raw, shown in HOSTILE.items():
+        what = "created" if BIDI in raw else "refused"
+        assert f"{what:<10} {shown}" in agent.log, (shown, agent.log)
+        if what == "refused":
+            assert f"    {shown}: refused: path contains a control character" in status.stdout, \
+                status.stdout
+    assert "    sizes.bin: rejected: manifest " in status.stdout, status.stdout
+    assert "gone\\x1b]52;c;cm0gLXJmIH4K\\x07.txt" in events.stdout, events.stdout
+    assert "2026-01-01T00:00:00Z\\x1b[1A\\x1b[2K" in events.stdout, events.stdout

@@ -14,6 +14,7 @@ import sys
 
 from vidsync.agent.config import Credentials, normalize_server, save_credentials
 from vidsync.client import ApiError, Client, ClientError
+from vidsync.text import say
 
 
 def _password(confirm: bool) -> str:
@@ -53,7 +54,7 @@ def _run(args: argparse.Namespace, register: bool) -> None:
         sys.exit(f"vidsync: cannot reach {server}: {e}")
     path = save_credentials(Credentials(server, out["token"], out["user"]["email"]))
     action = "Registered and logged in" if register else "Logged in"
-    print(f"{action} as {out['user']['email']} on {server} (token saved in {path})")
+    say(f"{action} as {out['user']['email']} on {server} (token saved in {path})")
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:

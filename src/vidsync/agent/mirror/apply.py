@@ -11,6 +11,7 @@ content is simply adopted, so an apply repeated after a crash downloads nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
@@ -115,7 +116,10 @@ class Applier:
                 record = disk.install(self.root_fd, self.tmp_fd, tmp_name, path, row.hash)
                 self.state.set_local(record, self.policy.fold(path))
         except ContentRejected:
-            os.unlink(tmp_name, dir_fd=self.tmp_fd)  # never resume from bad bytes
+            # Never resume from bad bytes. Content refused before any byte was written (a
+            # manifest that does not add up) left no temp file: the refusal is what to report.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name, dir_fd=self.tmp_fd)
             raise
         return "updated" if local is not None else "created"
 

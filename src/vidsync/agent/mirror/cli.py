@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from vidsync.agent.share.status import share_status
 from vidsync.changes import normalize_prefixes
 from vidsync.client import ApiError, Client, ClientError, ProjectRemoved
 from vidsync.errors import ApiError as BadInput
+from vidsync.text import log_to_stderr, say
 
 
 class Refused(Exception):
@@ -177,40 +177,40 @@ def status(args: argparse.Namespace) -> None:
 
 
 def _print_mirror(m: dict) -> None:
-    print(f"mirror of {m['project_name']!r} ({m['project_id']}) on {m['server']}, receive-only")
-    print(f"  folder:            {m['dir']}")
+    say(f"mirror of {m['project_name']!r} ({m['project_id']}) on {m['server']}, receive-only")
+    say(f"  folder:            {m['dir']}")
     if m["only"]:
-        print(f"  only:              {', '.join(m['only'])}")
-    print(f"  connection:        {m['connection']}" + (f" (pid {m['agent_pid']})" if m["agent_pid"] else ""))
-    print(f"  last seq:          {m['last_seq']}")
-    print(f"  queued uploads:    {m['queued_uploads']}")
-    print(f"  pending downloads: {m['pending_downloads']} ({human_bytes(m['pending_bytes'])})")
+        say(f"  only:              {', '.join(m['only'])}")
+    say(f"  connection:        {m['connection']}" + (f" (pid {m['agent_pid']})" if m["agent_pid"] else ""))
+    say(f"  last seq:          {m['last_seq']}")
+    say(f"  queued uploads:    {m['queued_uploads']}")
+    say(f"  pending downloads: {m['pending_downloads']} ({human_bytes(m['pending_bytes'])})")
     for path in m["transferring"]:
-        print(f"    transferring {path}")
-    print(f"  local edits:       {len(m['local_edits'])}"
-          + (" (not sent; 'vidsync revert' restores the owner's version)" if m["local_edits"] else ""))
+        say(f"    transferring {path}")
+    say(f"  local edits:       {len(m['local_edits'])}"
+        + (" (not sent; 'vidsync revert' restores the owner's version)" if m["local_edits"] else ""))
     for path, kind in m["local_edits"].items():
-        print(f"    {kind:<9} {path}")
+        say(f"    {kind:<9} {path}")
     if m["failures"]:
-        print(f"  failing:           {len(m['failures'])}")
+        say(f"  failing:           {len(m['failures'])}")
         for path, error in m["failures"].items():
-            print(f"    {path}: {error}")
+            say(f"    {path}: {error}")
 
 
 def _print_share(s: dict) -> None:
-    print(f"shared as {s['project_name']!r} ({s['project_id']}) on {s['server']}")
+    say(f"shared as {s['project_name']!r} ({s['project_id']}) on {s['server']}")
     state = "agent not running"
     if s["agent_running"]:
         state = {True: "connected", False: "server unreachable", None: "starting"}[s["server_reachable"]]
-    print(f"  connection:        {state}")
-    print(f"  last seq:          {s['last_posted_seq']}")
-    print(f"  queued uploads:    {s['queued_changes']} changes"
-          + (f", {len(s['uploads'])} uploading" if s["uploads"] else ""))
+    say(f"  connection:        {state}")
+    say(f"  last seq:          {s['last_posted_seq']}")
+    say(f"  queued uploads:    {s['queued_changes']} changes"
+        + (f", {len(s['uploads'])} uploading" if s["uploads"] else ""))
     for up in s["uploads"]:
-        print(f"    uploading {up['path']} ({human_bytes(up['sent'])} of {human_bytes(up['size'])})")
-    print("  pending downloads: 0")
+        say(f"    uploading {up['path']} ({human_bytes(up['sent'])} of {human_bytes(up['size'])})")
+    say("  pending downloads: 0")
     if s["last_error"]:
-        print(f"  last error:        {s['last_error']}")
+        say(f"  last error:        {s['last_error']}")
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -251,12 +251,12 @@ async def _project_id(client: Client, name_or_id: str) -> str:
 
 def _print_event(event: dict, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(event), flush=True)
+        print(json.dumps(event), flush=True)  # JSON escapes controls
         return
     ch = event["change"]
     size = "" if ch.get("size") is None else human_bytes(ch["size"])
-    print(f"{event['seq']:>8}  {event.get('created_at', '')}  {ch['op']:<6}  {ch['path']}"
-          + (f"  {size}" if size else ""), flush=True)
+    say(f"{event['seq']:>8}  {event.get('created_at', '')}  {ch['op']:<6}  {ch['path']}"
+        + (f"  {size}" if size else ""), flush=True)
 
 
 def events(args: argparse.Namespace) -> None:
@@ -266,8 +266,8 @@ def events(args: argparse.Namespace) -> None:
 # -- wiring ---------------------------------------------------------------------------------------
 
 def _run(coro) -> None:  # noqa: ANN001 - a coroutine
-    logging.basicConfig(level=os.environ.get("VIDSYNC_LOG_LEVEL", "warning").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    log_to_stderr(os.environ.get("VIDSYNC_LOG_LEVEL", "warning"),
+                  "%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         asyncio.run(coro)
     except KeyboardInterrupt:

@@ -21,6 +21,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from vidsync.text import printable
+
 # A single transfer at least this big gets its own bar.
 LARGE_FILE = 32 * 1024 * 1024
 _STYLES = {"created": "green", "updated": "cyan", "deleted": "yellow", "local-edit": "magenta",
@@ -55,10 +57,10 @@ class Ui:
         stamp = time.strftime("%H:%M:%S")
         style = _STYLES.get(what, "")
         text = f"{stamp} {what:<10} {path}" + (f"  ({detail})" if detail else "")
-        self.console.print(text, style=style, markup=False, highlight=False)
+        self.console.print(printable(text), style=style, markup=False, highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
+        self.console.print(printable(text), markup=False, highlight=False)
 
     def start_overall(self, files: int, total_bytes: int) -> None:
         if self._overall is None and files:
@@ -74,7 +76,7 @@ class Ui:
         """A progress callback for one file's bytes, with its own bar if it is large."""
         task = None
         if size is not None and size >= LARGE_FILE:
-            task = self.progress.add_task(path, total=size)
+            task = self.progress.add_task(printable(path), total=size)
 
         def advance(n: int) -> None:
             if task is not None:

@@ -14,6 +14,7 @@ from vidsync.agent.share.agent import AlreadyRunning, ShareOptions, run_share
 from vidsync.agent.share.state import DB_NAME, ShareState, state_dir
 from vidsync.agent.share.sync import Fatal
 from vidsync.client import ApiError, Client, ClientError
+from vidsync.text import log_to_stderr, say
 
 
 def _env_float(name: str, default: float) -> float:
@@ -29,8 +30,7 @@ def _positive(value: str) -> float:
 
 
 def share(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    log_to_stderr(args.log_level, "%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch at INFO
     try:
         creds = load_credentials()
@@ -74,10 +74,10 @@ def invite(args: argparse.Namespace) -> None:
         sys.exit(f"vidsync: {e.message} ({e.code})")
     except ClientError as e:
         sys.exit(f"vidsync: cannot reach {creds.server}: {e}")
-    print(f"code: {inv['code']}")
-    print(f"link: {creds.server}/join/{inv['code']}")
+    say(f"code: {inv['code']}")
+    say(f"link: {creds.server}/join/{inv['code']}")
     uses = "unlimited uses" if inv.get("max_uses") is None else f"{inv['max_uses']} use(s)"
-    print(f"expires: {inv['expires_at']} ({uses})")
+    say(f"expires: {inv['expires_at']} ({uses})")
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
