@@ -32,6 +32,7 @@ from vidsync.server import (
     projects,
     static,
 )
+from vidsync.server.clientaddr import address_resolver, parse_networks
 from vidsync.server.config import ServerConfig
 from vidsync.server.events import LogWaiters
 from vidsync.server.http import SERVICES, json_response
@@ -185,7 +186,8 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     if store is None:
         store = await open_store(config.database_url)
     hub = Hub(store)
-    authn = auth.Auth(store, config.token_ttl_s, config.login_attempts, config.login_window_s)
+    authn = auth.Auth(store, config.token_ttl_s, config.login_attempts, config.login_window_s,
+                      address_resolver(parse_networks(config.trusted_proxies)))
     realtime = RealtimeServer(store, hub, authn.authenticate, origin_checker(config),
                               config.realtime)
     svc = Services(config, store, authn, hub, realtime, LogWaiters())

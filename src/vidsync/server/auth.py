@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 from aiohttp import web
@@ -24,7 +25,7 @@ from vidsync.server.http import (
     services,
     token_hash,
 )
-from vidsync.server.ratelimit import RateLimiter
+from vidsync.server.ratelimit import LoginGuard
 from vidsync.store import Store, User
 from vidsync.store.base import utcnow
 
@@ -35,12 +36,13 @@ MAX_NAME = 200
 
 
 class Auth:
-    def __init__(self, store: Store, token_ttl_s: int, attempts: int, window_s: float) -> None:
+    def __init__(self, store: Store, token_ttl_s: int, attempts: int, window_s: float,
+                 client_address: Callable[[web.Request], str]) -> None:
         self.store = store
         self.token_ttl = timedelta(seconds=token_ttl_s)
         self.hasher = PasswordHasher()
-        self.by_address = RateLimiter(attempts * 3, window_s)
-        self.by_account = RateLimiter(attempts, window_s)
+        self.guard = LoginGuard(attempts, window_s)
+        self.client_address = client_address
         # A hash to verify against when the email is unknown, so timing does not reveal accounts.
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
 
@@ -63,8 +65,8 @@ class Auth:
         user = await self.store.user_by_token(digest, utcnow())
         return None if user is None else (user, digest)
 
-    def check_rate(self, *keys_and_limiters: tuple[RateLimiter, str]) -> None:
-        wait = max(limiter.retry_after(key) for limiter, key in keys_and_limiters)
+    @staticmethod
+    def check_rate(wait: float) -> None:
         if wait > 0:
             raise ApiError(429, "rate_limited",
                            f"too many attempts; try again in {int(wait) + 1} s",
@@ -87,8 +89,8 @@ def _credentials(body: object) -> tuple[str, str]:
 
 async def register(request: web.Request) -> web.Response:
     svc = services(request)
-    address = request.remote or "?"
-    svc.auth.check_rate((svc.auth.by_address, address))
+    address = svc.auth.client_address(request)
+    svc.auth.check_rate(svc.auth.guard.wait_register(address))
     body = await read_json(request)
     email, password = _credentials(body)
     if len(password) < MIN_PASSWORD:
@@ -98,7 +100,7 @@ async def register(request: web.Request) -> web.Response:
     if not isinstance(name, str) or len(name) > MAX_NAME:
         raise bad_request(f"'name' must be a string of at most {MAX_NAME} characters",
                           code="invalid_name")
-    svc.auth.by_address.hit(address)
+    svc.auth.guard.registered(address)
     user = await svc.store.create_user(email, name.strip(), await svc.auth.hash_password(password))
     if user is None:
         raise ApiError(409, "email_taken", "an account with this email already exists")
@@ -108,10 +110,10 @@ async def register(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     svc = services(request)
-    address = request.remote or "?"
+    address = svc.auth.client_address(request)
     body = await read_json(request)
     email, password = _credentials(body)
-    svc.auth.check_rate((svc.auth.by_address, address), (svc.auth.by_account, email))
+    svc.auth.check_rate(svc.auth.guard.wait_login(email, address))
     found = await svc.store.user_by_email(email)
     if found is None:
         await svc.auth.verify_password(svc.auth._dummy_hash, password)
@@ -119,10 +121,9 @@ async def login(request: web.Request) -> web.Response:
     else:
         ok = await svc.auth.verify_password(found[1], password)
     if not ok:
-        svc.auth.by_address.hit(address)
-        svc.auth.by_account.hit(email)
+        svc.auth.guard.failed(email, address)
         raise unauthorized("wrong email or password")
-    svc.auth.by_account.reset(email)
+    svc.auth.guard.succeeded(email, address)
     user, stored = found
     if svc.auth.hasher.check_needs_rehash(stored):
         await svc.store.set_password_hash(user.id, await svc.auth.hash_password(password))

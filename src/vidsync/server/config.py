@@ -19,13 +19,15 @@ class ServerConfig:
     redis: str | None = None
     # When set, /metrics wants it as a bearer token; otherwise keep /metrics off the public proxy.
     metrics_token: str | None = None
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For tells the client's address.
+    trusted_proxies: tuple[str, ...] = ()
     # Browser origins allowed besides the server's own; never a wildcard.
     allowed_origins: tuple[str, ...] = ()
     token_ttl_s: int = 30 * 24 * 3600
     max_json_body: int = 4 * 1024 * 1024
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
-    # Login/registration attempts per client address and per account in a window.
+    # Failed logins per (account, client address) in a window; see server/ratelimit.py.
     login_attempts: int = 10
     login_window_s: float = 300.0
 

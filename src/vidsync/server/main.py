@@ -22,6 +22,7 @@ from vidsync.content.config import (
 )
 from vidsync.realtime.transport import RealtimeConfig
 from vidsync.server.app import build_app
+from vidsync.server.clientaddr import parse_networks
 from vidsync.server.config import ServerConfig
 from vidsync.server.content import RedactingAccessLogger
 
@@ -65,6 +66,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="redis://... backplane, to run several nodes")
     p.add_argument("--allowed-origin", action="append", default=[],
                    help="a browser origin allowed besides the server's own (repeatable)")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS[/BITS]",
+                   help="a reverse proxy whose X-Forwarded-For gives the client's address "
+                   "(repeatable; also VIDSYNC_TRUSTED_PROXIES, comma-separated). Without it the "
+                   "header is ignored and rate limits count the proxy's address")
     p.add_argument("--ping-interval", type=float, default=25.0, help="seconds")
     p.add_argument("--ping-timeout", type=float, default=20.0, help="seconds")
     p.add_argument("--max-buffer", type=int, default=4 * 1024 * 1024,
@@ -74,8 +79,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--token-ttl", type=int, default=int(env("VIDSYNC_TOKEN_TTL", "2592000")),
                    help="seconds a login token stays valid (default 30 days)")
     p.add_argument("--login-attempts", type=int, default=int(env("VIDSYNC_LOGIN_ATTEMPTS", "10")),
-                   help="failed logins per account per window; 3x that per client address, "
-                   "where registrations count too")
+                   help="failed logins per account and client address per window (default 10);"
+                   " 3x that per account from all addresses, after which each address gets 2"
+                   " guesses at it; 3x that per address across accounts, registrations included")
     p.add_argument("--login-window", type=float, default=float(env("VIDSYNC_LOGIN_WINDOW", "300")),
                    help="seconds of the login rate-limit window")
     p.add_argument("--metrics-token", default=env("VIDSYNC_METRICS_TOKEN"),
@@ -103,9 +109,16 @@ def serve(args: argparse.Namespace) -> None:
         o for o in os.environ.get("VIDSYNC_ALLOWED_ORIGINS", "").split(",") if o)
     if "*" in origins:
         sys.exit("vidsync: '*' is not an allowed origin; list the origins")
+    proxies = tuple(args.trusted_proxy) + tuple(
+        p for p in os.environ.get("VIDSYNC_TRUSTED_PROXIES", "").split(",") if p.strip())
+    try:
+        parse_networks(proxies)
+    except ValueError as e:
+        sys.exit(f"vidsync: --trusted-proxy: {e}")
     config = ServerConfig(
         host=args.host, port=args.port, data_dir=args.data_dir, database=args.database,
-        redis=args.redis, allowed_origins=origins, token_ttl_s=args.token_ttl,
+        redis=args.redis, allowed_origins=origins, trusted_proxies=proxies,
+        token_ttl_s=args.token_ttl,
         login_attempts=args.login_attempts, login_window_s=args.login_window,
         metrics_token=args.metrics_token,
         realtime=RealtimeConfig(ping_interval_s=args.ping_interval,
