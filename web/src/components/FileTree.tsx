@@ -1,119 +1,149 @@
-import { type CSSProperties, useCallback, useMemo, useState } from 'react';
-import type { FileEntry } from '../lib/api';
+import { useVirtualizer } from '@tanstack/react-virtual';
+import { type CSSProperties, useCallback, useMemo, useRef, useState } from 'react';
 import { formatBytes, formatDateTime } from '../lib/format';
-import { type FileNode, type FolderNode, type TreeNode, buildTree } from '../lib/tree';
+import { isPlayable } from '../lib/media';
+import {
+  type FileNode,
+  type FileTreeModel,
+  type FolderNode,
+  type SequenceNode,
+  type TreeNode,
+  visibleRows,
+} from '../lib/tree';
 
 /** Starts the download of a file or (as a zip) of a folder. */
-export type Download = (node: TreeNode) => void;
+export type Download = (node: FileNode | FolderNode) => void;
+/** Opens a file in the player. */
+export type Play = (node: FileNode) => void;
+
+/** Projects up to this many files open with every folder open; larger ones with none. */
+const OPEN_ALL_MAX = 2_000;
+/** Up to this many rows are all in the page (find-in-page sees them); past it, those in view. */
+const ALL_ROWS_MAX = 500;
+/** A row's height before it is measured (one line; narrow screens take two). */
+const ROW_ESTIMATE_PX = 37;
 
 interface Props {
-  files: ReadonlyMap<string, FileEntry>;
+  model: FileTreeModel;
+  /** `model.version` when the parent rendered: a change re-renders the tree. */
+  version: number;
   /** Files changed after this seq (the snapshot's) are marked as changed since the page opened. */
   baseSeq: number;
   /** Absent when the page may no longer download (the member was removed). */
   download?: Download;
+  play?: Play;
 }
 
 /**
- * The project's files as nested lists with disclosure buttons for folders (the keyboard
- * reaches every folder with Tab, Enter/Space toggles it). Each row ends with a download button.
+ * The project's files, with disclosure buttons for folders and frame sequences (the keyboard
+ * reaches each with Tab, Enter/Space toggles it). Only the rows in view are in the page: the
+ * visible rows are a flat list (recomputed when the tree changes or something opens) that a
+ * virtualizer windows, so 100,000 files cost what a screenful does.
  */
-export function FileTree({ files, baseSeq, download }: Props) {
-  const root = useMemo(() => buildTree(files.values()), [files]);
-  const [collapsed, setCollapsed] = useState<ReadonlySet<string>>(() => new Set());
+export function FileTree({ model, version, baseSeq, download, play }: Props) {
+  const [openByDefault] = useState(() => model.fileCount <= OPEN_ALL_MAX);
+  // Paths whose state differs from the default (folders), or that are open (sequences).
+  const [toggled, setToggled] = useState<ReadonlySet<string>>(() => new Set());
   const toggle = useCallback((path: string) => {
-    setCollapsed((prev) => {
+    setToggled((prev) => {
       const next = new Set(prev);
       if (!next.delete(path)) next.add(path);
       return next;
     });
   }, []);
+  const isOpen = useCallback(
+    (node: FolderNode | SequenceNode) =>
+      node.kind === 'folder' ? openByDefault !== toggled.has(node.path) : toggled.has(node.path),
+    [openByDefault, toggled],
+  );
+  // `version` stands for the model's contents, which change in place.
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  const rows = useMemo(() => visibleRows(model.root, isOpen), [model, version, isOpen]);
 
-  if (root.children.length === 0) {
+  const scrollRef = useRef<HTMLDivElement>(null);
+  const virtualizer = useVirtualizer({
+    count: rows.length,
+    getScrollElement: () => scrollRef.current,
+    estimateSize: () => ROW_ESTIMATE_PX,
+    getItemKey: (i) => rows[i]!.node.path,
+    overscan: rows.length <= ALL_ROWS_MAX ? ALL_ROWS_MAX : 12,
+  });
+
+  if (rows.length === 0) {
     return <p className="empty">No files yet. Changes from the owner's folder appear here.</p>;
   }
+  const fileCount = model.fileCount;
   return (
-    <div className="tree" role="group" aria-label={`${root.fileCount} files`}>
+    <div className="tree" role="group" aria-label={`${fileCount} ${fileCount === 1 ? 'file' : 'files'}`}>
       <div className="tree-head" aria-hidden="true">
         <span>Name</span>
         <span>Size</span>
         <span>Modified</span>
       </div>
-      <Children
-        folder={root}
-        depth={0}
-        collapsed={collapsed}
-        toggle={toggle}
-        baseSeq={baseSeq}
-        download={download}
-      />
+      <div className="tree-scroll" ref={scrollRef} tabIndex={-1}>
+        <div className="tree-rows" style={{ height: virtualizer.getTotalSize() }}>
+          {virtualizer.getVirtualItems().map((item) => {
+            const { node, depth } = rows[item.index]!;
+            return (
+              <div
+                key={item.key}
+                className="tree-slot"
+                data-index={item.index}
+                ref={virtualizer.measureElement}
+                style={{ transform: `translateY(${item.start}px)` }}
+              >
+                {node.kind === 'file' ? (
+                  <FileRow
+                    node={node}
+                    depth={depth}
+                    changed={node.file.seq > baseSeq}
+                    download={download}
+                    play={play}
+                  />
+                ) : (
+                  <GroupRow
+                    node={node}
+                    depth={depth}
+                    expanded={isOpen(node)}
+                    changed={node.kind === 'sequence' && node.seq > baseSeq}
+                    toggle={toggle}
+                    download={download}
+                  />
+                )}
+              </div>
+            );
+          })}
+        </div>
+      </div>
     </div>
   );
 }
 
-interface ChildrenProps {
-  folder: FolderNode;
-  depth: number;
-  collapsed: ReadonlySet<string>;
-  toggle: (path: string) => void;
-  baseSeq: number;
-  download: Download | undefined;
-}
-
-function Children({ folder, depth, collapsed, toggle, baseSeq, download }: ChildrenProps) {
-  return (
-    <ul className="tree-list">
-      {folder.children.map((node) =>
-        node.kind === 'folder' ? (
-          <li key={node.path}>
-            <FolderRow
-              node={node}
-              depth={depth}
-              expanded={!collapsed.has(node.path)}
-              toggle={toggle}
-              download={download}
-            />
-            {!collapsed.has(node.path) && (
-              <Children
-                folder={node}
-                depth={depth + 1}
-                collapsed={collapsed}
-                toggle={toggle}
-                baseSeq={baseSeq}
-                download={download}
-              />
-            )}
-          </li>
-        ) : (
-          <li key={node.path}>
-            <FileRow
-              node={node}
-              depth={depth}
-              changed={node.file.seq > baseSeq}
-              download={download}
-            />
-          </li>
-        ),
-      )}
-    </ul>
-  );
-}
-
-function FolderRow({
+/** A folder, or a frame sequence: one line with its totals that opens to show what is inside. */
+function GroupRow({
   node,
   depth,
   expanded,
+  changed,
   toggle,
   download,
 }: {
-  node: FolderNode;
+  node: FolderNode | SequenceNode;
   depth: number;
   expanded: boolean;
+  changed: boolean;
   toggle: (path: string) => void;
   download: Download | undefined;
 }) {
+  const count = node.fileCount;
+  const what =
+    node.kind === 'folder'
+      ? `folder, ${count} ${count === 1 ? 'file' : 'files'}`
+      : `sequence of ${count} frames${node.missing ? `, ${node.missing} missing` : ''}`;
+  const classes = `tree-row ${node.kind}${changed ? ' changed' : ''}`;
+  const path = node.kind === 'folder' ? node.path : node.path.slice(0, node.path.lastIndexOf('/') + 1) + node.name;
   return (
-    <div className="tree-row folder" style={{ '--depth': depth } as CSSProperties}>
+    <div className={classes} style={{ '--depth': depth } as CSSProperties} data-path={path}>
       <button
         type="button"
         className="tree-name"
@@ -123,14 +153,22 @@ function FolderRow({
         <span className="twisty" aria-hidden="true">
           {expanded ? '▾' : '▸'}
         </span>
-        {node.name}/
-        <span className="visually-hidden">
-          , folder, {node.fileCount} {node.fileCount === 1 ? 'file' : 'files'}
-        </span>
+        {node.kind === 'folder' ? `${node.name}/` : node.name}
+        <span className="visually-hidden">, {what}</span>
+        {node.kind === 'sequence' && (
+          <span className="tree-note" aria-hidden="true">
+            {' '}
+            {count.toLocaleString()} frames{node.missing ? `, ${node.missing.toLocaleString()} missing` : ''}
+          </span>
+        )}
       </button>
       <span className="tree-size">{formatBytes(node.size)}</span>
       <Modified mtime={node.mtime} />
-      <Actions node={node} label={`Download ${node.path} as zip`} download={download} />
+      <span className="tree-actions">
+        {download && node.kind === 'folder' && (
+          <ActionButton label={`Download ${node.path} as zip`} icon="⤓" onClick={() => download(node)} />
+        )}
+      </span>
     </div>
   );
 }
@@ -140,11 +178,13 @@ function FileRow({
   depth,
   changed,
   download,
+  play,
 }: {
   node: FileNode;
   depth: number;
   changed: boolean;
   download: Download | undefined;
+  play: Play | undefined;
 }) {
   const { file } = node;
   return (
@@ -161,34 +201,23 @@ function FileRow({
       </span>
       <span className="tree-size">{formatBytes(file.size)}</span>
       <Modified mtime={file.mtime} />
-      <Actions node={node} label={`Download ${node.path}`} download={download} />
+      <span className="tree-actions">
+        {play && isPlayable(node.path) && (
+          <ActionButton label={`Play ${node.path}`} icon="▶" onClick={() => play(node)} />
+        )}
+        {download && (
+          <ActionButton label={`Download ${node.path}`} icon="⤓" onClick={() => download(node)} />
+        )}
+      </span>
     </div>
   );
 }
 
-function Actions({
-  node,
-  label,
-  download,
-}: {
-  node: TreeNode;
-  label: string;
-  download: Download | undefined;
-}) {
+function ActionButton({ label, icon, onClick }: { label: string; icon: string; onClick: () => void }) {
   return (
-    <span className="tree-actions">
-      {download && (
-        <button
-          type="button"
-          className="icon-button"
-          aria-label={label}
-          title={label}
-          onClick={() => download(node)}
-        >
-          <span aria-hidden="true">⤓</span>
-        </button>
-      )}
-    </span>
+    <button type="button" className="icon-button" aria-label={label} title={label} onClick={onClick}>
+      <span aria-hidden="true">{icon}</span>
+    </button>
   );
 }
 
@@ -201,3 +230,5 @@ function Modified({ mtime }: { mtime: number | null }) {
     </time>
   );
 }
+
+export type { TreeNode };

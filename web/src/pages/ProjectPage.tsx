@@ -8,7 +8,6 @@ import { SyncBadge } from '../components/SyncBadge';
 import { useProjectEvents } from '../hooks/useProjectEvents';
 import { useSyncBadge } from '../hooks/useSyncBadge';
 import {
-  type FileEntry,
   type Member,
   type Project,
   type ProjectEvent,
@@ -17,6 +16,7 @@ import {
   api,
 } from '../lib/api';
 import { useAuth } from '../lib/auth';
+import { FileTreeModel } from '../lib/tree';
 import { Link } from '../lib/router';
 import { usePageTitle } from '../lib/usePageTitle';
 
@@ -31,25 +31,6 @@ interface ProjectInfo {
   members: Member[];
 }
 
-function applyEvents(
-  files: ReadonlyMap<string, FileEntry>,
-  events: readonly ProjectEvent[],
-): ReadonlyMap<string, FileEntry> {
-  const next = new Map(files);
-  for (const { seq, change } of events) {
-    if (change.op === 'delete') next.delete(change.path);
-    else
-      next.set(change.path, {
-        path: change.path,
-        hash: change.hash ?? '',
-        size: change.size ?? 0,
-        mtime: change.mtime,
-        seq,
-      });
-  }
-  return next;
-}
-
 function describeLoadError(err: unknown): string {
   if (err instanceof ApiError && (err.status === 403 || err.status === 404))
     return 'This project does not exist, or you are not a member of it.';
@@ -60,7 +41,9 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
   const { signOut } = useAuth();
   const [info, setInfo] = useState<ProjectInfo | null>(null);
   const [loadError, setLoadError] = useState<string | null>(null);
-  const [files, setFiles] = useState<ReadonlyMap<string, FileEntry>>(() => new Map());
+  // Built once from the snapshot, then changed in place by events; `treeVersion` re-renders.
+  const [tree, setTree] = useState<FileTreeModel | null>(null);
+  const [treeVersion, setTreeVersion] = useState(0);
   const [baseSeq, setBaseSeq] = useState<number | null>(null);
   const [lastSeq, setLastSeq] = useState<number | null>(null);
   const [feed, setFeed] = useState<ProjectEvent[]>([]);
@@ -86,7 +69,7 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
     (async () => {
       const snapshot = await api.files(token, projectId);
       if (cancelled) return;
-      setFiles(new Map(snapshot.files.map((f) => [f.path, f])));
+      setTree(new FileTreeModel(snapshot.files));
       setBaseSeq(snapshot.seq);
       setLastSeq(snapshot.seq);
       const recent = await api.events(token, projectId, {
@@ -104,7 +87,10 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
   }, [token, projectId]);
 
   const onEvents = (events: ProjectEvent[]) => {
-    setFiles((prev) => applyEvents(prev, events));
+    if (tree) {
+      tree.apply(events);
+      setTreeVersion(tree.version);
+    }
     setFeed((prev) => [...[...events].reverse(), ...prev].slice(0, FEED_MAX));
     setLastSeq(events[events.length - 1]!.seq);
     showEvents(events);
@@ -188,11 +174,12 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
               {downloadError}
             </p>
           )}
-          {baseSeq === null ? (
+          {baseSeq === null || tree === null ? (
             <p aria-busy="true">Loading files…</p>
           ) : (
             <FileTree
-              files={files}
+              model={tree}
+              version={treeVersion}
               baseSeq={baseSeq}
               download={state.kind === 'ended' ? undefined : download}
             />
