@@ -50,6 +50,19 @@ def row(page, path: str):
     return page.locator(f'.tree-row.file[data-path="{path}"]')
 
 
+def reveal(page, path: str) -> None:
+    """Scroll the file tree until the row of ``path`` is in the page (rows are windowed)."""
+    page.evaluate("""async (path) => {
+      const box = document.querySelector('.tree-scroll');
+      const sel = `.tree-row[data-path="${CSS.escape(path)}"]`;
+      for (let top = 0; top <= box.scrollHeight && !document.querySelector(sel);
+           top += box.clientHeight / 2) {
+        box.scrollTop = top;
+        await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      }
+    }""", path)
+
+
 def measure_post_to_badge(page, api: Api, token: str, project_id: str, path: str) -> float:
     """POST one change (its content already stored); returns ms from just before the POST to
     its badge appearing in the page."""
@@ -80,6 +93,7 @@ def test_owner_change_shows_badge_and_row(start_server, new_page, screenshot):
     for i in range(20):
         path = f"footage/a-cam/A002_C{i:03d}.mov"
         latencies.append(measure_post_to_badge(page, api, owner_token, project_id, path))
+        reveal(page, path)
         expect(row(page, path)).to_be_visible()
         expect(page.locator(".feed-item").first).to_contain_text(path)
     LATENCIES.setdefault("WebSocket", []).extend(latencies)
@@ -113,6 +127,8 @@ def test_owner_change_shows_badge_and_row(start_server, new_page, screenshot):
     assert page.evaluate("window.maxBadges") == 1
 
     # A deletion removes the row.
+    reveal(page, "edit/launch-v3.prproj")
+    expect(row(page, "edit/launch-v3.prproj")).to_be_visible()
     api.post_files(owner_token, project_id, {"edit/launch-v3.prproj": None})
     expect(row(page, "edit/launch-v3.prproj")).to_have_count(0)
     expect(page.locator(".feed-item").first).to_contain_text("Deleted")
@@ -127,6 +143,7 @@ def test_owner_change_shows_badge_and_row(start_server, new_page, screenshot):
     expect(frames).to_have_attribute("aria-expanded", "false")
     expect(row(page, "renders/frame-0000.png")).to_have_count(0)
     frames.click()
+    reveal(page, "renders/frame-0000.png")
     expect(row(page, "renders/frame-0000.png")).to_be_visible()
 
 
@@ -154,6 +171,7 @@ def test_websocket_refused_runs_on_polling(start_server, new_page, screenshot):
     for i in range(10):
         path = f"footage/b-cam/B002_C{i:03d}.mov"
         latencies.append(measure_post_to_badge(page, api, owner_token, project_id, path))
+        reveal(page, path)
         expect(row(page, path)).to_be_visible()
     LATENCIES.setdefault("Socket.IO long-polling", []).extend(latencies)
     print(f"POST-to-badge over long-polling (ms): {[round(x, 1) for x in latencies]}")
@@ -180,6 +198,7 @@ def test_socketio_unreachable_falls_back_to_events_wait(start_server, new_page):
     for i in range(5):
         path = f"audio/vo-take-{i}.wav"
         latencies.append(measure_post_to_badge(page, api, owner_token, project_id, path))
+        reveal(page, path)
         expect(row(page, path)).to_be_visible()
     LATENCIES.setdefault("HTTP /events?wait=", []).extend(latencies)
     print(f"POST-to-badge over /events?wait= (ms): {[round(x, 1) for x in latencies]}")

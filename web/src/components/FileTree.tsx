@@ -19,7 +19,7 @@ export type Play = (node: FileNode) => void;
 /** Projects up to this many files open with every folder open; larger ones with none. */
 const OPEN_ALL_MAX = 2_000;
 /** Up to this many rows are all in the page (find-in-page sees them); past it, those in view. */
-const ALL_ROWS_MAX = 500;
+const ALL_ROWS_MAX = 100;
 /** A row's height before it is measured (one line; narrow screens take two). */
 const ROW_ESTIMATE_PX = 37;
 
