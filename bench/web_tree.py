@@ -180,7 +180,8 @@ def measure(browser, url: str, n: int, changes: int) -> dict:
         live.append(page.evaluate("p => window.rowSeenAt[p]", path) - sent)
     heap_end = heap_mb(cdp)
     context.close()
-    return {"files": n, "ingest_s": ingest_s, "tree_ms": tree_ms, "files_ms": files_ms, "folder_open_ms": open_ms,
+    return {"files": n, "ingest_s": ingest_s, "tree_ms": tree_ms, "files_ms": files_ms,
+            "folder_open_ms": open_ms,
             "sequence_open_ms": seq_ms, "live_p50_ms": statistics.median(live),
             "live_max_ms": max(live), "heap_open_mb": heap_open, "heap_end_mb": heap_end}
 
@@ -223,10 +224,12 @@ def main() -> None:
         browser.close()
     load = os.getloadavg()
     print(f"\nweb tree, Chromium {browser.version}, load average {load[0]:.2f} {load[1]:.2f}")
-    print(f"{'files':>8} {'ingest':>8} {'GET /files':>11} {'tree shown':>11} {'folder open':>12} "
+    print(f"{'files':>8} {'ingest':>8} {'GET /files':>11} {'tree shown':>11} "
+          f"{'folder open':>12} "
           f"{'seq open':>9} {'live p50':>9} {'live max':>9} {'heap open':>10} {'heap end':>9}")
     for r in results:
-        print(f"{r['files']:>8} {r['ingest_s']:>7.1f}s {r['files_ms']:>9.0f}ms {r['tree_ms']:>9.0f}ms "
+        print(f"{r['files']:>8} {r['ingest_s']:>7.1f}s {r['files_ms']:>9.0f}ms "
+              f"{r['tree_ms']:>9.0f}ms "
               f"{r['folder_open_ms']:>10.0f}ms {r['sequence_open_ms']:>7.0f}ms "
               f"{r['live_p50_ms']:>7.0f}ms {r['live_max_ms']:>7.0f}ms "
               f"{r['heap_open_mb']:>8.1f}MB {r['heap_end_mb']:>7.1f}MB")
