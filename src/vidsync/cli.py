@@ -16,6 +16,7 @@ from vidsync.text import printable
 # command -> the module whose ``add_parsers(subparsers)`` defines it (and its siblings)
 COMMANDS = {
     "serve": "vidsync.server.main",
+    "gc": "vidsync.server.gc",
     "register": "vidsync.agent.login",
     "login": "vidsync.agent.login",
     "share": "vidsync.agent.share.cli",

@@ -25,6 +25,7 @@ from vidsync.server import (
     auth,
     content,
     events,
+    gc,
     health,
     history,
     metrics,
@@ -204,7 +205,7 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     app.router.add_route("*", "/socket.io/", realtime.handle)
     app.router.add_get("/healthz", healthz)
     health.add_routes(app)
-    metrics.install(app, svc)
+    gc.install(app, metrics.install(app, svc).registry)
     if config.redis:
         from vidsync.realtime.backplane import RedisBackplane  # redis is an optional dependency
 

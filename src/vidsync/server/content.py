@@ -24,9 +24,10 @@ from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
 from vidsync.changes import Change, normalize_path, normalize_prefixes
-from vidsync.content.blobstore import BlobStore, QuotaExceeded, TooLarge
+from vidsync.content.blobstore import USAGE_TTL_S, BlobStore, QuotaExceeded, TooLarge
 from vidsync.content.blocks import MAX_BLOCK_SIZE, BlockRef, Manifest, is_hash
 from vidsync.content.config import ContentConfig
+from vidsync.content.gc import Collector, Usage
 from vidsync.content.links import (
     DEFAULT_TTL_S,
     MAX_TTL_S,
@@ -67,6 +68,17 @@ class ContentService:
                                config.project_quota, config.gc_grace_s)
         self.signer = LinkSigner(load_secret(data_dir))
         self._sizes: dict[tuple[str, str], int] = {}
+        self.collector: Collector | None = None  # set by setup, which has the store
+        # The last usage measured per project (by a collection or on demand).
+        self.usages: dict[str, Usage] = {}
+
+    async def usage(self, project_id: str) -> Usage:
+        """The project's exact usage, measured at most ``USAGE_TTL_S`` ago."""
+        assert self.collector is not None
+        u = self.usages.get(project_id)
+        if u is None or time.time() - u.counted_at > USAGE_TTL_S:
+            u = self.usages[project_id] = await self.collector.usage(project_id)
+        return u
 
     def manifest_size(self, project_id: str, file_hash: str) -> int | None:
         """The stored file's size (blocking). Manifests never change, so sizes are cached."""
@@ -407,6 +419,7 @@ def setup(app: web.Application) -> None:
     app[CONTENT] = content
     svc.change_checks.append(content.check_changes)
     svc.on_project_deleted.append(content.blobs.delete_project)
+    content.collector = Collector(svc.store, content.blobs, svc.config.content.retention_s)
     r = app.router
     base = "/api/projects/{project_id}"
     r.add_post(base + "/blocks/check", check_blocks)

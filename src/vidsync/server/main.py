@@ -14,10 +14,14 @@ import sys
 
 from aiohttp import web
 
+from vidsync.content.blobstore import DEFAULT_GC_GRACE_S
 from vidsync.content.config import (
+    DEFAULT_GC_INTERVAL_S,
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_PROJECT_QUOTA,
+    DEFAULT_RETENTION_S,
     ContentConfig,
+    parse_duration,
     parse_size,
 )
 from vidsync.realtime.transport import RealtimeConfig
@@ -53,15 +57,44 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+def add_storage_options(p: argparse.ArgumentParser) -> None:
+    """Where data lives and how long history is kept: shared by ``serve`` and ``gc``."""
+    env = os.environ.get
+    p.add_argument("--data-dir", default=env("VIDSYNC_DATA_DIR", "./data"),
+                   help="where the SQLite database and content blobs live")
+    p.add_argument("--database", default=env("VIDSYNC_DATABASE"),
+                   help="postgresql://... to use PostgreSQL (default: SQLite in --data-dir)")
+    p.add_argument("--blob-dir", default=env("VIDSYNC_BLOB_DIR"),
+                   help="where file content is kept (default: <data-dir>/blobs; nodes may share it)")
+    p.add_argument("--max-file-size", type=parse_size,
+                   default=parse_size(env("VIDSYNC_MAX_FILE_SIZE", str(DEFAULT_MAX_FILE_SIZE))),
+                   help="largest file a project may hold, e.g. 50G (default 256G)")
+    p.add_argument("--project-quota", type=parse_size,
+                   default=parse_size(env("VIDSYNC_PROJECT_QUOTA", str(DEFAULT_PROJECT_QUOTA))),
+                   help="content bytes one project may store, e.g. 500G (default 1T)")
+    p.add_argument("--retention", type=parse_duration,
+                   default=parse_duration(env("VIDSYNC_RETENTION", str(DEFAULT_RETENTION_S))),
+                   help="how long a replaced or deleted version stays restorable, e.g. 30d, 12h"
+                   " (default 30d); live files are always kept")
+    p.add_argument("--gc-grace", type=parse_duration,
+                   default=parse_duration(env("VIDSYNC_GC_GRACE", str(DEFAULT_GC_GRACE_S))),
+                   help="content written or used this recently is never collected (default 1h):"
+                   " longer than any upload takes from its manifest to its change")
+
+
+def content_config(args: argparse.Namespace) -> ContentConfig:
+    return ContentConfig(blob_dir=args.blob_dir, max_file_size=args.max_file_size,
+                         project_quota=args.project_quota, retention_s=args.retention,
+                         gc_interval_s=getattr(args, "gc_interval", 0.0),
+                         gc_grace_s=args.gc_grace)
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     env = os.environ.get
     p = subparsers.add_parser("serve", help="run the Vidsync server (HTTP API + Socket.IO)")
     p.add_argument("--host", default=env("VIDSYNC_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env("VIDSYNC_PORT", "5000")))
-    p.add_argument("--data-dir", default=env("VIDSYNC_DATA_DIR", "./data"),
-                   help="where the SQLite database and content blobs live")
-    p.add_argument("--database", default=env("VIDSYNC_DATABASE"),
-                   help="postgresql://... to use PostgreSQL (default: SQLite in --data-dir)")
+    add_storage_options(p)
     p.add_argument("--redis", default=env("VIDSYNC_REDIS"),
                    help="redis://... backplane, to run several nodes")
     p.add_argument("--allowed-origin", action="append", default=[],
@@ -87,14 +120,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-token", default=env("VIDSYNC_METRICS_TOKEN"),
                    help="bearer token /metrics requires (prefer the VIDSYNC_METRICS_TOKEN "
                    "variable: a command line is visible to other users)")
-    p.add_argument("--blob-dir", default=env("VIDSYNC_BLOB_DIR"),
-                   help="where file content is kept (default: <data-dir>/blobs; nodes may share it)")
-    p.add_argument("--max-file-size", type=parse_size,
-                   default=parse_size(env("VIDSYNC_MAX_FILE_SIZE", str(DEFAULT_MAX_FILE_SIZE))),
-                   help="largest file a project may hold, e.g. 50G (default 256G)")
-    p.add_argument("--project-quota", type=parse_size,
-                   default=parse_size(env("VIDSYNC_PROJECT_QUOTA", str(DEFAULT_PROJECT_QUOTA))),
-                   help="content bytes one project may store, e.g. 500G (default 1T)")
+    p.add_argument("--gc-interval", type=parse_duration,
+                   default=parse_duration(env("VIDSYNC_GC_INTERVAL", str(DEFAULT_GC_INTERVAL_S))),
+                   help="collect unreferenced content this often, e.g. 1h (default); 0 turns it"
+                   " off (then run 'vidsync gc')")
     p.add_argument("--shutdown-grace", type=float, default=3.0, metavar="SECONDS",
                    help="on SIGTERM, how long in-flight requests may take to finish (default 3);"
                         " long-polls and sockets are released at once, and a request cut off"
@@ -124,8 +153,7 @@ def serve(args: argparse.Namespace) -> None:
         realtime=RealtimeConfig(ping_interval_s=args.ping_interval,
                                 ping_timeout_s=args.ping_timeout, max_buffer=args.max_buffer,
                                 websocket=not args.no_websocket),
-        content=ContentConfig(blob_dir=args.blob_dir, max_file_size=args.max_file_size,
-                              project_quota=args.project_quota))
+        content=content_config(args))
     os.makedirs(config.data_dir, exist_ok=True)
     web.run_app(build_app(config), host=config.host, port=config.port, print=None,
                 access_log_format='%a "%r" %s %b %Tf', shutdown_timeout=args.shutdown_grace,

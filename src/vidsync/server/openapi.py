@@ -64,6 +64,17 @@ SCHEMAS: J = {
                    created_at=STR,
                    available={"type": "boolean", "description": "its content is still stored, "
                               "so it can be restored (false for a delete)"}),
+    "Usage": obj(["live_bytes", "history_bytes", "pending_bytes", "reclaimable_bytes",
+                  "stored_bytes", "quota_bytes", "retention_s"],
+                 live_bytes={**INT, "description": "distinct blocks the live files use"},
+                 history_bytes={**INT, "description": "distinct blocks only restorable versions"
+                                " use"},
+                 pending_bytes={**INT, "description": "blocks of recent uploads no event names"
+                                " yet"},
+                 reclaimable_bytes={**INT, "description": "blocks the next collection removes"},
+                 stored_bytes={**INT, "description": "every block stored (what the quota "
+                               "counts)"},
+                 quota_bytes=INT, retention_s={"type": "number"}),
     "Manifest": obj(["hash", "size", "blocks"], hash=HASH, size=INT,
                     blocks={"type": "array", "items": obj(["hash", "size"], hash=HASH, size=INT)}),
 }
@@ -132,8 +143,9 @@ PATHS: J = {
         body(obj(["invite_code"], invite_code=STR)))},
     "/api/projects/{project_id}": {
         "get": op("A project with its members", "member",
-                  ok(obj(["project", "role", "members"], project=ref("Project"), role=STR,
-                         members={"type": "array", "items": ref("Member")})), params=PID),
+                  ok(obj(["project", "role", "members", "usage"], project=ref("Project"), role=STR,
+                         members={"type": "array", "items": ref("Member")},
+                         usage=ref("Usage"))), params=PID),
         "patch": op("Rename or redescribe", "owner", ok(obj(["project"], project=ref("Project"))),
                     body(obj(name=STR, description=STR)), PID),
         "delete": op("Delete the project and end its subscriptions", "owner", NO_CONTENT,

@@ -9,6 +9,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from vidsync.errors import ApiError, bad_request, not_found
+from vidsync.server.content import CONTENT
 from vidsync.server.http import current_user, json_response, read_json, require_role, services
 from vidsync.store import InviteError
 from vidsync.store.base import utcnow
@@ -76,8 +77,12 @@ async def get_project(request: web.Request) -> web.Response:
     if project is None:
         raise not_found("no such project")
     members = await store.members(project_id)
+    content = request.app[CONTENT]
+    usage = {**(await content.usage(project_id)).to_json(),
+             "quota_bytes": content.config.project_quota,
+             "retention_s": content.config.retention_s}
     return json_response({"project": project.to_json(), "role": role,
-                          "members": [m.to_json() for m in members]})
+                          "members": [m.to_json() for m in members], "usage": usage})
 
 
 async def update_project(request: web.Request) -> web.Response:
