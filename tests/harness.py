@@ -186,14 +186,18 @@ class Api:
         self._stored.add((project_id, digest))
         return digest
 
-    def viewer(self, owner_token: str, project_id: str) -> tuple[str, dict]:
-        """A new user who joined the project with an invite."""
-        token, user = self.register("viewer")
-        code = self.post(f"/api/projects/{project_id}/invites", json={},
+    def viewer(self, owner_token: str, project_id: str, role: str = "viewer") -> tuple[str, dict]:
+        """A new user who joined the project with an invite (for ``role``)."""
+        token, user = self.register(role)
+        code = self.post(f"/api/projects/{project_id}/invites", json={"role": role},
                          token=owner_token).json()["invite"]["code"]
         r = self.post("/api/projects/join", json={"invite_code": code}, token=token)
         assert r.status_code == 200, r.text
         return token, user
+
+    def editor(self, owner_token: str, project_id: str) -> tuple[str, dict]:
+        """A new user who joined the project with an editor invite."""
+        return self.viewer(owner_token, project_id, "editor")
 
 
 # Content of every change built by ``change``, by hash, so ``Api.post_changes`` can store it.

@@ -129,7 +129,7 @@ def parse_changes(body: object) -> list[Change]:
     for i, raw in enumerate(raw_changes):
         if not isinstance(raw, dict):
             raise _invalid(i, "must be an object")
-        unknown = set(raw) - {"path", "op", "hash", "size", "mtime"}
+        unknown = set(raw) - {"path", "op", "hash", "size", "mtime", "base"}
         if unknown:
             raise _invalid(i, f"unknown field(s) {sorted(unknown)}")
         op = raw.get("op")
@@ -150,3 +150,19 @@ def parse_changes(body: object) -> list[Change]:
         mtime = _int_field(raw, "mtime", i, required=False)
         changes.append(Change(path, op, digest, size, mtime))
     return changes
+
+
+def parse_bases(body: dict) -> dict[int, str | None]:
+    """The ``base`` of each change that carries one (a body ``parse_changes`` accepted): the hash
+    of the version the writer's copy came from, or None for "the path does not exist". A change
+    without ``base`` is unconditional and is not in the result."""
+    bases: dict[int, str | None] = {}
+    for i, raw in enumerate(body["changes"]):
+        if "base" not in raw:
+            continue
+        base = raw["base"]
+        if base is not None and not (isinstance(base, str) and _HASH_RE.fullmatch(base)):
+            raise _invalid(i, "'base' must be the hash the change was made from (64 lowercase hex"
+                              " digits) or null for a path that did not exist")
+        bases[i] = base
+    return bases

@@ -6,17 +6,20 @@ from __future__ import annotations
 class ApiError(Exception):
     """A client-visible error: an HTTP status, a stable machine code and a human message."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+    def __init__(self, status: int, code: str, message: str, *, beside: dict | None = None,
+                 **extra: object) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.extra = extra
+        # Fields a contract puts beside ``error`` rather than in it (409 ``conflicts``).
+        self.beside = beside or {}
 
     def to_json(self) -> dict:
         body: dict = {"code": self.code, "message": self.message}
         body.update(self.extra)
-        return {"error": body}
+        return {"error": body, **self.beside}
 
 
 def bad_request(message: str, code: str = "bad_request", **extra: object) -> ApiError:

@@ -74,6 +74,34 @@ async def test_log_calls(server: ServerProcess, tmp_path) -> None:
         assert link["url"].startswith(server.url + "/api/download/")
 
 
+async def test_editor_roles_and_conflicts(server: ServerProcess, tmp_path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    async with Client(server.url) as owner, Client(server.url) as editor:
+        await owner.register(f"o-{tag}@example.com", "correct horse 1", "Owner")
+        editor_user = (await editor.register(f"e-{tag}@example.com", "correct horse 1", "Ana"))
+        pid = (await owner.create_project("roles"))["id"]
+        invite = await owner.create_invite(pid, role="editor")
+        assert invite["role"] == "editor"
+        assert (await editor.join(invite["code"]))["role"] == "editor"
+        (tmp_path / "a").write_bytes(b"one")
+        (tmp_path / "b").write_bytes(b"two")
+        one = await editor.upload_file(pid, tmp_path / "a")
+        two = await owner.upload_file(pid, tmp_path / "b")
+        await editor.post_changes(pid, [{"path": "cut.prproj", "op": "create", "hash": one.hash,
+                                         "size": one.size, "base": None}])
+        with pytest.raises(ApiError) as e:
+            await owner.post_changes(pid, [{"path": "cut.prproj", "op": "create",
+                                            "hash": two.hash, "size": two.size, "base": None}])
+        assert (e.value.status, e.value.code) == (409, "conflict")
+        assert e.value.details["conflicts"] == [{"index": 0, "path": "cut.prproj", "current": {
+            "hash": one.hash, "seq": 1, "author": {"id": editor_user["user"]["id"], "name": "Ana"}}}]
+        member = await owner.set_member_role(pid, editor_user["user"]["id"], "viewer")
+        assert member["role"] == "viewer"
+        with pytest.raises(ApiError) as e:
+            await editor.post_changes(pid, [{"path": "x", "op": "delete"}])
+        assert (e.value.status, e.value.code) == (403, "forbidden")
+
+
 async def test_errors_are_typed(server: ServerProcess) -> None:
     async with Client(server.url, token="not a token") as c:
         with pytest.raises(ApiError) as e:

@@ -45,6 +45,9 @@ class Subscriber:
         self.sio.on("project:events", lambda data: self._on_events(data["events"]))
         self.sio.on("project:removed", self.removed.append)
         self.sio.on("disconnect", lambda *args: self.disconnected.set())
+        # Every other server event (project:role, project:lock...), as (name, data).
+        self.notices: list[tuple[str, Any]] = []
+        self.sio.on("*", lambda name, data=None: self.notices.append((name, data)))
         arg: dict[str, Any] = {"projectId": project_id, "batch": batch}
         if since_seq is not None:
             arg["since_seq"] = since_seq
@@ -67,6 +70,9 @@ class Subscriber:
         wait_until(lambda: (self.seqs() or [0])[-1] >= last_seq, timeout,
                    f"seq {last_seq} (have up to {(self.seqs() or [0])[-1]})")
         return self.seqs()
+
+    def named(self, name: str) -> list[Any]:
+        return [data for n, data in list(self.notices) if n == name]
 
     def close(self) -> None:
         if self.sio.connected:

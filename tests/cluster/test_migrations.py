@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -57,3 +58,74 @@ def test_sqlite_migrations_are_recorded_and_newer_is_refused(tmp_path: Path) -> 
         conn.execute(f"PRAGMA user_version = {len(SQLITE_MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer than this vidsync"):
         asyncio.run(open_close())
+
+
+def test_roles_migration_keeps_members_and_credits_old_events_to_the_owner(
+        tmp_path: Path, database: str) -> None:
+    """Before roles only the owner could write: an upgraded log's events are the owner's, and the
+    members and invites it had are kept (SQLite rebuilds the members table to widen the role)."""
+    version = next(m.version for m in SQLITE_MIGRATIONS if m.name == "roles_and_authors")
+    rows = {
+        "users": [("u1", "o@example.com", "Olga", "x", 0), ("u2", "v@example.com", "Vic", "x", 0)],
+        "projects": [("p1", "u1", "film", "", 0, 1, 0)],
+        "members": [("p1", "u1", "owner", 0), ("p1", "u2", "viewer", 0)],
+        "invites": [("c1", "p1", "u1", 0, 10**13, None, 0, None)],
+        "events": [("p1", 1, "a.mov", "create", "0" * 64, 1, None, 0)],
+    }
+
+    def check(members: list, invite_role: str, authors: list) -> None:
+        assert sorted(members) == [("u1", "owner"), ("u2", "viewer")]
+        assert invite_role == "viewer" and authors == [("u1", "Olga")]
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for mig in SQLITE_MIGRATIONS[:version - 1]:
+            conn.executescript(mig.sql)
+        conn.execute(f"PRAGMA user_version = {version - 1}")
+        for table, values in rows.items():
+            for row in values:
+                conn.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(row))})", row)
+
+    async def upgrade_sqlite() -> None:
+        store = await open_store(str(path))
+        events, _, _ = await store.events_since("p1", 0, 10)
+        check([(m.user_id, m.role) for m in await store.members("p1")],
+              (await store.invites("p1", datetime.now(UTC)))[0].role,
+              [(e.author.id, e.author.name) for e in events])
+        await store.close()
+
+    asyncio.run(upgrade_sqlite())
+
+    async def upgrade_postgres() -> None:
+        conn = await asyncpg.connect(database)
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                                   " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL"
+                                   " DEFAULT now())")
+                for mig in PG_MIGRATIONS[:version - 1]:
+                    await conn.execute(mig.sql)
+                    await conn.execute("INSERT INTO schema_migrations (version, name)"
+                                       " VALUES ($1, $2)", mig.version, mig.name)
+                t0, later = datetime.fromtimestamp(0, UTC), datetime.now(UTC) + timedelta(days=1)
+                pg_rows = {  # the same rows with PostgreSQL's timestamps
+                    "users": [(*r[:4], t0) for r in rows["users"]],
+                    "projects": [("p1", "u1", "film", "", t0, 1, t0)],
+                    "members": [(*r[:3], t0) for r in rows["members"]],
+                    "invites": [("c1", "p1", "u1", t0, later, None, 0, None)],
+                    "events": [(*r[:7], t0) for r in rows["events"]],
+                }
+                for table, values in pg_rows.items():
+                    for row in values:
+                        marks = ", ".join(f"${i + 1}" for i in range(len(row)))
+                        await conn.execute(f"INSERT INTO {table} VALUES ({marks})", *row)
+        finally:
+            await conn.close()
+        store = await open_store(database)
+        events, _, _ = await store.events_since("p1", 0, 10)
+        check([(m.user_id, m.role) for m in await store.members("p1")],
+              (await store.invites("p1", datetime.now(UTC)))[0].role,
+              [(e.author.id, e.author.name) for e in events])
+        await store.close()
+
+    asyncio.run(upgrade_postgres())

@@ -46,7 +46,8 @@ def last_seq(api: Api, token: str, project: str) -> int:
     return api.get(f"/api/projects/{project}", token=token).json()["project"]["last_seq"]
 
 
-def test_three_versions_then_delete_each_restores(api: Api, token: str, project: str) -> None:
+def test_three_versions_then_delete_each_restores(api: Api, token: str, project: str,
+                                                  owner: tuple[str, dict]) -> None:
     versions = [change("cut.mov", "create", 1, 3000), change("cut.mov", "update", 2, 5000),
                 change("cut.mov", "update", 3, 100)]
     seqs = [post(api, token, project, [v])[0] for v in versions]
@@ -57,7 +58,8 @@ def test_three_versions_then_delete_each_restores(api: Api, token: str, project:
     assert h["has_more"] is False
     assert h["versions"][0] | {"created_at": None} == {
         "seq": delete_seq, "path": "cut.mov", "op": "delete", "hash": None, "size": None,
-        "mtime": None, "author": None, "created_at": None, "available": False}
+        "mtime": None, "author": {"id": owner[1]["id"], "name": owner[1]["name"]},
+        "created_at": None, "available": False}
     for v, sent in zip(h["versions"][1:], reversed(versions), strict=True):
         assert (v["hash"], v["size"], v["mtime"], v["available"]) == (
             sent["hash"], sent["size"], sent["mtime"], True)

@@ -39,8 +39,10 @@ async def _raise_for(response: aiohttp.ClientResponse) -> None:
     if response.status < 400:
         return
     try:
-        err = (await response.json(content_type=None))["error"]
+        body = await response.json(content_type=None)
+        err = body.pop("error")
         code, message = str(err.pop("code")), str(err.pop("message"))
+        err = {**body, **err}  # fields beside "error" too (409 conflict's "conflicts")
     except Exception:  # not our JSON error shape (a proxy's page, a cut connection)
         code, message, err = "http_error", (response.reason or "error"), {}
     raise ApiError(response.status, code, message, err)
@@ -166,10 +168,11 @@ class Client:
         await self.request("DELETE", f"/api/projects/{quote(project_id)}")
 
     async def create_invite(self, project_id: str, expires_in_s: int | None = None,
-                            max_uses: int | None = None) -> dict:
-        """A new invite: ``{code, expires_at, max_uses, uses}``."""
-        body = {k: v for k, v in (("expires_in_s", expires_in_s), ("max_uses", max_uses))
-                if v is not None}
+                            max_uses: int | None = None, role: str | None = None) -> dict:
+        """A new invite: ``{code, expires_at, max_uses, uses, role}`` (``role``: ``viewer``, the
+        default, or ``editor``)."""
+        body = {k: v for k, v in (("expires_in_s", expires_in_s), ("max_uses", max_uses),
+                                  ("role", role)) if v is not None}
         return (await self.request("POST", f"/api/projects/{quote(project_id)}/invites",
                                    json=body))["invite"]
 
@@ -183,6 +186,12 @@ class Client:
         """Join with an invite code or link: ``{project, role}``."""
         return await self.request("POST", "/api/projects/join", json={"invite_code": invite_code})
 
+    async def set_member_role(self, project_id: str, user_id: str, role: str) -> dict:
+        """Make a member an ``editor`` or a ``viewer`` (owner only): the member record."""
+        return (await self.request(
+            "PATCH", f"/api/projects/{quote(project_id)}/members/{quote(user_id)}",
+            json={"role": role}))["member"]
+
     async def remove_member(self, project_id: str, user_id: str) -> None:
         await self.request("DELETE", f"/api/projects/{quote(project_id)}/members/{quote(user_id)}")
 
@@ -194,7 +203,10 @@ class Client:
 
         Retrying with the same ``idempotency_key`` after a lost answer returns the first answer
         and appends nothing. A create/update whose content is not stored yet raises ``ApiError``
-        409 ``content_missing`` (``details["index"]`` names the change)."""
+        409 ``content_missing`` (``details["index"]`` names the change). A change with ``base``
+        (the hash it was made from, or None for "did not exist") whose path has moved on raises
+        ``ApiError`` 409 ``conflict`` with ``details["conflicts"]`` (``[{index, path, current:
+        {hash, seq, author}}]``); a viewer gets 403 ``forbidden``."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return await self.request("POST", f"/api/projects/{quote(project_id)}/files/update",
                                   json={"changes": changes}, headers=headers)

@@ -37,7 +37,7 @@ from redis.backoff import NoBackoff
 
 from vidsync.changes import Change
 from vidsync.store import Event
-from vidsync.store.base import utcnow
+from vidsync.store.base import Author, utcnow
 
 if TYPE_CHECKING:
     from vidsync.server.app import Services
@@ -66,13 +66,16 @@ def _ms(ts: datetime) -> int:
 
 def encode_events(events: list[Event]) -> list[list[Any]]:
     return [[e.seq, e.change.path, e.change.op, e.change.hash, e.change.size, e.change.mtime,
-             _ms(e.created_at)] for e in events]
+             _ms(e.created_at), *((e.author.id, e.author.name) if e.author else ())]
+            for e in events]
 
 
 def decode_events(project_id: str, rows: list[list[Any]]) -> list[Event]:
+    """Rows as ``encode_events`` makes them (a node of an earlier release sends no author)."""
     return [Event(project_id, seq, Change(path, op, digest, size, mtime),
-                  EPOCH + timedelta(milliseconds=created))
-            for seq, path, op, digest, size, mtime, created in rows]
+                  EPOCH + timedelta(milliseconds=created),
+                  Author(*author) if len(author) == 2 else None)
+            for seq, path, op, digest, size, mtime, created, *author in rows]
 
 
 class RedisBackplane:
@@ -281,6 +284,9 @@ class RedisBackplane:
             svc.hub.end_subscriptions(a["project_id"], a["reason"], a.get("user_id"))
         elif kind == "disconnect_token":
             svc.realtime.disconnect_token(msg["a"]["token_hash"])
+        elif kind == "role_changed":
+            a = msg["a"]
+            svc.hub.notify(a["project_id"], "project:role", a, a["user_id"])
         # "hb" needs nothing more; an unknown kind comes from a newer node: ignore it
 
     def _spawn(self, coro: Any) -> None:

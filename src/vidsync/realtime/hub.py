@@ -191,6 +191,20 @@ class Hub:
             sub.session.send(packet)
         return len(ended)
 
+    def notify(self, project_id: str, name: str, data: dict, user_id: str | None = None) -> int:
+        """Send one event that is not part of the log (a role or lock change) to the project's
+        live subscribers, or only to one user's. Returns how many got it."""
+        ch = self.channels.get(project_id)
+        if ch is None:
+            return 0
+        packet = protocol.event_packet(name, data)
+        sent = 0
+        for sub in list(ch.subs.values()):
+            if user_id is None or sub.user_id == user_id:
+                sub.session.send(packet)
+                sent += 1
+        return sent
+
     def positions(self) -> dict[str, int]:
         """Each channel's last delivered seq, where known: what a backplane checks against the
         store after it may have lost messages (``publish`` fills a hole only once a later event

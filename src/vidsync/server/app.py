@@ -83,6 +83,14 @@ class Services:
         self._control("end_subscriptions",
                       {"project_id": project_id, "reason": reason, "user_id": user_id})
 
+    def role_changed(self, project_id: str, user_id: str, role: str) -> None:
+        """Tell a member's live subscriptions their new role (``project:role``), on every node:
+        an agent demoted to viewer stops sending and says so."""
+        self.hub.notify(project_id, "project:role",
+                        {"project_id": project_id, "user_id": user_id, "role": role}, user_id)
+        self._control("role_changed", {"project_id": project_id, "user_id": user_id,
+                                       "role": role})
+
     def disconnect_token(self, token_hash: str) -> None:
         """Disconnect a revoked token's sockets, on every node."""
         self.realtime.disconnect_token(token_hash)

@@ -15,18 +15,19 @@ from collections import defaultdict
 import orjson
 from aiohttp import web
 
-from vidsync.changes import Change, normalize_prefixes, parse_changes
+from vidsync.changes import Change, normalize_prefixes, parse_bases, parse_changes
 from vidsync.errors import ApiError, bad_request
 from vidsync.server.http import (
     int_param,
     json_response,
+    not_writer,
     read_json,
     require_role,
     require_writer,
     services,
 )
 from vidsync.store import IdempotencyMismatch
-from vidsync.store.base import utcnow
+from vidsync.store.base import Conflict, NotWriter, utcnow
 
 MAX_EVENTS_PAGE = 1000
 MAX_WAIT_S = 60
@@ -77,16 +78,24 @@ def _prefixes(request: web.Request) -> tuple[str, ...]:
 async def post_changes(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
     await require_writer(request, project_id)
-    changes = parse_changes(await read_json(request))
-    digest = hashlib.sha256(orjson.dumps([c.to_json() for c in changes])).hexdigest()
-    return json_response(await append_changes(request, project_id, changes, digest))
+    body = await read_json(request)
+    changes = parse_changes(body)
+    bases = parse_bases(body)
+    signed = [c.to_json() for c in changes]
+    for i, base in bases.items():  # a different base is a different request
+        signed[i]["base"] = base
+    digest = hashlib.sha256(orjson.dumps(signed)).hexdigest()
+    return json_response(await append_changes(request, project_id, changes, digest, bases))
 
 
 async def append_changes(request: web.Request, project_id: str, changes: list[Change],
-                         digest: str) -> dict:
+                         digest: str, bases: dict[int, str | None] | None = None) -> dict:
     """The one way a change enters the log: the request's Idempotency-Key checked, the change
-    checks run (content stored), the batch appended and handed to the fan-out. ``digest``
-    identifies the request, so a retry with the same key is answered from the first time."""
+    checks run (content stored), the batch appended as the caller's (its events' ``author``)
+    and handed to the fan-out. ``digest`` identifies the request, so a retry with the same key
+    is answered from the first time. ``bases`` (index -> hash or None) makes changes
+    conditional: 409 ``conflict`` when a path moved on. The caller must have passed
+    ``require_writer``; the store checks the role again in the append's transaction."""
     svc = services(request)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
@@ -95,10 +104,18 @@ async def append_changes(request: web.Request, project_id: str, changes: list[Ch
     for check in svc.change_checks:
         await check(project_id, changes)
     try:
-        result = await svc.store.append_events(project_id, changes, utcnow(), key, digest)
+        result = await svc.store.append_events(project_id, changes, utcnow(), key, digest,
+                                               author=request["user"].author, bases=bases)
     except IdempotencyMismatch:
         raise ApiError(422, "idempotency_key_reused",
                        "this Idempotency-Key was used for a different request") from None
+    except NotWriter:
+        raise not_writer() from None
+    except Conflict as e:
+        raise ApiError(409, "conflict", f"{len(e.conflicts)} change(s) were made from a version"
+                       " that is no longer current; nothing was appended", beside={
+                           "conflicts": [{"index": i, "path": path, "current": state.to_json()}
+                                         for i, path, state in e.conflicts]}) from None
     if result.events:
         svc.committed(project_id, result.events, time.monotonic())
     return result.response

@@ -58,7 +58,8 @@ def parse_target(raw: object, name: str = "path") -> str:
 def version_json(event: Event, available: bool) -> dict:
     c = event.change
     return {"seq": event.seq, "path": c.path, "op": c.op, "hash": c.hash, "size": c.size,
-            "mtime": c.mtime, "author": None, "created_at": iso(event.created_at),
+            "mtime": c.mtime, "author": event.author.to_json() if event.author else None,
+            "created_at": iso(event.created_at),
             "available": available}
 
 

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from vidsync.errors import ApiError, bad_request, forbidden, not_found, unauthorized
+from vidsync.store.base import may_write
 
 if TYPE_CHECKING:
     from vidsync.server.app import Services
@@ -65,7 +66,7 @@ async def current_user(request: web.Request) -> User:
 
 async def require_role(request: web.Request, project_id: str, owner: bool = False) -> tuple[User, str]:
     """The caller and their role in the project; 404 for strangers (a project's existence is not
-    revealed to them), 403 for a viewer where the owner is required."""
+    revealed to them), 403 for others where the owner is required."""
     user = await current_user(request)
     role = await services(request).store.role_of(project_id, user.id)
     if role is None:
@@ -75,17 +76,19 @@ async def require_role(request: web.Request, project_id: str, owner: bool = Fals
     return user, role
 
 
-# Roles that may change a project's files (upload, post changes, restore versions).
-WRITER_ROLES = frozenset({"owner", "editor"})
-
-
 async def require_writer(request: web.Request, project_id: str) -> tuple[User, str]:
-    """The caller, if their role may change the project's files; 403 otherwise (404 for
-    strangers). The one place that says who may write."""
+    """The caller, if their role may change the project's files (upload, post changes, restore
+    versions: ``WRITER_ROLES``); 403 otherwise (404 for strangers). The one place that says who
+    may write; the stores check the same again inside the append's transaction."""
     user, role = await require_role(request, project_id)
-    if role not in WRITER_ROLES:
-        raise forbidden("your role in this project cannot change its files")
+    if not may_write(role):
+        raise not_writer()
     return user, role
+
+
+def not_writer() -> ApiError:
+    return forbidden("your role in this project cannot change its files (viewers read only;"
+                     " the owner can make you an editor)")
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

@@ -31,6 +31,12 @@ STR: J = {"type": "string"}
 INT: J = {"type": "integer"}
 NULLABLE_STR: J = {"type": ["string", "null"]}
 HASH: J = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+NULLABLE_HASH: J = {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"}
+ROLE: J = {"enum": ["owner", "editor", "viewer"]}
+MEMBER_ROLE: J = {"enum": ["viewer", "editor"]}
+AUTHOR: J = {"type": ["object", "null"], "required": ["id", "name"],
+             "properties": {"id": STR, "name": STR},
+             "description": "who wrote it (the user's name as it was then)"}
 
 SCHEMAS: J = {
     "Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR)),
@@ -38,11 +44,12 @@ SCHEMAS: J = {
     "Auth": obj(["token", "user"], token=STR, user=ref("User")),
     "Project": obj(["id", "name", "owner_id", "created_at"], id=STR, name=STR, description=STR,
                    owner_id=STR, created_at=STR, last_seq=INT, last_activity_at=NULLABLE_STR,
-                   role={"enum": ["owner", "viewer"]}, member_count=INT),
-    "Member": obj(["user_id", "role"], user_id=STR, email=STR, name=STR,
-                  role={"enum": ["owner", "viewer"]}, joined_at=STR),
-    "Invite": obj(["code", "expires_at"], code=STR, project_id=STR, created_at=STR,
-                  expires_at=STR, max_uses={"type": ["integer", "null"]}, uses=INT),
+                   role=ROLE, member_count=INT),
+    "Member": obj(["user_id", "role"], user_id=STR, email=STR, name=STR, role=ROLE,
+                  joined_at=STR),
+    "Invite": obj(["code", "expires_at", "role"], code=STR, project_id=STR, created_at=STR,
+                  expires_at=STR, max_uses={"type": ["integer", "null"]}, uses=INT,
+                  role=MEMBER_ROLE),
     "Change": obj(["path", "op"],
                   path={"type": "string", "maxLength": 4096,
                         "description": "relative, '/'-separated, UTF-8 (stored in NFC)"},
@@ -51,16 +58,25 @@ SCHEMAS: J = {
                         "description": "SHA-256 of the content; required for create and update"},
                   size={"type": ["integer", "null"], "minimum": 0},
                   mtime={"type": ["integer", "null"], "description": "ms since the epoch"}),
-    "Event": obj(["project_id", "seq", "change", "created_at"], project_id=STR, seq=INT,
-                 change=ref("Change"), created_at=STR),
+    # A posted change: a Change that may carry the version it was made from.
+    "ChangeIn": {"allOf": [ref("Change")], "properties": {"base": {
+        **NULLABLE_HASH, "description": "the hash the writer's copy was made from, or null for"
+        " 'the path does not exist'; absent = unconditional. 409 conflict if the path's current"
+        " state differs (unless the change's result already holds)"}}},
+    "Event": obj(["project_id", "seq", "change", "created_at", "author"], project_id=STR,
+                 seq=INT, change=ref("Change"), created_at=STR, author=AUTHOR),
+    "PathState": obj(["hash", "seq", "author"], hash=NULLABLE_HASH,
+                     seq={"type": ["integer", "null"]}, author=AUTHOR),
+    "Conflicts": obj(["error", "conflicts"], error=obj(["code", "message"], code={
+        "const": "conflict"}, message=STR), conflicts={"type": "array", "items": obj(
+            ["index", "path", "current"], index=INT, path=STR, current=ref("PathState"))}),
     "File": obj(["path", "hash", "size", "seq"], path=STR, hash=HASH, size=INT,
                 mtime={"type": ["integer", "null"]}, seq=INT),
     "Version": obj(["seq", "path", "op", "hash", "size", "mtime", "author", "created_at",
                     "available"], seq=INT, path=STR, op={"enum": ["create", "update", "delete"]},
                    hash={"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
                    size={"type": ["integer", "null"]}, mtime={"type": ["integer", "null"]},
-                   author={"type": ["object", "null"], "description": "who made the change "
-                           "(null for events recorded before authors were)"},
+                   author=AUTHOR,
                    created_at=STR,
                    available={"type": "boolean", "description": "its content is still stored, "
                               "so it can be restored (false for a delete)"}),
@@ -89,6 +105,12 @@ def ok(schema: J | None = None, status: str = "200", description: str = "OK") ->
     if schema is not None:
         response["content"] = {"application/json": {"schema": schema}}
     return {status: response}
+
+
+def error(status: str, description: str, schema: J | None = None) -> J:
+    """A documented error status: ``description`` names its error codes."""
+    return {status: {"description": description,
+                     "content": {"application/json": {"schema": schema or ref("Error")}}}}
 
 
 def op(summary: str, who: str, responses: J, request: J | None = None,
@@ -138,8 +160,9 @@ PATHS: J = {
                   ok(obj(["projects"], projects={"type": "array", "items": ref("Project")}))),
     },
     "/api/projects/join": {"post": op(
-        "Join with an invite code (or link) as a viewer", "user",
-        ok(obj(["project", "role"], project=ref("Project"), role=STR)),
+        "Join with an invite code (or link), with the invite's role (an existing member keeps"
+        " theirs)", "user",
+        ok(obj(["project", "role"], project=ref("Project"), role=ROLE)),
         body(obj(["invite_code"], invite_code=STR)))},
     "/api/projects/{project_id}": {
         "get": op("A project with its members", "member",
@@ -152,26 +175,47 @@ PATHS: J = {
                      params=PID),
     },
     "/api/projects/{project_id}/invites": {
-        "post": op("Create an invite code", "owner",
-                   ok(obj(["invite"], invite=ref("Invite")), "201", "Created"),
-                   body(obj(expires_in_s={"type": "integer", "minimum": 60},
-                            max_uses={"type": "integer", "minimum": 1})), PID),
+        "post": op("Create an invite code granting a role (viewer unless told)", "owner",
+                   {**ok(obj(["invite"], invite=ref("Invite")), "201", "Created"),
+                    **error("400", "invalid_body, invalid_expires_in_s, invalid_max_uses,"
+                            " invalid_role"),
+                    **error("403", "forbidden: not the owner")},
+                   body(obj(expires_in_s={"type": "integer", "minimum": 60,
+                                          "maximum": 365 * 24 * 3600},
+                            max_uses={"type": "integer", "minimum": 1, "maximum": 100_000},
+                            role={**MEMBER_ROLE, "default": "viewer"})), PID),
         "get": op("Invites that can still be redeemed", "owner",
                   ok(obj(["invites"], invites={"type": "array", "items": ref("Invite")})),
                   params=PID),
     },
     "/api/projects/{project_id}/invites/{code}": {"delete": op(
         "Revoke an invite", "owner", NO_CONTENT, params=[*PID, path_param("code")])},
-    "/api/projects/{project_id}/members/{user_id}": {"delete": op(
-        "Remove a viewer; their live subscriptions end at once", "owner", NO_CONTENT,
-        params=[*PID, path_param("user_id")])},
+    "/api/projects/{project_id}/members/{user_id}": {
+        "patch": op("Change a member's role, at once on every node: their live subscriptions"
+                    " get project:role, and a demoted editor's next post is refused", "owner",
+                    {**ok(obj(["member"], member=ref("Member"))),
+                     **error("400", "invalid_body, invalid_role, cannot_change_owner"),
+                     **error("403", "forbidden: not the owner"),
+                     **error("404", "not_found: no such project or member")},
+                    body(obj(["role"], role=MEMBER_ROLE)), [*PID, path_param("user_id")]),
+        "delete": op("Remove a member (not the owner); their live subscriptions end at once",
+                     "owner", NO_CONTENT, params=[*PID, path_param("user_id")]),
+    },
     "/api/projects/{project_id}/files/update": {"post": op(
-        "Append 1 to 1000 changes as events with consecutive seqs (atomic; idempotent with"
-        " Idempotency-Key)", "owner",
-        ok(obj(["results", "last_seq"], last_seq=INT, results={
+        "Append 1 to 1000 changes as events with consecutive seqs, authored by the caller"
+        " (atomic: all or nothing; idempotent with Idempotency-Key)", "owner or editor",
+        {**ok(obj(["results", "last_seq"], last_seq=INT, results={
             "type": "array", "items": obj(["path", "op", "seq"], path=STR, op=STR, seq=INT)})),
+         **error("400", "invalid_json, invalid_body, invalid_change (with index; a base of the"
+                 " wrong shape too), invalid_idempotency_key"),
+         **error("403", "forbidden: a viewer"),
+         **error("404", "not_found: no such project, or not a member"),
+         **error("409", "conflict: a change's base is not its path's current state (every such"
+                 " change listed in conflicts; nothing appended); content_missing (with index)",
+                 {"anyOf": [ref("Conflicts"), ref("Error")]}),
+         **error("422", "idempotency_key_reused")},
         body(obj(["changes"], changes={"type": "array", "minItems": 1, "maxItems": 1000,
-                                       "items": ref("Change")})),
+                                       "items": ref("ChangeIn")})),
         [*PID, {"name": "Idempotency-Key", "in": "header", "required": False,
                 "schema": {"type": "string", "maxLength": 200}}])},
     "/api/projects/{project_id}/events": {"get": op(
@@ -222,11 +266,11 @@ PATHS: J = {
         [*PID, {"name": "Idempotency-Key", "in": "header", "required": False,
                 "schema": {"type": "string", "maxLength": 200}}])},
     "/api/projects/{project_id}/blocks/check": {"post": op(
-        "Which of these blocks the server lacks", "owner",
+        "Which of these blocks the server lacks", "owner or editor",
         ok(obj(["missing"], missing={"type": "array", "items": HASH})),
         body(obj(["hashes"], hashes={"type": "array", "maxItems": 10000, "items": HASH})), PID)},
     "/api/projects/{project_id}/blocks/{hash}": {
-        "put": op("Store a block (hash checked on arrival)", "owner",
+        "put": op("Store a block (hash checked on arrival)", "owner or editor",
                   {**ok(None, "201", "Stored"), **ok(None, "200", "Already stored")},
                   body({"type": "string", "format": "binary"}, "application/octet-stream"),
                   [*PID, path_param("hash")]),
@@ -235,7 +279,7 @@ PATHS: J = {
                   params=[*PID, path_param("hash")]),
     },
     "/api/projects/{project_id}/manifests": {"post": op(
-        "Record a file as its list of blocks (all stored; whole-file hash verified)", "owner",
+        "Record a file as its list of blocks (all stored; whole-file hash verified)", "owner or editor",
         ok(obj(["manifest"], manifest=ref("Manifest")), "201", "Created"), body(ref("Manifest")),
         PID)},
     "/api/projects/{project_id}/manifests/{hash}": {"get": op(

@@ -1,4 +1,10 @@
-"""Projects, members and invites. The owner is the only writer; invited members are viewers."""
+"""Projects, members and invites, and who may do what.
+
+Three roles: the owner (one per project) does everything; an editor posts changes and uploads
+content like the owner but cannot invite, remove members, rename or delete the project; a viewer
+reads. An invite grants ``viewer`` (the default) or ``editor``; the owner changes a member's role
+with ``PATCH members/:user_id``, which takes effect at once on every node.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from vidsync.errors import ApiError, bad_request, not_found
 from vidsync.server.content import CONTENT
 from vidsync.server.http import current_user, json_response, read_json, require_role, services
 from vidsync.store import InviteError
-from vidsync.store.base import utcnow
+from vidsync.store.base import MEMBER_ROLES, utcnow
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 5000
@@ -123,9 +129,10 @@ async def create_invite(request: web.Request) -> web.Response:
                                  or not 1 <= max_uses <= 100_000):
         raise bad_request("'max_uses' must be an integer from 1 to 100000",
                           code="invalid_max_uses")
+    role = _role_field(body, default="viewer")
     now = utcnow()
     invite = await services(request).store.create_invite(
-        new_invite_code(), project_id, user.id, now, now + timedelta(seconds=ttl), max_uses)
+        new_invite_code(), project_id, user.id, now, now + timedelta(seconds=ttl), max_uses, role)
     return json_response({"invite": invite.to_json()}, status=201)
 
 
@@ -159,6 +166,28 @@ async def join(request: web.Request) -> web.Response:
     return json_response({"project": project.to_json(), "role": role})
 
 
+def _role_field(body: dict, default: str | None = None) -> str:
+    role = body.get("role", default)
+    if role not in MEMBER_ROLES:
+        raise bad_request(f"'role' must be one of {', '.join(MEMBER_ROLES)}", code="invalid_role")
+    return role
+
+
+async def set_member_role(request: web.Request) -> web.Response:
+    project_id = request.match_info["project_id"]
+    owner, _ = await require_role(request, project_id, owner=True)
+    member_id = request.match_info["user_id"]
+    role = _role_field(await _object_body(request))
+    if member_id == owner.id:
+        raise bad_request("the owner's role cannot change", code="cannot_change_owner")
+    svc = services(request)
+    member = await svc.store.set_member_role(project_id, member_id, role)
+    if member is None:
+        raise not_found("no such member in this project")
+    svc.role_changed(project_id, member_id, role)
+    return json_response({"member": member.to_json()})
+
+
 async def remove_member(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
     owner, _ = await require_role(request, project_id, owner=True)
@@ -184,4 +213,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/projects/{project_id}/invites", create_invite)
     r.add_get("/api/projects/{project_id}/invites", list_invites)
     r.add_delete("/api/projects/{project_id}/invites/{code}", revoke_invite)
+    r.add_patch("/api/projects/{project_id}/members/{user_id}", set_member_role)
     r.add_delete("/api/projects/{project_id}/members/{user_id}", remove_member)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from vidsync.store.base import (
     AppendResult,
+    Author,
+    Conflict,
     DeletedFile,
     Event,
     FileEntry,
@@ -15,6 +17,8 @@ from vidsync.store.base import (
     Invite,
     InviteError,
     Member,
+    NotWriter,
+    PathState,
     Project,
     Store,
     User,
@@ -36,6 +40,8 @@ async def open_store(url: str) -> Store:
 
 __all__ = [
     "AppendResult",
+    "Author",
+    "Conflict",
     "DeletedFile",
     "Event",
     "FileEntry",
@@ -43,6 +49,8 @@ __all__ = [
     "Invite",
     "InviteError",
     "Member",
+    "NotWriter",
+    "PathState",
     "Project",
     "Store",
     "User",

@@ -25,6 +25,28 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
+# Who may post changes and upload content: the one place that says so (the HTTP handlers and the
+# stores' in-transaction check both read it).
+WRITER_ROLES = ("owner", "editor")
+# Roles an invite can grant, and the roles the owner can give a member.
+MEMBER_ROLES = ("viewer", "editor")
+
+
+def may_write(role: str | None) -> bool:
+    return role in WRITER_ROLES
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who wrote an event: the user's id and their name as it was when they wrote."""
+
+    id: str
+    name: str
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name}
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: str
@@ -34,6 +56,10 @@ class User:
 
     def to_json(self) -> dict:
         return {"id": self.id, "email": self.email, "name": self.name}
+
+    @property
+    def author(self) -> Author:
+        return Author(self.id, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +106,12 @@ class Invite:
     max_uses: int | None
     uses: int
     revoked: bool
+    role: str = "viewer"
 
     def to_json(self) -> dict:
         return {"code": self.code, "project_id": self.project_id,
                 "created_at": iso(self.created_at), "expires_at": iso(self.expires_at),
-                "max_uses": self.max_uses, "uses": self.uses}
+                "max_uses": self.max_uses, "uses": self.uses, "role": self.role}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +120,12 @@ class Event:
     seq: int
     change: Change
     created_at: datetime
+    author: Author | None = None
 
     def to_json(self) -> dict:
         return {"project_id": self.project_id, "seq": self.seq, "change": self.change.to_json(),
-                "created_at": iso(self.created_at)}
+                "created_at": iso(self.created_at),
+                "author": self.author.to_json() if self.author else None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +183,50 @@ class IdempotencyMismatch(Exception):
     """An ``Idempotency-Key`` reused with a different request body."""
 
 
+class NotWriter(Exception):
+    """The poster is not (or no longer) an owner or editor of the project."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathState:
+    """A path's latest state in the log: its hash (None when deleted or never written), the seq
+    and author of the event that made it so (None for a path never written)."""
+
+    hash: str | None
+    seq: int | None
+    author: Author | None
+
+    def to_json(self) -> dict:
+        return {"hash": self.hash, "seq": self.seq,
+                "author": self.author.to_json() if self.author else None}
+
+
+class Conflict(Exception):
+    """Changes whose ``base`` is not the path's current state: ``conflicts`` is a list of
+    (index in the batch, path, current state). Nothing was appended."""
+
+    def __init__(self, conflicts: list[tuple[int, str, PathState]]) -> None:
+        super().__init__(f"{len(conflicts)} conflicting change(s)")
+        self.conflicts = conflicts
+
+
+def find_conflicts(changes: list[Change], bases: dict[int, str | None],
+                   current: dict[str, PathState]) -> list[tuple[int, str, PathState]]:
+    """The changes whose ``base`` differs from their path's state, ``current`` holding each
+    based path's state before the batch. A later change in a batch is compared with the state the
+    batch's earlier changes leave (so a batch may move a path on in several steps). A change whose
+    result already holds (the same content, or a delete of a path that is gone) is no conflict:
+    nothing anyone wrote is lost by it."""
+    state = dict(current)
+    found = []
+    for i, c in enumerate(changes):
+        now = state.get(c.path)
+        if i in bases and now is not None and bases[i] != now.hash and c.hash != now.hash:
+            found.append((i, c.path, now))
+        state[c.path] = PathState(c.hash, None, None)
+    return found
+
+
 class Store(abc.ABC):
     """Everything durable. All methods are coroutines; a backend may run them on threads."""
 
@@ -200,18 +273,24 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def role_of(self, project_id: str, user_id: str) -> str | None:
-        """``owner``, ``viewer`` or None for a non-member (or a project that does not exist)."""
+        """``owner``, ``editor``, ``viewer`` or None for a non-member (or no such project)."""
+
+    @abc.abstractmethod
+    async def set_member_role(self, project_id: str, user_id: str, role: str) -> Member | None:
+        """Make a member (not the owner) an ``editor`` or ``viewer``; None if they are not one.
+        Serialized with ``append_events``: a post that commits after this sees the new role."""
 
     @abc.abstractmethod
     async def members(self, project_id: str) -> list[Member]: ...
 
     @abc.abstractmethod
     async def remove_member(self, project_id: str, user_id: str) -> bool:
-        """Remove a viewer; False if they were not one."""
+        """Remove a member other than the owner; False if they were not one."""
 
     @abc.abstractmethod
     async def create_invite(self, code: str, project_id: str, created_by: str, now: datetime,
-                            expires_at: datetime, max_uses: int | None) -> Invite: ...
+                            expires_at: datetime, max_uses: int | None,
+                            role: str = "viewer") -> Invite: ...
 
     @abc.abstractmethod
     async def invites(self, project_id: str, now: datetime) -> list[Invite]:
@@ -222,16 +301,24 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def redeem_invite(self, code: str, user_id: str, now: datetime) -> tuple[Project, str]:
-        """Make the user a viewer; returns (project, role). Raises ``InviteError``. Redeeming as an
-        existing member returns their role and does not count a use."""
+        """Make the user a member with the invite's role; returns (project, role). Raises
+        ``InviteError``. Redeeming as an existing member returns their role and does not count a
+        use (the owner changes roles with ``set_member_role``)."""
 
     # the event log
     @abc.abstractmethod
     async def append_events(self, project_id: str, changes: list[Change], now: datetime,
-                            idempotency_key: str | None, request_digest: str) -> AppendResult:
+                            idempotency_key: str | None, request_digest: str, *,
+                            author: Author, bases: dict[int, str | None] | None = None,
+                            ) -> AppendResult:
         """Append one event per change with consecutive seqs, atomically, and update the file
         table. With an idempotency key seen before for this project, append nothing and return
-        the first response (``IdempotencyMismatch`` if the request differs)."""
+        the first response (``IdempotencyMismatch`` if the request differs).
+
+        In the same transaction, so nothing can slip in between the check and the append:
+        ``NotWriter`` unless ``author`` may write (``WRITER_ROLES``), and ``Conflict`` when a
+        change's base (``bases``: index -> expected hash, None for "no such file") is not the
+        path's current state (``find_conflicts``)."""
 
     @abc.abstractmethod
     async def events_since(self, project_id: str, since_seq: int, limit: int,

@@ -24,7 +24,10 @@ from vidsync.changes import Change
 from vidsync.errors import not_found
 from vidsync.store import migrations
 from vidsync.store.base import (
+    WRITER_ROLES,
     AppendResult,
+    Author,
+    Conflict,
     DeletedFile,
     Event,
     FileEntry,
@@ -32,10 +35,13 @@ from vidsync.store.base import (
     Invite,
     InviteError,
     Member,
+    NotWriter,
+    PathState,
     Project,
     Store,
     User,
     VersionRefs,
+    find_conflicts,
 )
 
 POOL_MAX = 10
@@ -72,9 +78,6 @@ def path_clause(path: str, first_arg: int) -> tuple[str, list[str]]:
     return f" AND path = ${n}", [path]
 
 
-def _event(project_id: str, r: asyncpg.Record) -> Event:
-    return Event(project_id, r["seq"], Change(r["path"], r["op"], r["hash"], r["size"], r["mtime"]),
-                 r["created_at"])
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -88,7 +91,32 @@ def _project(row: asyncpg.Record) -> Project:
 
 def _invite(row: asyncpg.Record) -> Invite:
     return Invite(row["code"], row["project_id"], row["created_at"], row["expires_at"],
-                  row["max_uses"], row["uses"], row["revoked_at"] is not None)
+                  row["max_uses"], row["uses"], row["revoked_at"] is not None, row["role"])
+
+
+def _author(row: asyncpg.Record) -> Author | None:
+    return None if row["author_id"] is None else Author(row["author_id"], row["author_name"] or "")
+
+
+def _event(project_id: str, r: asyncpg.Record) -> Event:
+    return Event(project_id, r["seq"], Change(r["path"], r["op"], r["hash"], r["size"], r["mtime"]),
+                 r["created_at"], _author(r))
+
+
+def _member(r: asyncpg.Record) -> Member:
+    return Member(r["user_id"], r["email"], r["name"], r["role"], r["joined_at"])
+
+
+async def _path_states(conn: asyncpg.Connection, project_id: str,
+                       paths: set[str]) -> dict[str, PathState]:
+    """Each path's latest event (one seek each on events_by_path), as the state it left."""
+    rows = await conn.fetch(
+        "SELECT q.path, e.seq, e.op, e.hash, e.author_id, e.author_name"
+        " FROM unnest($2::text[]) AS q(path) LEFT JOIN LATERAL (SELECT * FROM events"
+        " WHERE project_id = $1 AND path = q.path ORDER BY seq DESC LIMIT 1) e ON true",
+        project_id, sorted(paths))
+    return {r["path"]: PathState(None, None, None) if r["seq"] is None else PathState(
+        r["hash"] if r["op"] != "delete" else None, r["seq"], _author(r)) for r in rows}
 
 
 def _final_states(events: Sequence[Event]) -> tuple[list[str], list[Event]]:
@@ -216,20 +244,34 @@ class PostgresStore(Store):
         rows = await self.pool.fetch(
             "SELECT m.user_id, u.email, u.name, m.role, m.joined_at FROM members m"
             " JOIN users u ON u.id = m.user_id WHERE m.project_id = $1"
-            " ORDER BY m.role = 'viewer', m.joined_at", project_id)
-        return [Member(r["user_id"], r["email"], r["name"], r["role"], r["joined_at"]) for r in rows]
+            " ORDER BY m.role <> 'owner', m.joined_at", project_id)
+        return [_member(r) for r in rows]
+
+    async def set_member_role(self, project_id: str, user_id: str, role: str) -> Member | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The project's row lock, which append_events takes too: a post that commits after
+            # this reads the new role (it reads roles only once it holds the lock).
+            await conn.execute("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE", project_id)
+            row = await conn.fetchrow(
+                "UPDATE members m SET role = $3 FROM users u WHERE m.project_id = $1"
+                " AND m.user_id = $2 AND m.role <> 'owner' AND u.id = m.user_id"
+                " RETURNING m.user_id, u.email, u.name, m.role, m.joined_at",
+                project_id, user_id, role)
+        return None if row is None else _member(row)
 
     async def remove_member(self, project_id: str, user_id: str) -> bool:
         status = await self.pool.execute(
-            "DELETE FROM members WHERE project_id = $1 AND user_id = $2 AND role = 'viewer'",
+            "DELETE FROM members WHERE project_id = $1 AND user_id = $2 AND role <> 'owner'",
             project_id, user_id)
         return status != "DELETE 0"
 
     async def create_invite(self, code: str, project_id: str, created_by: str, now: datetime,
-                            expires_at: datetime, max_uses: int | None) -> Invite:
+                            expires_at: datetime, max_uses: int | None,
+                            role: str = "viewer") -> Invite:
         row = await self.pool.fetchrow(
-            "INSERT INTO invites VALUES ($1, $2, $3, $4, $5, $6, 0, NULL) RETURNING *",
-            code, project_id, created_by, _ms(now), _ms(expires_at), max_uses)
+            "INSERT INTO invites (code, project_id, created_by, created_at, expires_at, max_uses,"
+            " uses, revoked_at, role) VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7) RETURNING *",
+            code, project_id, created_by, _ms(now), _ms(expires_at), max_uses, role)
         return _invite(row)
 
     async def invites(self, project_id: str, now: datetime) -> list[Invite]:
@@ -265,19 +307,21 @@ class PostgresStore(Store):
                 raise InviteError("used_up")
             # Another invite of the same project may have let this user in meanwhile.
             inserted = await conn.fetchval(
-                "INSERT INTO members VALUES ($1, $2, 'viewer', $3) ON CONFLICT DO NOTHING"
-                " RETURNING role", project.id, user_id, _ms(now))
+                "INSERT INTO members VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+                " RETURNING role", project.id, user_id, inv["role"], _ms(now))
             if inserted is None:
                 return project, await conn.fetchval(
                     "SELECT role FROM members WHERE project_id = $1 AND user_id = $2",
                     project.id, user_id)
             await conn.execute("UPDATE invites SET uses = uses + 1 WHERE code = $1", code)
-            return project, "viewer"
+            return project, inserted
 
     # -- the event log ----------------------------------------------------------------------------
 
     async def append_events(self, project_id: str, changes: list[Change], now: datetime,
-                            idempotency_key: str | None, request_digest: str) -> AppendResult:
+                            idempotency_key: str | None, request_digest: str, *,
+                            author: Author, bases: dict[int, str | None] | None = None,
+                            ) -> AppendResult:
         created = _ms(now)
         async with self.pool.acquire() as conn, conn.transaction():
             if idempotency_key is not None:
@@ -302,15 +346,33 @@ class PostgresStore(Store):
                 " WHERE id = $3 RETURNING last_seq", n, created, project_id)
             if last_seq is None:  # deleted between the role check and now
                 raise not_found("no such project")
+            # Read only now that this transaction holds the project's row lock (taken by the
+            # update above, rolled back with it on a refusal): each statement reads what was
+            # committed before it began, so a role change or another post cannot slip in
+            # between these checks and the append.
+            role = await conn.fetchval(
+                "SELECT role FROM members WHERE project_id = $1 AND user_id = $2",
+                project_id, author.id)
+            if role is None:
+                raise not_found("no such project, or you are not a member")
+            if role not in WRITER_ROLES:
+                raise NotWriter()
+            if bases:
+                current = await _path_states(conn, project_id, {changes[i].path for i in bases})
+                conflicts = find_conflicts(changes, bases, current)
+                if conflicts:
+                    raise Conflict(conflicts)
             first = last_seq - n + 1
-            events = [Event(project_id, first + i, c, created) for i, c in enumerate(changes)]
+            events = [Event(project_id, first + i, c, created, author)
+                      for i, c in enumerate(changes)]
             await conn.execute(
-                "INSERT INTO events (project_id, seq, path, op, hash, size, mtime, created_at)"
-                " SELECT $1, t.* , $8 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[],"
-                " $6::bigint[], $7::bigint[]) AS t",
+                "INSERT INTO events (project_id, seq, path, op, hash, size, mtime, created_at,"
+                " author_id, author_name)"
+                " SELECT $1, t.* , $8, $9, $10 FROM unnest($2::bigint[], $3::text[], $4::text[],"
+                " $5::text[], $6::bigint[], $7::bigint[]) AS t",
                 project_id, [e.seq for e in events], [c.path for c in changes],
                 [c.op for c in changes], [c.hash for c in changes], [c.size for c in changes],
-                [c.mtime for c in changes], created)
+                [c.mtime for c in changes], created, author.id, author.name)
             deleted, kept = _final_states(events)
             if deleted:
                 await conn.execute("DELETE FROM files WHERE project_id = $1 AND path = ANY($2::text[])",
@@ -340,15 +402,14 @@ class PostgresStore(Store):
                            prefixes: tuple[str, ...] = ()) -> tuple[list[Event], int, bool]:
         where, args = prefix_clause(prefixes, 4)
         rows = await self.pool.fetch(
-            "SELECT p.last_seq, e.seq, e.path, e.op, e.hash, e.size, e.mtime, e.created_at"
+            "SELECT p.last_seq, e.seq, e.path, e.op, e.hash, e.size, e.mtime, e.created_at,"
+            " e.author_id, e.author_name"
             " FROM projects p LEFT JOIN LATERAL (SELECT * FROM events"
             f" WHERE project_id = p.id AND seq > $2{where} ORDER BY seq LIMIT $3) e ON true"
             " WHERE p.id = $1 ORDER BY e.seq", project_id, since_seq, limit + 1, *args)
         if not rows:
             return [], 0, False
-        events = [Event(project_id, r["seq"], Change(r["path"], r["op"], r["hash"], r["size"],
-                                                     r["mtime"]), r["created_at"])
-                  for r in rows if r["seq"] is not None]
+        events = [_event(project_id, r) for r in rows if r["seq"] is not None]
         return events[:limit], rows[0]["last_seq"], len(events) > limit
 
     async def last_seq(self, project_id: str) -> int:
@@ -384,7 +445,8 @@ class PostgresStore(Store):
         where, args = path_clause(prefix, 4)
         rows = await self.pool.fetch(
             "SELECT last.path AS deleted_path, last.seq AS deleted_seq, d.created_at AS deleted_at,"
-            " v.seq, v.path, v.op, v.hash, v.size, v.mtime, v.created_at"
+            " v.seq, v.path, v.op, v.hash, v.size, v.mtime, v.created_at, v.author_id,"
+            " v.author_name"
             " FROM (SELECT path, MAX(seq) AS seq FROM events"
             f"       WHERE project_id = $1 AND path > $2{where} GROUP BY path) last"
             " JOIN events d ON d.project_id = $1 AND d.seq = last.seq AND d.op = 'delete'"

@@ -26,7 +26,10 @@ from vidsync.changes import Change
 from vidsync.errors import not_found
 from vidsync.store import migrations
 from vidsync.store.base import (
+    WRITER_ROLES,
     AppendResult,
+    Author,
+    Conflict,
     DeletedFile,
     Event,
     FileEntry,
@@ -34,10 +37,13 @@ from vidsync.store.base import (
     Invite,
     InviteError,
     Member,
+    NotWriter,
+    PathState,
     Project,
     Store,
     User,
     VersionRefs,
+    find_conflicts,
 )
 
 T = TypeVar("T")
@@ -83,14 +89,34 @@ def _project(row: sqlite3.Row) -> Project:
                    _dt(row["created_at"]), row["last_seq"], _dt(row["last_activity_at"]))
 
 
+@lru_cache(maxsize=1024)  # one object per author, like the timestamps
+def _author(author_id: str | None, name: str | None) -> Author | None:
+    return None if author_id is None else Author(author_id, name or "")
+
+
 def _event(project_id: str, row: sqlite3.Row) -> Event:
     change = Change(row["path"], row["op"], row["hash"], row["size"], row["mtime"])
-    return Event(project_id, row["seq"], change, _dt(row["created_at"]))
+    return Event(project_id, row["seq"], change, _dt(row["created_at"]),
+                 _author(row["author_id"], row["author_name"]))
 
 
 def _invite(row: sqlite3.Row) -> Invite:
     return Invite(row["code"], row["project_id"], _dt(row["created_at"]), _dt(row["expires_at"]),
-                  row["max_uses"], row["uses"], row["revoked_at"] is not None)
+                  row["max_uses"], row["uses"], row["revoked_at"] is not None, row["role"])
+
+
+def _path_states(conn: sqlite3.Connection, project_id: str, paths: set[str]) -> dict[str, PathState]:
+    """Each path's latest event (one seek each on events_by_path), as the state it left."""
+    states = {}
+    for path in paths:
+        row = conn.execute(
+            "SELECT seq, op, hash, author_id, author_name FROM events"
+            " WHERE project_id = ? AND path = ? ORDER BY seq DESC LIMIT 1",
+            (project_id, path)).fetchone()
+        states[path] = PathState(None, None, None) if row is None else PathState(
+            row["hash"] if row["op"] != "delete" else None, row["seq"],
+            _author(row["author_id"], row["author_name"]))
+    return states
 
 
 class SqliteStore(Store):
@@ -288,22 +314,40 @@ class SqliteStore(Store):
             rows = conn.execute(
                 "SELECT m.user_id, u.email, u.name, m.role, m.joined_at FROM members m"
                 " JOIN users u ON u.id = m.user_id WHERE m.project_id = ?"
-                " ORDER BY m.role = 'viewer', m.joined_at", (project_id,)).fetchall()
+                " ORDER BY m.role <> 'owner', m.joined_at", (project_id,)).fetchall()
             return [Member(r["user_id"], r["email"], r["name"], r["role"], _dt(r["joined_at"]))
                     for r in rows]
 
         return await self._read(q)
 
+    async def set_member_role(self, project_id: str, user_id: str, role: str) -> Member | None:
+        def tx(conn: sqlite3.Connection) -> Member | None:
+            # The one writer thread runs this and append_events one at a time: a post after the
+            # commit sees the new role.
+            conn.execute("UPDATE members SET role = ? WHERE project_id = ? AND user_id = ?"
+                         " AND role <> 'owner'", (role, project_id, user_id))
+            r = conn.execute(
+                "SELECT m.user_id, u.email, u.name, m.role, m.joined_at FROM members m"
+                " JOIN users u ON u.id = m.user_id WHERE m.project_id = ? AND m.user_id = ?"
+                " AND m.role <> 'owner'", (project_id, user_id)).fetchone()
+            return None if r is None else Member(r["user_id"], r["email"], r["name"], r["role"],
+                                                 _dt(r["joined_at"]))
+
+        return await self._write(tx)
+
     async def remove_member(self, project_id: str, user_id: str) -> bool:
         return await self._write(lambda c: c.execute(
-            "DELETE FROM members WHERE project_id = ? AND user_id = ? AND role = 'viewer'",
+            "DELETE FROM members WHERE project_id = ? AND user_id = ? AND role <> 'owner'",
             (project_id, user_id)).rowcount > 0)
 
     async def create_invite(self, code: str, project_id: str, created_by: str, now: datetime,
-                            expires_at: datetime, max_uses: int | None) -> Invite:
+                            expires_at: datetime, max_uses: int | None,
+                            role: str = "viewer") -> Invite:
         def tx(conn: sqlite3.Connection) -> Invite:
-            conn.execute("INSERT INTO invites VALUES (?, ?, ?, ?, ?, ?, 0, NULL)",
-                         (code, project_id, created_by, _ms(now), _ms(expires_at), max_uses))
+            conn.execute("INSERT INTO invites (code, project_id, created_by, created_at,"
+                         " expires_at, max_uses, uses, revoked_at, role)"
+                         " VALUES (?, ?, ?, ?, ?, ?, 0, NULL, ?)",
+                         (code, project_id, created_by, _ms(now), _ms(expires_at), max_uses, role))
             return _invite(conn.execute("SELECT * FROM invites WHERE code = ?",
                                         (code,)).fetchone())
 
@@ -343,18 +387,21 @@ class SqliteStore(Store):
             if inv["max_uses"] is not None and inv["uses"] >= inv["max_uses"]:
                 raise InviteError("used_up")
             conn.execute("UPDATE invites SET uses = uses + 1 WHERE code = ?", (code,))
-            conn.execute("INSERT INTO members VALUES (?, ?, 'viewer', ?)",
-                         (project.id, user_id, _ms(now)))
-            return project, "viewer"
+            conn.execute("INSERT INTO members VALUES (?, ?, ?, ?)",
+                         (project.id, user_id, inv["role"], _ms(now)))
+            return project, inv["role"]
 
         return await self._write(tx)
 
     # -- the event log ----------------------------------------------------------------------------
 
     async def append_events(self, project_id: str, changes: list[Change], now: datetime,
-                            idempotency_key: str | None, request_digest: str) -> AppendResult:
+                            idempotency_key: str | None, request_digest: str, *,
+                            author: Author, bases: dict[int, str | None] | None = None,
+                            ) -> AppendResult:
         now_ms = _ms(now)
         created = _dt(now_ms)
+        author = _author(author.id, author.name) or author
 
         def tx(conn: sqlite3.Connection) -> AppendResult:
             if idempotency_key is not None:
@@ -368,6 +415,19 @@ class SqliteStore(Store):
                         raise IdempotencyMismatch()
                     response = json.loads(row["response"])
                     return AppendResult([], response["last_seq"], response, replayed=True)
+            # Inside the writer's transaction: a role change or another post cannot come
+            # between these checks and the append.
+            role = conn.execute("SELECT role FROM members WHERE project_id = ? AND user_id = ?",
+                                (project_id, author.id)).fetchone()
+            if role is None:  # removed, or the project deleted, since the caller was checked
+                raise not_found("no such project, or you are not a member")
+            if role[0] not in WRITER_ROLES:
+                raise NotWriter()
+            if bases:
+                current = _path_states(conn, project_id, {changes[i].path for i in bases})
+                conflicts = find_conflicts(changes, bases, current)
+                if conflicts:
+                    raise Conflict(conflicts)
             n = len(changes)
             row = conn.execute(
                 "UPDATE projects SET last_seq = last_seq + ?, last_activity_at = ?"
@@ -376,11 +436,13 @@ class SqliteStore(Store):
                 raise not_found("no such project")
             last_seq = row[0]
             first = last_seq - n + 1
-            events = [Event(project_id, first + i, c, created) for i, c in enumerate(changes)]
+            events = [Event(project_id, first + i, c, created, author)
+                      for i, c in enumerate(changes)]
             conn.executemany(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(project_id, e.seq, c.path, c.op, c.hash, c.size, c.mtime, now_ms)
-                 for e, c in zip(events, changes, strict=True)])
+                "INSERT INTO events (project_id, seq, path, op, hash, size, mtime, created_at,"
+                " author_id, author_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(project_id, e.seq, c.path, c.op, c.hash, c.size, c.mtime, now_ms, author.id,
+                  author.name) for e, c in zip(events, changes, strict=True)])
             # Runs of deletes and of upserts, each one executemany, in the batch's order (a
             # batch may delete a path and create it again).
             pairs = zip(events, changes, strict=True)
@@ -468,7 +530,8 @@ class SqliteStore(Store):
         def q(conn: sqlite3.Connection) -> list[DeletedFile]:
             rows = conn.execute(
                 "SELECT last.path, last.seq AS deleted_seq, d.created_at AS deleted_at,"
-                " v.seq, v.path, v.op, v.hash, v.size, v.mtime, v.created_at"
+                " v.seq, v.path, v.op, v.hash, v.size, v.mtime, v.created_at, v.author_id,"
+                " v.author_name"
                 " FROM (SELECT path, MAX(seq) AS seq FROM events"
                 f"       WHERE project_id = ?{where} AND path > ? GROUP BY path) last"
                 " JOIN events d ON d.project_id = ? AND d.seq = last.seq AND d.op = 'delete'"
