@@ -230,6 +230,41 @@ class Client:
         return await self.request("GET", f"/api/projects/{quote(project_id)}/files",
                                   params=_paths_param(paths))
 
+    # -- version history ----------------------------------------------------------------------------
+
+    async def history(self, project_id: str, path: str, before_seq: int | None = None,
+                      limit: int | None = None) -> dict:
+        """A path's versions, newest first (``dir/`` a folder's, ``/`` all):
+        ``{versions: [{seq, path, op, hash, size, mtime, author, created_at, available}],
+        has_more}``; the next page is ``before_seq`` = the last seq."""
+        params: dict[str, Any] = {"path": path}
+        if before_seq is not None:
+            params["before_seq"] = before_seq
+        if limit is not None:
+            params["limit"] = limit
+        return await self.request("GET", f"/api/projects/{quote(project_id)}/files/history",
+                                  params=params)
+
+    async def deleted(self, project_id: str, prefix: str | None = None, after: str | None = None,
+                      limit: int | None = None) -> dict:
+        """Deleted paths with their last version: ``{files: [{path, deleted_seq, deleted_at,
+        last_version}], has_more}``; the next page is ``after`` = the last path."""
+        params: dict[str, Any] = {}
+        for name, value in (("prefix", prefix), ("after", after), ("limit", limit)):
+            if value is not None:
+                params[name] = value
+        return await self.request("GET", f"/api/projects/{quote(project_id)}/files/deleted",
+                                  params=params)
+
+    async def restore(self, project_id: str, path: str, seq: int,
+                      idempotency_key: str | None = None) -> dict:
+        """Bring back a file's version (``seq`` one of its versions) or a folder (``dir/``) as
+        of ``seq``: ``{results, last_seq}`` as ``post_changes``. 410 ``expired`` when the content
+        is no longer kept."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return await self.request("POST", f"/api/projects/{quote(project_id)}/files/restore",
+                                  json={"path": path, "seq": seq}, headers=headers)
+
     # -- content ------------------------------------------------------------------------------------
 
     async def check_blocks(self, project_id: str, hashes: Sequence[str]) -> list[str]:
