@@ -140,6 +140,7 @@ def test_bad_restores_append_nothing(api: Api, token: str, project: str) -> None
                           json=["x.txt"]), 400, "invalid_body")
     viewer, _ = api.viewer(token, project)
     assert_error(restore(api, viewer, project, "x.txt", first[0]), 403, "forbidden")
+    editor, editor_user = api.editor(token, project)
     stranger, _ = api.register("stranger")
     assert_error(restore(api, stranger, project, "x.txt", first[0]), 404)
     assert_error(api.get(f"/api/projects/{project}/files/history", token=stranger,
@@ -149,8 +150,13 @@ def test_bad_restores_append_nothing(api: Api, token: str, project: str) -> None
     assert_error(api.get(f"/api/projects/{project}/files/history", token=token,
                          params={"path": "a/../b"}), 400, "invalid_path")
     assert last_seq(api, token, project) == before
-    # A viewer reads history.
+    # A viewer reads history; an editor restores, and is the new version's author.
     assert history(api, viewer, project, "x.txt")["versions"][0]["seq"] == deleted
+    r = restore(api, editor, project, "x.txt", first[0])
+    assert r.status_code == 200, r.text
+    newest = history(api, viewer, project, "x.txt")["versions"][0]
+    assert newest["op"] == "create" and newest["author"] == {"id": editor_user["id"],
+                                                             "name": editor_user["name"]}
 
 
 def test_restore_is_idempotent_with_a_key(api: Api, token: str, project: str) -> None:
