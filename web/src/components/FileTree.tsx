@@ -15,6 +15,8 @@ import {
 export type Download = (node: FileNode | FolderNode) => void;
 /** Opens a file in the player. */
 export type Play = (node: FileNode) => void;
+/** Shows a file's versions. */
+export type ShowVersions = (node: FileNode) => void;
 
 /** Projects up to this many files open with every folder open; larger ones with none. */
 const OPEN_ALL_MAX = 2_000;
@@ -32,6 +34,7 @@ interface Props {
   /** Absent when the page may no longer download (the member was removed). */
   download?: Download;
   play?: Play;
+  showVersions?: ShowVersions;
 }
 
 /**
@@ -40,7 +43,7 @@ interface Props {
  * visible rows are a flat list (recomputed when the tree changes or something opens) that a
  * virtualizer windows, so 100,000 files cost what a screenful does.
  */
-export function FileTree({ model, version, baseSeq, download, play }: Props) {
+export function FileTree({ model, version, baseSeq, download, play, showVersions }: Props) {
   const [openByDefault] = useState(() => model.fileCount <= OPEN_ALL_MAX);
   // Paths whose state differs from the default (folders), or that are open (sequences).
   const [toggled, setToggled] = useState<ReadonlySet<string>>(() => new Set());
@@ -99,6 +102,7 @@ export function FileTree({ model, version, baseSeq, download, play }: Props) {
                     changed={node.file.seq > baseSeq}
                     download={download}
                     play={play}
+                    showVersions={showVersions}
                   />
                 ) : (
                   <GroupRow
@@ -179,12 +183,14 @@ function FileRow({
   changed,
   download,
   play,
+  showVersions,
 }: {
   node: FileNode;
   depth: number;
   changed: boolean;
   download: Download | undefined;
   play: Play | undefined;
+  showVersions: ShowVersions | undefined;
 }) {
   const { file } = node;
   return (
@@ -207,6 +213,9 @@ function FileRow({
         )}
         {download && (
           <ActionButton label={`Download ${node.path}`} icon="⤓" onClick={() => download(node)} />
+        )}
+        {showVersions && (
+          <ActionButton label={`Versions of ${node.path}`} icon="⟲" onClick={() => showVersions(node)} />
         )}
       </span>
     </div>

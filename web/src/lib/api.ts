@@ -65,6 +65,37 @@ export interface FileEntry {
   seq: number;
 }
 
+/** One version of a path, from the event log (`available`: its content is still stored). */
+export interface Version {
+  seq: number;
+  path: string;
+  op: Op;
+  hash: string | null;
+  size: number | null;
+  mtime: number | null;
+  author: { id: string; name: string | null } | null;
+  created_at: string;
+  available: boolean;
+}
+
+export interface DeletedFile {
+  path: string;
+  deleted_seq: number;
+  deleted_at: string;
+  last_version: Version;
+}
+
+/** Bytes of distinct stored blocks (shared ones counted once). */
+export interface Usage {
+  live_bytes: number;
+  history_bytes: number;
+  pending_bytes: number;
+  reclaimable_bytes: number;
+  stored_bytes: number;
+  quota_bytes: number;
+  retention_s: number;
+}
+
 export interface EventsPage {
   events: ProjectEvent[];
   last_seq: number;
@@ -149,7 +180,7 @@ export const api = {
       ...(description ? { description } : {}),
     }),
   getProject: (token: string, id: string) =>
-    request<{ project: Project; role: Role; members: Member[] }>(
+    request<{ project: Project; role: Role; members: Member[]; usage?: Usage }>(
       'GET',
       `/api/projects/${enc(id)}`,
       token,
@@ -180,6 +211,33 @@ export const api = {
       `/api/projects/${enc(id)}/download-links`,
       token,
       target,
+    ),
+  /** A path's versions, newest first (`dir/` a folder's, `/` everything). */
+  history: (token: string, id: string, path: string, beforeSeq?: number) => {
+    const params = new URLSearchParams({ path, limit: '100' });
+    if (beforeSeq !== undefined) params.set('before_seq', String(beforeSeq));
+    return request<{ versions: Version[]; has_more: boolean }>(
+      'GET',
+      `/api/projects/${enc(id)}/files/history?${params}`,
+      token,
+    );
+  },
+  deleted: (token: string, id: string, after?: string) => {
+    const params = new URLSearchParams({ limit: '100' });
+    if (after !== undefined) params.set('after', after);
+    return request<{ files: DeletedFile[]; has_more: boolean }>(
+      'GET',
+      `/api/projects/${enc(id)}/files/deleted?${params}`,
+      token,
+    );
+  },
+  /** Brings a version back as a new change, which every mirror applies. */
+  restore: (token: string, id: string, path: string, seq: number) =>
+    request<{ results: { path: string; op: Op; seq: number }[]; last_seq: number }>(
+      'POST',
+      `/api/projects/${enc(id)}/files/restore`,
+      token,
+      { path, seq },
     ),
   events: (
     token: string,

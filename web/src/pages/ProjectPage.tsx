@@ -1,10 +1,13 @@
 import { useCallback, useEffect, useState } from 'react';
 import { ActivityFeed } from '../components/ActivityFeed';
 import { ConnectionIndicator } from '../components/ConnectionIndicator';
+import { DeletedFiles } from '../components/DeletedFiles';
 import { type Download, FileTree } from '../components/FileTree';
 import { InvitesPanel } from '../components/InvitesPanel';
 import { MembersPanel } from '../components/MembersPanel';
+import { StorageUsage } from '../components/StorageUsage';
 import { SyncBadge } from '../components/SyncBadge';
+import { VersionsPanel } from '../components/VersionsPanel';
 import { useProjectEvents } from '../hooks/useProjectEvents';
 import { useSyncBadge } from '../hooks/useSyncBadge';
 import {
@@ -12,6 +15,7 @@ import {
   type Project,
   type ProjectEvent,
   type Role,
+  type Usage,
   ApiError,
   api,
 } from '../lib/api';
@@ -29,6 +33,7 @@ interface ProjectInfo {
   project: Project;
   role: Role;
   members: Member[];
+  usage?: Usage;
 }
 
 function describeLoadError(err: unknown): string {
@@ -48,6 +53,8 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
   const [lastSeq, setLastSeq] = useState<number | null>(null);
   const [feed, setFeed] = useState<ProjectEvent[]>([]);
   const [downloadError, setDownloadError] = useState<string | null>(null);
+  // The file whose versions are shown, if any.
+  const [versionsOf, setVersionsOf] = useState<string | null>(null);
   const { badge, showEvents } = useSyncBadge();
   usePageTitle(info?.project.name ?? 'Project');
 
@@ -137,6 +144,9 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
   }
 
   const isOwner = info?.role === 'owner';
+  // Who may write ('editor' arrives with roles): restore is a write.
+  const canWrite = isOwner || (info?.role as string | undefined) === 'editor';
+  const live = state.kind !== 'ended';
   return (
     <>
       <div className="project-head">
@@ -182,6 +192,7 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
               version={treeVersion}
               baseSeq={baseSeq}
               download={state.kind === 'ended' ? undefined : download}
+              showVersions={live ? (node) => setVersionsOf(node.path) : undefined}
             />
           )}
         </section>
@@ -190,6 +201,27 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
           <ActivityFeed events={feed} />
         </section>
       </div>
+
+      {live && versionsOf !== null && (
+        <VersionsPanel
+          projectId={projectId}
+          token={token}
+          path={versionsOf}
+          canRestore={canWrite}
+          lastSeq={lastSeq}
+          onClose={() => setVersionsOf(null)}
+        />
+      )}
+      {live && (
+        <DeletedFiles
+          projectId={projectId}
+          token={token}
+          canRestore={canWrite}
+          lastSeq={lastSeq}
+          showVersions={setVersionsOf}
+        />
+      )}
+      {info?.usage && <StorageUsage usage={info.usage} />}
 
       {/* After a removal the member list is stale and no longer theirs to see. */}
       {info && state.kind !== 'ended' && (
