@@ -258,7 +258,7 @@ def run_one(name: str, args: argparse.Namespace, workdir: Path) -> RunResult:
         argv = ["node", str(LOADGEN / "loadgen.js"), "--url", base_url, "--mode", mode,
                 "--project", project_id, "--subscribers", str(args.subscribers),
                 "--procs", str(args.procs), "--events", str(args.events),
-                "--interval-ms", str(args.interval_ms),
+                "--interval-ms", str(args.interval_ms), "--post-mode", args.post_mode,
                 "--drain-timeout-s", str(args.drain_timeout_s)]
         if token:
             argv += ["--token", token]
@@ -342,21 +342,25 @@ def cpu_split(r: RunResult) -> str:
     return f"{r.server_cpu_cores:.2f}/{loadgen_cores(r):.2f}/{other:.2f}"
 
 
-def print_tables(results: list[RunResult]) -> None:
-    main_rows = [("server", "subscribers", "p50", "p99", "max", "peak RSS", "RSS/connection",
-                  "deliveries checked", "violations")]
+def print_tables(results: list[RunResult], load: tuple[float, float, float]) -> None:
+    print("load average at the start: {:.2f} {:.2f} {:.2f}; at the end: {:.2f} {:.2f} {:.2f}"
+          .format(*load, *os.getloadavg()))
+    main_rows = [("server", "subscribers", "p50", "p99", "max", "CPU/delivery", "peak RSS",
+                  "RSS/connection", "deliveries checked", "violations")]
     diag_rows = [("server", "posts ok/failed", "post interval", "answer p50", "deliveries/s",
-                  "per server CPU-s", "after answer p99", "CPU server/loadgen/other",
+                  "after answer p99", "CPU server/loadgen/other",
                   "loadgen ELU", "disconnects")]
     for r in results:
         lg = r.loadgen
         if not lg:
             main_rows.append((r.server, str(r.subscribers), "error: " + (r.error or "?"),
-                              "", "", mib(r.rss_peak_bytes), "", "", ""))
+                              "", "", "", mib(r.rss_peak_bytes), "", "", ""))
             continue
         lat = lg["latency_ms"]
         main_rows.append((
             r.server, str(r.subscribers), ms(lat["p50"]), ms(lat["p99"]), ms(lat["max"]),
+            "-" if r.deliveries_per_cpu_second is None
+            else f"{1e6 / r.deliveries_per_cpu_second:.1f} µs",
             mib(r.rss_peak_bytes), kib(r.rss_per_connection_bytes),
             f"{lg['deliveries']}/{lg['expected_deliveries']}", str(lg["violation_total"]),
         ))
@@ -364,7 +368,6 @@ def print_tables(results: list[RunResult]) -> None:
         diag_rows.append((
             r.server, f"{posts['ok']}/{posts['failed']}", ms(posts["achieved_interval_ms"]),
             ms(posts["response_ms"]["p50"]), str(lg["delivery_rate_per_s"]),
-            "-" if r.deliveries_per_cpu_second is None else f"{r.deliveries_per_cpu_second:.0f}",
             ms(lg["last_delivery_after_answer_ms"]["p99"]), cpu_split(r),
             "/".join(f"{u:.2f}" for u in lg["loadgen"]["event_loop_utilization"]),
             json.dumps(lg["disconnects"]) if lg["disconnects"] else "0",
@@ -428,7 +431,9 @@ def write_json(results: list[RunResult], args: argparse.Namespace) -> Path:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "node": node_version.strip()},
         "config": {"subscribers": args.subscribers, "events": args.events,
-                   "interval_ms": args.interval_ms, "procs": args.procs, "repeat": args.repeat},
+                   "interval_ms": args.interval_ms, "post_mode": args.post_mode,
+                   "procs": args.procs, "repeat": args.repeat},
+        "load_average": os.getloadavg(),
         "runs": [
             {"server": r.server, "error": r.error,
              "rss_idle_bytes": r.rss_idle_bytes, "rss_subscribed_bytes": r.rss_subscribed_bytes,
@@ -453,6 +458,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--subscribers", type=int, default=1000)
     p.add_argument("--events", type=int, default=2000, help="measured changes to post")
     p.add_argument("--interval-ms", type=float, default=2.0, help="time between two posts")
+    p.add_argument("--post-mode", choices=("open", "sequential"), default="open",
+                   help="open: a post every --interval-ms, answered or not; sequential: one "
+                        "post at a time, each --interval-ms after the previous answer")
     p.add_argument("--procs", type=int, default=2, help="subscriber processes")
     p.add_argument("--drain-timeout-s", type=float, default=120.0,
                    help="how long after the last post every delivery may take to arrive")
@@ -478,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_npm_deps(NODE_REF)
     workdir = Path(tempfile.mkdtemp(prefix="vidsync-fanout-"))
     results = []
+    load = os.getloadavg()
     try:
         for round_ in range(args.repeat):
             for name in args.servers:
@@ -486,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(run_one(name, args, run_dir))
     finally:
         if results:
-            print_tables(results)
+            print_tables(results, load)
             log(f"results: {write_json(results, args).relative_to(REPO)}")
         if any(r.error for r in results):
             log(f"server logs kept in {workdir}")

@@ -36,6 +36,9 @@ const { values: opts } = parseArgs({
     procs: { type: 'string', default: '2' },
     events: { type: 'string', default: '2000' },
     'interval-ms': { type: 'string', default: '2' },
+    // open: post i is due at t0 + i * interval, answered or not (a watcher that does not
+    // wait). sequential: one post at a time, each issued interval after the previous answer.
+    'post-mode': { type: 'string', default: 'open' },
     'connect-concurrency': { type: 'string', default: '20' },
     'post-concurrency': { type: 'string', default: '16' },
     'settle-ms': { type: 'string', default: '1000' },
@@ -53,6 +56,7 @@ const cfg = {
   procs: Number(opts.procs),
   events: Number(opts.events),
   intervalMs: Number(opts['interval-ms']),
+  postMode: opts['post-mode'],
   connectConcurrency: Number(opts['connect-concurrency']),
   postConcurrency: Number(opts['post-concurrency']),
   settleMs: Number(opts['settle-ms']),
@@ -60,6 +64,7 @@ const cfg = {
   subscriberNice: Number(opts['subscriber-nice']),
 };
 if (!['vidsync', 'seed'].includes(cfg.mode)) throw new Error(`--mode must be vidsync or seed, not ${cfg.mode}`);
+if (!['open', 'sequential'].includes(cfg.postMode)) throw new Error(`--post-mode must be open or sequential, not ${cfg.postMode}`);
 if (!cfg.projectId) throw new Error('--project is required');
 
 const log = (...args) => console.error('[loadgen]', ...args);
@@ -236,8 +241,9 @@ async function primeSeedClients(workers) {
 
 // ---- poster ------------------------------------------------------------------------
 
-// Open loop: change i is due at t0 + i * interval whether or not earlier posts have been
-// answered, like a watcher that does not wait for the server.
+// --post-mode open: change i is due at t0 + i * interval whether or not earlier posts have
+// been answered, like a watcher that does not wait for the server. --post-mode sequential:
+// one post at a time, each interval after the previous answer, like an agent that waits.
 function postAll() {
   return new Promise((resolve) => {
     const stats = { ok: 0, failed: 0, firstError: null, lastSeq: 0, lagMs: [], responseMs: [] };
@@ -249,13 +255,14 @@ function postAll() {
     let pending = 0;
     let lastIssuedMs = t0;
 
-    const issue = (i) => {
+    // Post change i, due at dueMs; resolves once it is answered (or failed).
+    const issue = (i, dueMs) => {
       const sentMs = nowMs();
       if (i === 0) stats.firstIssuedMs = sentMs;
       lastIssuedMs = sentMs;
-      stats.lagMs.push(sentMs - (t0 + i * cfg.intervalMs));
+      stats.lagMs.push(sentMs - dueMs);
       pending += 1;
-      postChange(measuredPath(i, sentMs), sentMs)
+      return postChange(measuredPath(i, sentMs), sentMs)
         .then(
           (res) => {
             if (res.status === 200) {
@@ -282,10 +289,24 @@ function postAll() {
         });
     };
 
+    if (cfg.postMode === 'sequential') {
+      // One at a time: the next post leaves interval ms after the previous one's answer.
+      let due = t0;
+      const step = () => {
+        if (next === cfg.events) return;
+        const i = next++;
+        issue(i, due).finally(() => {
+          due = nowMs() + cfg.intervalMs;
+          setTimeout(step, cfg.intervalMs);
+        });
+      };
+      step();
+      return;
+    }
     const tick = () => {
       // Issue everything that is due (catching up if a timer fired late), then sleep
       // until the next one.
-      while (next < cfg.events && t0 + next * cfg.intervalMs <= nowMs()) issue(next++);
+      while (next < cfg.events && t0 + next * cfg.intervalMs <= nowMs()) issue(next, t0 + next++ * cfg.intervalMs);
       if (next < cfg.events) setTimeout(tick, Math.max(0, t0 + next * cfg.intervalMs - nowMs()));
     };
     tick();

@@ -53,6 +53,8 @@ class Channel:
     # Events accepted for delivery but not yet written, and when the oldest was committed.
     pending: list[list[Event]] = field(default_factory=list)
     pending_since: float | None = None
+    # Resolved when the pending events are written; made only when someone waits (``written``).
+    flushed: asyncio.Future[None] | None = None
 
 
 class _Encoded:
@@ -220,6 +222,18 @@ class Hub:
 
     # -- publishing ---------------------------------------------------------------------------------
 
+    async def written(self, project_id: str) -> None:
+        """Return once what was published to the project so far is written to its subscribers'
+        sockets (at once if nothing is waiting). The post that committed the events waits here
+        before it is answered, as the Node design does: a poster cannot outrun its project's
+        fan-out, and its next post does not land in the middle of this one's."""
+        ch = self.channels.get(project_id)
+        if ch is None or not ch.pending:
+            return
+        if ch.flushed is None:
+            ch.flushed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(ch.flushed)
+
     def publish(self, project_id: str, events: list[Event], committed_at: float | None = None) -> None:
         """Fan out committed events (consecutive seqs, ascending) to the project's subscribers."""
         ch = self.channels.get(project_id)
@@ -297,8 +311,10 @@ class Hub:
             ch.pending_since = committed_at
 
     def _flush(self, ch: Channel) -> None:
-        batches, committed_at = ch.pending, ch.pending_since
-        ch.pending, ch.pending_since = [], None
+        batches, committed_at, flushed = ch.pending, ch.pending_since, ch.flushed
+        ch.pending, ch.pending_since, ch.flushed = [], None, None
+        if flushed is not None:
+            flushed.set_result(None)  # its waiters run after this pass has written everything
         if not batches:
             return
         events = [e for batch in batches for e in batch]

@@ -1,8 +1,9 @@
 """The event log over HTTP: post a batch of changes, read events since a seq, list live files.
 
 ``files/update`` appends the whole batch in one transaction (each change one event, consecutive
-seqs) and only then hands the events to the fan-out. ``/events?wait=S`` is the long-polling
-fallback: it parks until the project's log moves past ``since_seq`` or S seconds pass.
+seqs), only then hands the events to the fan-out, and answers once they are written to this
+node's subscribers (so a poster paces itself to its project's fan-out). ``/events?wait=S`` is the
+long-polling fallback: it parks until the project's log moves past ``since_seq`` or S seconds pass.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ async def append_changes(request: web.Request, project_id: str, changes: list[Ch
                                          for i, path, state in e.conflicts]}) from None
     if result.events:
         svc.committed(project_id, result.events, time.monotonic())
+        await svc.hub.written(project_id)
     return result.response
 
 
