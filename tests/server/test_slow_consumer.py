@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import statistics
+import subprocess
 import time
 
 import pytest
@@ -124,3 +126,66 @@ def test_polling_client_that_stops_polling_is_dropped(server_factory, listen, tr
     wait_until(lambda: "slow consumer" in server.log, what="the slow consumer log line")
     r = httpx.get(f"{base}&sid={sid}")
     assert r.status_code == 400 or r.text.startswith("1"), r.text  # gone, or told to close
+
+
+def server_side(server_port: int, client_port: int) -> list[dict]:
+    """The server's end of one TCP connection as ``ss -tnie`` shows it (iproute2): its state, its
+    send queue and its kernel send buffer (``tb`` in skmem). Empty once the socket is gone."""
+    out = subprocess.run(
+        ["ss", "-H", "-tnie", "-m", "state", "all",
+         f"( sport = :{server_port} and dport = :{client_port} )"],
+        capture_output=True, text=True, check=True).stdout
+    entries: list[str] = []
+    for line in out.splitlines():
+        if line[:1].isspace() and entries:
+            entries[-1] += line  # the details of the socket on the line before
+        elif line.strip():
+            entries.append(line)
+    sockets = []
+    for entry in entries:
+        fields = entry.split()
+        tb = re.search(r"\btb(\d+)", entry)
+        sockets.append({"state": fields[0], "send_q": int(fields[2]),
+                        "sndbuf": int(tb.group(1)) if tb else None, "line": entry})
+    return sockets
+
+
+def test_dropped_slow_consumer_is_reset_and_frees_kernel_memory(server_factory) -> None:
+    """A stalled subscriber pins at most the named kernel send buffer, however large
+    --max-buffer is, and when it is dropped its connection is reset: no FIN-WAIT-1 socket is
+    left holding its unsent bytes."""
+    max_buffer, send_buffer = 2 * 1024 * 1024, 256 * 1024
+    server = server_factory(args=["--max-buffer", str(max_buffer), "--send-buffer", "256K"])
+    port = int(server.url.rsplit(":", 1)[1])
+    api = Api(server.url)
+    token, _ = api.register("owner")
+    project = api.project(token)
+    stalled = StalledClient(server.url, token, project)
+    client_port = stalled.ws.sock.getsockname()[1]
+    [sock] = server_side(port, client_port)
+    assert sock["state"] == "ESTAB" and sock["sndbuf"] == 2 * send_buffer, sock
+
+    # About 1.3 MB of events: more than the kernel may hold, less than --max-buffer.
+    batch = 50
+    for post in range(8):
+        r = api.post_changes(token, project, [change(big_path(post, i)) for i in range(batch)])
+        assert r.status_code == 200, r.text
+    wait_until(lambda: server_side(port, client_port)[0]["send_q"] > send_buffer, 10,
+               "the stalled connection's send queue to fill")
+    [sock] = server_side(port, client_port)
+    assert "slow consumer" not in server.log
+    assert sock["send_q"] <= 2 * send_buffer + 64 * 1024, sock
+
+    # Past --max-buffer: dropped, and the kernel lets go of the socket and its queue at once.
+    for post in range(8, 20):
+        r = api.post_changes(token, project, [change(big_path(post, i)) for i in range(batch)])
+        assert r.status_code == 200, r.text
+        if "slow consumer" in server.log:
+            break
+    wait_until(lambda: "slow consumer" in server.log, 10, "the slow consumer to be dropped")
+    wait_until(lambda: not server_side(port, client_port), 2,
+               "the dropped connection to leave the server's socket table")
+    with pytest.raises((ConnectionResetError, websocket.WebSocketConnectionClosedException)):
+        stalled.ws.settimeout(10)
+        while True:  # what the client had received, then the reset
+            stalled.ws.recv_data()

@@ -5,14 +5,21 @@ socket's transport (no task, no await per packet); over polling they wait in a q
 client's next GET takes. Either way the amount waiting is bounded (``max_buffer``): a client that
 stops reading is disconnected rather than allowed to grow the server's memory or hold back others.
 It reconnects and resumes from the last seq it saw.
+
+The kernel's share is bounded too: a WebSocket's send buffer is set to ``send_buffer`` (the kernel
+doubles it), whatever ``max_buffer`` is, and a dropped slow consumer's connection is reset (RST),
+not closed: a close would leave the socket in FIN-WAIT-1 holding its unsent megabytes for as long
+as the client stays silent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -27,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("vidsync.realtime")
 
 
+# Default bound of the kernel's send buffer per WebSocket (SO_SNDBUF; Linux allots twice this).
+KERNEL_SEND_BUFFER = 256 * 1024
+
 # Packets per long-polling response: python-engineio's client drops the connection on a payload
 # of more than 16 ("Too many packets in payload"); the rest waits for the next poll.
 MAX_POLL_PACKETS = 16
@@ -40,15 +50,17 @@ class Session:
     """State of one client: transport, outgoing buffer, heartbeat, and Socket.IO login."""
 
     __slots__ = (
-        "sid", "transport_name", "max_buffer", "ws", "_transport", "_queue", "_queued_bytes",
+        "sid", "transport_name", "max_buffer", "send_buffer", "ws", "_transport", "_queue", "_queued_bytes",
         "_poll_waiter", "_drained", "last_seen", "ping_sent_at", "closed", "upgrading",
         "sio_sid", "user", "token_hash", "projects", "_on_close", "close_reason",
     )
 
-    def __init__(self, max_buffer: int, on_close: Callable[[Session], None]) -> None:
+    def __init__(self, max_buffer: int, on_close: Callable[[Session], None],
+                 send_buffer: int = KERNEL_SEND_BUFFER) -> None:
         self.sid = new_sid()
         self.transport_name = "polling"
         self.max_buffer = max_buffer
+        self.send_buffer = send_buffer
         self.ws: web.WebSocketResponse | None = None
         self._transport: asyncio.Transport | None = None
         self._queue: list[bytes] = []
@@ -169,10 +181,10 @@ class Session:
         self.transport_name = "websocket"
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            # The kernel's send buffer autotunes to megabytes that a stalled client would fill
-            # unseen before max_buffer is reached; bound it by the same figure (the kernel
-            # doubles it and caps it at net.core.wmem_max).
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.max_buffer)
+            # The kernel's send buffer autotunes to megabytes (net.ipv4.tcp_wmem) that a stalled
+            # client would fill unseen: bound it on its own, the bytes beyond it wait in our
+            # buffer, where max_buffer counts them.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         self.upgrading = False
         packets, self._queue, self._queued_bytes = self._queue, [], 0
         self._signal_drained()
@@ -203,7 +215,7 @@ class Session:
         transport = self._transport
         if transport is not None:
             if abort:
-                transport.abort()
+                reset(transport)
             else:
                 if not transport.is_closing():
                     transport.write(protocol.ws_text_frame(protocol.CLOSE_PACKET))
@@ -212,3 +224,14 @@ class Session:
         self._wake_poller()
         self._signal_drained()
         self._on_close(self)
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Drop a connection with a TCP reset: the kernel frees its send queue at once. A plain close
+    (asyncio's ``abort`` included) sends a FIN behind the queued data and keeps all of it until
+    the peer reads it or the kernel gives up, minutes later."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

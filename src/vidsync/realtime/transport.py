@@ -23,7 +23,7 @@ from vidsync.changes import normalize_prefixes
 from vidsync.errors import ApiError
 from vidsync.realtime import protocol
 from vidsync.realtime.hub import Hub
-from vidsync.realtime.session import Session
+from vidsync.realtime.session import KERNEL_SEND_BUFFER, Session
 from vidsync.store import Store, User
 
 log = logging.getLogger("vidsync.realtime")
@@ -40,6 +40,8 @@ class RealtimeConfig:
     max_payload: int = 1_000_000
     # Outgoing bytes a client may leave unread before it is dropped as a slow consumer.
     max_buffer: int = 4 * 1024 * 1024
+    # SO_SNDBUF of each WebSocket: the kernel's share of the unread bytes, bounded apart.
+    send_buffer: int = KERNEL_SEND_BUFFER
     websocket: bool = True
 
 
@@ -98,7 +100,7 @@ class RealtimeServer:
                     session.deliver(frame, ping)
 
     def _new_session(self) -> Session:
-        session = Session(self.config.max_buffer, self._session_closed)
+        session = Session(self.config.max_buffer, self._session_closed, self.config.send_buffer)
         self.sessions[session.sid] = session
         return session
 

@@ -24,6 +24,7 @@ from vidsync.content.config import (
     parse_duration,
     parse_size,
 )
+from vidsync.realtime.session import KERNEL_SEND_BUFFER
 from vidsync.realtime.transport import RealtimeConfig
 from vidsync.server.app import build_app
 from vidsync.server.clientaddr import parse_networks
@@ -107,6 +108,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ping-timeout", type=float, default=20.0, help="seconds")
     p.add_argument("--max-buffer", type=int, default=4 * 1024 * 1024,
                    help="bytes a client may leave unread before it is dropped")
+    p.add_argument("--send-buffer", type=parse_size, default=KERNEL_SEND_BUFFER,
+                   help="kernel send buffer (SO_SNDBUF) per WebSocket, e.g. 256K (default; "
+                        "Linux allots twice this): bounds what a stalled client pins in the "
+                        "kernel, apart from --max-buffer")
     p.add_argument("--no-websocket", action="store_true",
                    help="refuse the WebSocket transport (clients fall back to long-polling)")
     p.add_argument("--token-ttl", type=int, default=int(env("VIDSYNC_TOKEN_TTL", "2592000")),
@@ -152,6 +157,7 @@ def serve(args: argparse.Namespace) -> None:
         metrics_token=args.metrics_token,
         realtime=RealtimeConfig(ping_interval_s=args.ping_interval,
                                 ping_timeout_s=args.ping_timeout, max_buffer=args.max_buffer,
+                                send_buffer=args.send_buffer,
                                 websocket=not args.no_websocket),
         content=content_config(args))
     os.makedirs(config.data_dir, exist_ok=True)
