@@ -58,7 +58,9 @@ class ServerProcess:
     the same data directory and database, as a restarted server would."""
 
     def __init__(self, data_dir: Path, args: list[str] | None = None,
-                 database: str | None = None, port: int | None = None) -> None:
+                 database: str | None = None, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.env = env  # the server's whole environment (None: this process's)
         self.data_dir = data_dir
         self.args = args or []
         self.database = database
@@ -74,7 +76,8 @@ class ServerProcess:
             cmd += ["--database", self.database]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env=self.env)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

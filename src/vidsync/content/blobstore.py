@@ -5,6 +5,7 @@ of one deployment may share it)::
 
     <project_id>/blocks/<first two hex digits>/<sha256>     a block's bytes
     <project_id>/manifests/<sha256>.json                    {hash, size, blocks}
+    <project_id>/posters/<sha256>.jpg                       a video's poster frame (a cache)
     <project_id>/tmp/                                       writes in progress
 
 Every file appears by ``os.replace`` of a complete temporary file, so a reader (on this node or
@@ -103,6 +104,24 @@ class BlobStore:
 
     def manifest_path(self, project_id: str, file_hash: str) -> str:
         return os.path.join(self._project_dir(project_id), "manifests", file_hash + ".json")
+
+    def poster_path(self, project_id: str, file_hash: str) -> str:
+        """A file's cached poster frame (made from its content, so kept per content hash)."""
+        return os.path.join(self._project_dir(project_id), "posters", file_hash + ".jpg")
+
+    def put_cache_file(self, path: str, data: bytes) -> None:
+        """Write a derived file (a poster) whole or not at all; not durable, it can be made
+        again. ``path`` is one of this store's (``poster_path``)."""
+        project_dir = os.path.dirname(os.path.dirname(path))
+        tmp = os.path.join(project_dir, "tmp")
+        os.makedirs(tmp, exist_ok=True)
+        tmp = os.path.join(tmp, secrets.token_hex(12))
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                _finish(f, tmp, path, False)
+        finally:
+            _unlink_quietly(tmp)
 
     def _tmp_path(self, project_id: str) -> str:
         tmp = os.path.join(self._project_dir(project_id), "tmp")

@@ -42,10 +42,17 @@ class LinkGrant:
     kind: str  # "file" or "folder"
     target: str  # the file's path, or the folder prefix ("" for the whole project)
     expires_at: float
+    # A link to play a file in the page: served inline with its media type, and pinned to the
+    # content (``file_hash``) it was made for, so every range of one playback is of one version.
+    inline: bool = False
+    file_hash: str | None = None
 
     def to_json(self) -> dict:
-        return {"p": self.project_id, "u": self.user_id, "k": self.kind, "t": self.target,
-                "e": int(self.expires_at)}
+        raw = {"p": self.project_id, "u": self.user_id, "k": self.kind, "t": self.target,
+               "e": int(self.expires_at)}
+        if self.inline:
+            raw |= {"i": 1, "h": self.file_hash}
+        return raw
 
 
 def _b64(data: bytes) -> str:
@@ -95,7 +102,8 @@ class LinkSigner:
             raise InvalidLink()
         try:
             raw = orjson.loads(_unb64(payload))
-            grant = LinkGrant(raw["p"], raw["u"], raw["k"], raw["t"], float(raw["e"]))
+            grant = LinkGrant(raw["p"], raw["u"], raw["k"], raw["t"], float(raw["e"]),
+                              bool(raw.get("i")), raw.get("h"))
         except (ValueError, KeyError, TypeError):
             raise InvalidLink() from None
         if grant.expires_at < (time.time() if now is None else now):

@@ -3,8 +3,11 @@
 Owners upload; members download. A file is served by streaming its blocks in order, so ranges
 are computed here over the concatenation (aiohttp's ``FileResponse`` does ranges only for one file,
 and its errors are not this API's JSON; blocks use the same code for one consistent behaviour).
-Content is always sent as ``application/octet-stream`` with ``nosniff`` and a sandboxing CSP:
-it is whatever the owner put in the folder, and must never run as a page on the app's origin.
+Content is sent as ``application/octet-stream`` with ``nosniff`` and a sandboxing CSP: it is
+whatever the owner put in the folder, and must never run as a page on the app's origin. The one
+exception is a link made to play a file in the page (``inline``): for the audio and video types of
+``vidsync.content.media``'s allow-list only, it carries that media type (still ``nosniff``,
+sandboxed, and same-origin only), so a ``<video>`` can play it and seek with ranges.
 
 The change check registered in ``Services.change_checks`` is what keeps the promise that no
 event points at content the server does not have.
@@ -37,6 +40,7 @@ from vidsync.content.links import (
     LinkSigner,
     load_secret,
 )
+from vidsync.content.media import PosterMaker, media_type
 from vidsync.content.zipstream import ZipEntry, write_zip
 from vidsync.errors import ApiError, bad_request, not_found
 from vidsync.server.http import (
@@ -52,6 +56,7 @@ from vidsync.store.base import iso
 
 MAX_CHECK_HASHES = 10_000
 DOWNLOAD_PATH = "/api/download/"
+POSTER_SUFFIX = "/poster"
 STREAM_CHUNK = 1024 * 1024
 CONTENT_HEADERS = {
     "Content-Type": "application/octet-stream",
@@ -67,6 +72,7 @@ class ContentService:
         self.blobs = BlobStore(config.blob_dir or os.path.join(data_dir, "blobs"),
                                config.project_quota, config.gc_grace_s)
         self.signer = LinkSigner(load_secret(data_dir))
+        self.posters = PosterMaker(self.blobs)
         self._sizes: dict[tuple[str, str], int] = {}
         self.collector: Collector | None = None  # set by setup, which has the store
         # The last usage measured per project (by a collection or on demand).
@@ -325,13 +331,18 @@ async def create_download_link(request: web.Request) -> web.Response:
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_S:
         raise bad_request(f"'expires_in_s' must be an integer from 1 to {MAX_TTL_S}",
                           code="invalid_expires_in_s")
+    inline = body.get("inline", False)
+    if not isinstance(inline, bool) or (inline and "path" not in body):
+        raise bad_request("'inline' is true or false, and only for a {path}",
+                          code="invalid_inline")
     store = services(request).store
     if "path" in body:
         try:
             path = normalize_path(body["path"])
         except ValueError as e:
             raise bad_request(f"invalid path: {e}", code="invalid_path") from None
-        if await _live_file(store, project_id, path) is None:
+        entry = await _live_file(store, project_id, path)
+        if entry is None:
             raise not_found("no such file in the project")
         kind, target = "file", path
     else:
@@ -344,9 +355,21 @@ async def create_download_link(request: web.Request) -> web.Response:
             raise not_found("no files under this prefix")
         kind, target = "folder", prefixes[0] if prefixes else ""
     expires_at = time.time() + ttl
-    token = _content(request).signer.sign(LinkGrant(project_id, user.id, kind, target, expires_at))
-    return json_response({"url": DOWNLOAD_PATH + token,
-                          "expires_at": iso(datetime.fromtimestamp(expires_at, UTC))})
+    answer: dict = {"expires_at": iso(datetime.fromtimestamp(expires_at, UTC))}
+    if inline:
+        media = media_type(target)
+        if media is None:
+            raise bad_request("only audio and video the browser plays (MP4, WebM, Ogg, MP3, AAC, "
+                              "WAV, FLAC) open in the page; download this file instead",
+                              code="not_playable")
+        grant = LinkGrant(project_id, user.id, kind, target, expires_at, True, entry.hash)
+        url = DOWNLOAD_PATH + _content(request).signer.sign(grant)
+        poster = _content(request).posters.available and media.demuxer is not None
+        answer |= {"media_type": media.mime, "poster_url": url + POSTER_SUFFIX if poster else None}
+    else:
+        url = DOWNLOAD_PATH + _content(request).signer.sign(
+            LinkGrant(project_id, user.id, kind, target, expires_at))
+    return json_response({"url": url, **answer})
 
 
 async def _live_file(store: Store, project_id: str, path: str) -> FileEntry | None:
@@ -361,19 +384,26 @@ def _attachment(name: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-async def download(request: web.Request) -> web.StreamResponse:
-    svc = _content(request)
+async def _grant(request: web.Request) -> LinkGrant:
+    """The link's grant, if it is ours, unexpired, and its user still a member."""
     try:
-        grant = svc.signer.verify(request.match_info["token"])
+        grant = _content(request).signer.verify(request.match_info["token"])
     except InvalidLink:
         raise ApiError(403, "invalid_link", "this download link is not valid") from None
     except ExpiredLink:
         raise ApiError(410, "link_expired", "this download link has expired; ask for a new one") \
             from None
-    store = services(request).store
-    if await store.role_of(grant.project_id, grant.user_id) is None:
+    if await services(request).store.role_of(grant.project_id, grant.user_id) is None:
         raise ApiError(403, "link_revoked", "the link's user is no longer a member of the project")
+    return grant
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    grant = await _grant(request)
+    store = services(request).store
     private = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    if grant.inline:
+        return await _serve_inline(request, grant, private)
     if grant.kind == "file":
         entry = await _live_file(store, grant.project_id, grant.target)
         if entry is None:
@@ -382,6 +412,38 @@ async def download(request: web.Request) -> web.StreamResponse:
         return await serve_manifest(request, grant.project_id, manifest, {
             **private, "Content-Disposition": _attachment(entry.path.rsplit("/", 1)[-1])})
     return await _serve_zip(request, grant, private)
+
+
+async def _serve_inline(request: web.Request, grant: LinkGrant,
+                        headers: dict[str, str]) -> web.StreamResponse:
+    """A file to play in the page: the version the link was made for, with its allow-listed
+    media type (the link is only made for those), inline, and for this origin only."""
+    media = media_type(grant.target)
+    if media is None or grant.file_hash is None:  # not a link we make
+        raise ApiError(403, "invalid_link", "this download link is not valid")
+    manifest = await _manifest_or_404(request, grant.project_id, grant.file_hash)
+    name = grant.target.rsplit("/", 1)[-1]
+    return await serve_manifest(request, grant.project_id, manifest, {
+        **headers, "Content-Type": media.mime,
+        "Content-Disposition": _attachment(name).replace("attachment", "inline", 1),
+        "Cross-Origin-Resource-Policy": "same-origin"})
+
+
+async def poster(request: web.Request) -> web.Response:
+    """A play link's poster frame (JPEG), made by ffmpeg where it is installed."""
+    grant = await _grant(request)
+    media = media_type(grant.target)
+    if not grant.inline or media is None or grant.file_hash is None:
+        raise not_found("only a link to play a video has a poster frame")
+    manifest = await _manifest_or_404(request, grant.project_id, grant.file_hash)
+    data = await _content(request).posters.poster(grant.project_id, manifest, media)
+    if data is None:
+        raise ApiError(404, "no_poster", "no poster frame for this file (audio, ffmpeg not "
+                       "installed on the server, or ffmpeg could not read it)")
+    return web.Response(body=data, headers={
+        "Content-Type": "image/jpeg", "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox", "Cross-Origin-Resource-Policy": "same-origin",
+        "Cache-Control": "private, max-age=3600", "Referrer-Policy": "no-referrer"})
 
 
 async def _serve_zip(request: web.Request, grant: LinkGrant,
@@ -433,6 +495,7 @@ def setup(app: web.Application) -> None:
     r.add_get(base + "/content/{hash}", get_content)
     r.add_post(base + "/download-links", create_download_link)
     r.add_get(DOWNLOAD_PATH + "{token}", download)
+    r.add_get(DOWNLOAD_PATH + "{token}" + POSTER_SUFFIX, poster)
 
 
 

@@ -289,15 +289,29 @@ PATHS: J = {
         {"200": {"description": "The bytes"}, "206": {"description": "A range"}},
         params=[*PID, path_param("hash")])},
     "/api/projects/{project_id}/download-links": {"post": op(
-        "A short-lived signed URL for a browser download (a file, or a folder as a zip)",
-        "member", ok(obj(["url", "expires_at"], url=STR, expires_at=STR)),
+        "A short-lived signed URL for a browser download (a file, or a folder as a zip); with"
+        " inline, a URL to play an allow-listed audio or video file in the page (its media type,"
+        " Range, pinned to the file's current content; 400 not_playable for other files)",
+        "member", ok(obj(["url", "expires_at"], url=STR, expires_at=STR,
+                         media_type={"type": "string", "description": "with inline"},
+                         poster_url={"type": ["string", "null"], "description": "with inline:"
+                                     " the poster frame's URL; null for audio or without"
+                                     " ffmpeg on the server"})),
         body(obj(path=STR, prefix=STR, expires_in_s={"type": "integer", "minimum": 1,
-                                                     "maximum": 3600})), PID)},
+                                                     "maximum": 3600},
+                 inline={"type": "boolean", "default": False,
+                         "description": "to play in the page (a path only)"})), PID)},
     "/api/download/{token}": {"get": op(
         "Open a download link (no header needed): the file (Range supported) or a folder as a"
-        " zip; 403 invalid_link / link_revoked, 410 link_expired", "anyone",
-        {"200": {"description": "The bytes, as an attachment"}, "206": {"description": "A range"}},
+        " zip, or an inline link's file to play (its media type, inline); 403 invalid_link /"
+        " link_revoked, 410 link_expired, 416 range_not_satisfiable", "anyone",
+        {"200": {"description": "The bytes, as an attachment (inline for a link to play)"},
+         "206": {"description": "A range"}},
         params=[path_param("token")])},
+    "/api/download/{token}/poster": {"get": op(
+        "An inline link's poster frame (JPEG, made by ffmpeg on the server and cached per"
+        " content); 404 no_poster without ffmpeg, for audio, or when ffmpeg cannot read the file",
+        "anyone", {"200": {"description": "image/jpeg"}}, params=[path_param("token")])},
     "/api/openapi.json": {"get": op("This document", "anyone", ok(obj()))},
     "/healthz": {"get": op("Liveness", "anyone", ok(obj(ok={"type": "boolean"})))},
     "/readyz": {"get": op(
