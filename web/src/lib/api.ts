@@ -96,6 +96,14 @@ export interface Usage {
   retention_s: number;
 }
 
+export interface PlayLink {
+  url: string;
+  expires_at: string;
+  media_type: string;
+  /** Null for audio, or when the server cannot make poster frames (no ffmpeg). */
+  poster_url: string | null;
+}
+
 export interface EventsPage {
   events: ProjectEvent[];
   last_seq: number;
@@ -239,6 +247,13 @@ export const api = {
       token,
       { path, seq },
     ),
+  /** A URL to play an allow-listed audio or video file in the page (ranges, its media type). */
+  playLink: (token: string, id: string, path: string) =>
+    request<PlayLink>('POST', `/api/projects/${enc(id)}/download-links`, token, {
+      path,
+      inline: true,
+      expires_in_s: 3600,
+    }),
   events: (
     token: string,
     id: string,

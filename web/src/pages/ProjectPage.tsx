@@ -2,7 +2,8 @@ import { useCallback, useEffect, useState } from 'react';
 import { ActivityFeed } from '../components/ActivityFeed';
 import { ConnectionIndicator } from '../components/ConnectionIndicator';
 import { DeletedFiles } from '../components/DeletedFiles';
-import { type Download, FileTree } from '../components/FileTree';
+import { type Download, FileTree, type Play } from '../components/FileTree';
+import { MediaPlayer } from '../components/MediaPlayer';
 import { InvitesPanel } from '../components/InvitesPanel';
 import { MembersPanel } from '../components/MembersPanel';
 import { StorageUsage } from '../components/StorageUsage';
@@ -55,6 +56,7 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
   const [downloadError, setDownloadError] = useState<string | null>(null);
   // The file whose versions are shown, if any.
   const [versionsOf, setVersionsOf] = useState<string | null>(null);
+  const [playing, setPlaying] = useState<string | null>(null);
   const { badge, showEvents } = useSyncBadge();
   usePageTitle(info?.project.name ?? 'Project');
 
@@ -123,6 +125,8 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
         setDownloadError(`Cannot download ${node.path}: ${err instanceof Error ? err.message : err}`),
       );
   };
+
+  const play: Play = (node) => setPlaying(node.path);
 
   // The socket was refused for the token: drop it, which leads to the login page.
   useEffect(() => {
@@ -193,9 +197,23 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
               baseSeq={baseSeq}
               download={state.kind === 'ended' ? undefined : download}
               showVersions={live ? (node) => setVersionsOf(node.path) : undefined}
+              play={live ? play : undefined}
             />
           )}
         </section>
+        {playing !== null && (
+          <MediaPlayer
+            key={playing}
+            token={token}
+            projectId={projectId}
+            path={playing}
+            onClose={() => setPlaying(null)}
+            onDownload={() => {
+              const file = tree?.get(playing);
+              if (file) download({ kind: 'file', name: playing, path: playing, file });
+            }}
+          />
+        )}
         <section aria-labelledby="activity-heading" className="panel activity-panel">
           <h2 id="activity-heading">Activity</h2>
           <ActivityFeed events={feed} />
