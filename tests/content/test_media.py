@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from content.helpers import sha, store_file
 from harness import Api, ServerProcess, scratch_database
 from server.helpers import assert_error
+
+from content.helpers import sha, store_file
 
 MEDIA = Path(__file__).resolve().parents[1] / "media"
 WEBM = (MEDIA / "clip.webm").read_bytes()
