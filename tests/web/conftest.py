@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from web_support import LATENCIES, ROOT, Server
+from web_support import LATENCIES, ROOT, Server, sign_in
 
 STATIC_INDEX = ROOT / "src" / "vidsync" / "web" / "static" / "index.html"
 CHROMIUM = "/usr/bin/chromium"
@@ -76,8 +76,7 @@ def new_page(browser) -> Iterator[Callable[..., object]]:
         contexts.append(context)
         page = context.new_page()
         if token:
-            page.goto("/login")
-            page.evaluate("t => localStorage.setItem('vidsync.token', t)", token)
+            sign_in(page, base_url, token)
         return page
 
     yield make

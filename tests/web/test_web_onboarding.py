@@ -109,4 +109,4 @@ def test_sign_up_create_project_invite_and_join(start_server, new_page, screensh
     expect(latecomer.get_by_role("alert")).to_have_text("this invite was revoked")
     owner.get_by_role("button", name="Log out").click()
     expect(owner).to_have_url(re.compile(r"/login$"))
-    assert owner.evaluate("localStorage.getItem('vidsync.token')") is None
+    assert not [c for c in owner.context.cookies() if c["name"] == "vidsync_session"]

@@ -30,6 +30,16 @@ SNAPSHOT = {
 LATENCIES: dict[str, list[float]] = {}
 
 
+def sign_in(page, base_url: str, token: str) -> None:  # noqa: ANN001 - a Playwright page
+    """Sign ``page`` in as a login through the UI would (for tests that set up users over the
+    API): the session cookie, and the page's note that it has one. Replaces any session."""
+    page.context.add_cookies([{"name": "vidsync_session", "value": token, "url": base_url,
+                               "httpOnly": True, "sameSite": "Strict"}])
+    if not page.url.startswith(base_url):
+        page.goto(base_url + "/login")
+    page.evaluate("localStorage.setItem('vidsync.signedIn', '1')")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -90,8 +90,9 @@ function RequireAuth({
 }) {
   const { token, checking } = useAuth();
   useEffect(() => {
-    if (!token) navigate(withNext(signupFirst ? '/signup' : '/login', location), { replace: true });
-  }, [token, location, signupFirst]);
+    if (!checking && !token)
+      navigate(withNext(signupFirst ? '/signup' : '/login', location), { replace: true });
+  }, [checking, token, location, signupFirst]);
   if (checking) return <p aria-busy="true">Loading…</p>;
   return token ? children(token) : null;
 }

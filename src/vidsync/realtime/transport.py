@@ -31,6 +31,8 @@ log = logging.getLogger("vidsync.realtime")
 # authenticate(token) -> (user, token_hash) or None
 Authenticator = Callable[[str], Awaitable[tuple[User, str] | None]]
 OriginCheck = Callable[[web.Request], bool]
+# The token a handshake request carries besides the CONNECT packet (the web UI's session cookie)
+HandshakeToken = Callable[[web.Request], str | None]
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,16 @@ class EngineError(web.HTTPBadRequest):
 
 class RealtimeServer:
     def __init__(self, store: Store, hub: Hub, authenticate: Authenticator,
-                 origin_allowed: OriginCheck, config: RealtimeConfig) -> None:
+                 origin_allowed: OriginCheck, config: RealtimeConfig,
+                 handshake_token: HandshakeToken = lambda request: None) -> None:
         self.store = store
         self.hub = hub
         self.authenticate = authenticate
         self.origin_allowed = origin_allowed
+        self.handshake_token = handshake_token
+        # sid -> the token its handshake request carried, for a CONNECT without one. Only
+        # browser sessions have an entry, so other connections pay nothing for it.
+        self._handshake_tokens: dict[str, str] = {}
         self.config = config
         self.sessions: dict[str, Session] = {}
         self._heartbeat: asyncio.Task | None = None
@@ -99,13 +106,17 @@ class RealtimeServer:
                     session.ping_sent_at = now
                     session.deliver(frame, ping)
 
-    def _new_session(self) -> Session:
+    def _new_session(self, request: web.Request) -> Session:
         session = Session(self.config.max_buffer, self._session_closed, self.config.send_buffer)
         self.sessions[session.sid] = session
+        token = self.handshake_token(request)
+        if token:
+            self._handshake_tokens[session.sid] = token
         return session
 
     def _session_closed(self, session: Session) -> None:
         self.sessions.pop(session.sid, None)
+        self._handshake_tokens.pop(session.sid, None)
         self.hub.drop_session(session)
         for hook in self.on_session_closed:
             hook(session)
@@ -144,7 +155,7 @@ class RealtimeServer:
         if sid is None:
             if request.method != "GET":
                 raise EngineError(2, "Bad handshake method")
-            session = self._new_session()
+            session = self._new_session(request)
             return self._text(self._open_packet(session, upgrades=self.config.websocket))
         session = self.sessions.get(sid)
         if session is None:
@@ -197,7 +208,7 @@ class RealtimeServer:
         transport = request.transport
         assert transport is not None
         if upgrading is None:
-            session = self._new_session()
+            session = self._new_session(request)
             session.attach_websocket(ws, transport)
             session.send(self._open_packet(session, upgrades=False))
         else:
@@ -280,6 +291,8 @@ class RealtimeServer:
 
     async def _on_connect(self, session: Session, auth: Any) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
+        if not token:
+            token = self._handshake_tokens.get(session.sid)
         found = await self.authenticate(token) if isinstance(token, str) and token else None
         if found is not None:
             # Mark the session as the token's, then check again: a logout committed before the

@@ -24,8 +24,10 @@ from vidsync.realtime.transport import RealtimeServer
 from vidsync.server import (
     auth,
     content,
+    cookies,
     events,
     gc,
+    headers,
     health,
     history,
     metrics,
@@ -198,7 +200,7 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     authn = auth.Auth(store, config.token_ttl_s, config.login_attempts, config.login_window_s,
                       address_resolver(parse_networks(config.trusted_proxies)))
     realtime = RealtimeServer(store, hub, authn.authenticate, origin_checker(config),
-                              config.realtime)
+                              config.realtime, cookies.cookie_token)
     svc = Services(config, store, authn, hub, realtime, LogWaiters())
 
     app = web.Application(client_max_size=config.max_json_body,
@@ -220,6 +222,7 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
         svc.backplane = RedisBackplane(config.redis, svc)
         svc.backplane.install(app)
     static.add_routes(app)
+    headers.install(app)
 
     async def on_startup(app: web.Application) -> None:
         realtime.start()

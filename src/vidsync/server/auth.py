@@ -1,5 +1,7 @@
 """Accounts and bearer tokens: register, login (rate-limited), logout, me.
 
+The web UI gets its token as an HttpOnly session cookie instead of in the body (server/cookies.py).
+
 Passwords are hashed with argon2id (argon2-cffi's RFC 9106 low-memory profile) on a worker thread,
 so a login does not stall the event loop. Tokens are 256-bit random strings, stored only as
 SHA-256 hashes, revocable one by one (logout) and expiring after ``token_ttl_s``.
@@ -18,6 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from vidsync.errors import ApiError, bad_request, unauthorized
+from vidsync.server import cookies
 from vidsync.server.http import (
     current_user,
     json_response,
@@ -93,6 +96,7 @@ async def register(request: web.Request) -> web.Response:
     svc.auth.check_rate(svc.auth.guard.wait_register(address))
     body = await read_json(request)
     email, password = _credentials(body)
+    cookie = _wants_cookie(request, body)
     if len(password) < MIN_PASSWORD:
         raise bad_request(f"'password' must be at least {MIN_PASSWORD} characters",
                           code="invalid_password")
@@ -104,8 +108,30 @@ async def register(request: web.Request) -> web.Response:
     user = await svc.store.create_user(email, name.strip(), await svc.auth.hash_password(password))
     if user is None:
         raise ApiError(409, "email_taken", "an account with this email already exists")
+    return await _signed_in(request, user, 201, cookie)
+
+
+def _wants_cookie(request: web.Request, body: object) -> bool:
+    """``{"cookie": true}``: the web UI's login. Refused unless the request comes from the
+    server's own pages, so no other site can log a visitor in (to the other site's account)."""
+    wanted = body.get("cookie", False) if isinstance(body, dict) else False
+    if not isinstance(wanted, bool):
+        raise bad_request("'cookie' must be true or false", code="invalid_body")
+    if wanted and not cookies.request_is_from_our_pages(request):
+        raise ApiError(403, "cross_origin", "a cookie session is only for the server's own "
+                       f"pages: a same-origin request with '{cookies.CSRF_HEADER}'")
+    return wanted
+
+
+async def _signed_in(request: web.Request, user: User, status: int, cookie: bool) -> web.Response:
+    """A new token for ``user``: in the body, or as the session cookie if that was asked for."""
+    svc = services(request)
     token = await svc.auth.issue_token(user)
-    return json_response({"token": token, "user": user.to_json()}, status=201)
+    if not cookie:
+        return json_response({"token": token, "user": user.to_json()}, status=status)
+    response = json_response({"user": user.to_json()}, status=status)
+    cookies.set_session(response, request, token, int(svc.auth.token_ttl.total_seconds()))
+    return response
 
 
 async def login(request: web.Request) -> web.Response:
@@ -113,6 +139,7 @@ async def login(request: web.Request) -> web.Response:
     address = svc.auth.client_address(request)
     body = await read_json(request)
     email, password = _credentials(body)
+    cookie = _wants_cookie(request, body)
     svc.auth.check_rate(svc.auth.guard.wait_login(email, address))
     found = await svc.store.user_by_email(email)
     if found is None:
@@ -127,8 +154,7 @@ async def login(request: web.Request) -> web.Response:
     user, stored = found
     if svc.auth.hasher.check_needs_rehash(stored):
         await svc.store.set_password_hash(user.id, await svc.auth.hash_password(password))
-    token = await svc.auth.issue_token(user)
-    return json_response({"token": token, "user": user.to_json()})
+    return await _signed_in(request, user, 200, cookie)
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -137,7 +163,10 @@ async def logout(request: web.Request) -> web.Response:
     digest = request["token_hash"]
     await svc.store.revoke_token(digest)
     svc.disconnect_token(digest)
-    return web.Response(status=204)
+    response = web.Response(status=204)
+    if cookies.COOKIE in request.cookies:
+        cookies.clear_session(response, request)
+    return response
 
 
 async def me(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from vidsync.errors import ApiError, bad_request, forbidden, not_found, unauthorized
+from vidsync.server.cookies import COOKIE, CSRF_HEADER, cookie_token
 from vidsync.store.base import may_write
 
 if TYPE_CHECKING:
@@ -50,12 +51,15 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def current_user(request: web.Request) -> User:
-    """The caller, from a live bearer token, or 401."""
+    """The caller, from a live bearer token (or the web UI's session cookie), or 401."""
     cached = request.get("user")
     if cached is not None:
         return cached
-    token = bearer_token(request)
+    token = bearer_token(request) or cookie_token(request)
     if token is None:
+        if COOKIE in request.cookies:
+            raise unauthorized("the session cookie counts only on same-origin requests, with "
+                               f"'{CSRF_HEADER}' on those that change something")
         raise unauthorized("send 'Authorization: Bearer <token>'")
     found = await services(request).auth.authenticate(token)
     if found is None:

@@ -42,6 +42,8 @@ SCHEMAS: J = {
     "Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR)),
     "User": obj(["id", "email", "name"], id=STR, email=STR, name=STR),
     "Auth": obj(["token", "user"], token=STR, user=ref("User")),
+    # With cookie: true. No other field, so that an answer matches exactly one of Auth, CookieAuth.
+    "CookieAuth": {**obj(["user"], user=ref("User")), "additionalProperties": False},
     "Project": obj(["id", "name", "owner_id", "created_at"], id=STR, name=STR, description=STR,
                    owner_id=STR, created_at=STR, last_seq=INT, last_activity_at=NULLABLE_STR,
                    role=ROLE, member_count=INT),
@@ -120,7 +122,7 @@ def op(summary: str, who: str, responses: J, request: J | None = None,
                                   "4XX": {"description": "Error",
                                           "content": {"application/json": {"schema": ref("Error")}}}}}
     if who != "anyone":
-        operation["security"] = [{"bearer": []}]
+        operation["security"] = [{"bearer": []}, {"cookie": []}]
     if request is not None:
         operation["requestBody"] = request
     if params:
@@ -138,19 +140,35 @@ def query(name: str, schema: J, description: str) -> J:
 
 
 PID = [path_param("project_id")]
+COOKIE_FLAG: J = {"type": "boolean", "default": False, "description": (
+    "true: answer with the token in an HttpOnly, SameSite=Strict session cookie (vidsync_session;"
+    " Secure over https) instead of in the body. Only for a same-origin request (Origin) that"
+    " sends X-Requested-With; otherwise 403 cross_origin")}
+
+
+def signed_in(status: str, description: str) -> J:
+    """The answer to a login or registration: the token in the body, or in the cookie."""
+    return {status: {
+        "description": description,
+        "headers": {"Set-Cookie": {"description": "with cookie: true only: the session cookie",
+                                   "schema": STR}},
+        "content": {"application/json": {"schema": {"oneOf": [ref("Auth"), ref("CookieAuth")]}}}}}
 NO_CONTENT = {"204": {"description": "Done"}}
 PATHS_Q = query("paths", STR, "comma-separated path prefixes (selective sync), e.g. clips/,audio/")
 
 PATHS: J = {
     "/api/auth/register": {"post": op(
-        "Create an account", "anyone", ok(ref("Auth"), "201", "Created"),
+        "Create an account", "anyone", signed_in("201", "Created"),
         body(obj(["email", "password"], email=STR, password={"type": "string", "minLength": 8},
-                 name=STR)))},
+                 name=STR, cookie=COOKIE_FLAG)))},
     "/api/auth/login": {"post": op(
-        "Log in (rate-limited: 429 with Retry-After)", "anyone", ok(ref("Auth")),
-        body(obj(["email", "password"], email=STR, password=STR)))},
-    "/api/auth/logout": {"post": op("Revoke this token and disconnect its sockets", "user",
-                                    NO_CONTENT)},
+        "Log in (rate-limited: 429 with Retry-After)", "anyone", signed_in("200", "OK"),
+        body(obj(["email", "password"], email=STR, password=STR, cookie=COOKIE_FLAG)))},
+    "/api/auth/logout": {"post": op(
+        "Revoke this token and disconnect its sockets; a session cookie is cleared", "user",
+        {"204": {"description": "Done", "headers": {"Set-Cookie": {
+            "description": "with a session cookie: vidsync_session=\"\"; Max-Age=0",
+            "schema": STR}}}})},
     "/api/auth/me": {"get": op("The caller", "user", ok(obj(["user"], user=ref("User"))))},
     "/api/projects": {
         "post": op("Create a project", "user",
@@ -328,7 +346,13 @@ DOCUMENT: J = {
              "description": "Real-time delivery is Socket.IO v5 at /socket.io/; see docs/protocol.md."},
     "paths": PATHS,
     "components": {"schemas": SCHEMAS,
-                   "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+                   "securitySchemes": {
+                       "bearer": {"type": "http", "scheme": "bearer"},
+                       "cookie": {"type": "apiKey", "in": "cookie", "name": "vidsync_session",
+                                  "description": "The web UI's session (login with cookie: true)."
+                                  " Counts only on same-origin requests: Origin the server's own"
+                                  " (or, for GET and HEAD, Sec-Fetch-Site: same-origin), and"
+                                  " X-Requested-With on any other method; see docs/protocol.md"}}},
 }
 
 

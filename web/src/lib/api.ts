@@ -1,4 +1,11 @@
 // Typed client for the HTTP contract in docs/protocol.md.
+//
+// The page never holds a token: login and register ask the server for an HttpOnly session cookie
+// (`cookie: true`), which the browser then sends on every same-origin request, Socket.IO
+// included. Every request says `X-Requested-With`, which the server wants (with a same-origin
+// `Origin`) before a cookie may change anything: a page elsewhere cannot send it. The `session`
+// argument the calls take is not a secret: it says whether the page believes it is signed in
+// (see lib/auth.tsx), so that a 401 can sign it out.
 
 export interface User {
   id: string;
@@ -124,21 +131,23 @@ export class ApiError extends Error {
 
 type Json = Record<string, unknown>;
 
-/** Called when any request answers 401, so the app can drop a token the server no longer accepts. */
+/** Called when any request answers 401, so the app can drop a session the server no longer accepts. */
 let onUnauthorized: () => void = () => {};
 export function setUnauthorizedHandler(handler: () => void): void {
   onUnauthorized = handler;
 }
 
+/** Marks a request as the web UI's own (the server's CSRF check for the session cookie). */
+export const CSRF_HEADERS = { 'X-Requested-With': 'vidsync-web' } as const;
+
 export async function request<T>(
   method: string,
   path: string,
-  token: string | null,
+  session: string | null,
   body?: Json,
   signal?: AbortSignal,
 ): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json' };
-  if (token) headers.Authorization = `Bearer ${token}`;
+  const headers: Record<string, string> = { Accept: 'application/json', ...CSRF_HEADERS };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res: Response;
   try {
@@ -146,6 +155,7 @@ export async function request<T>(
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
       signal,
     });
   } catch (err) {
@@ -156,7 +166,7 @@ export async function request<T>(
   const data: unknown = await res.json().catch(() => null);
   if (!res.ok) {
     const error = (data as { error?: { code?: string; message?: string } } | null)?.error;
-    if (res.status === 401 && token) onUnauthorized();
+    if (res.status === 401 && session) onUnauthorized();
     throw new ApiError(
       res.status,
       error?.code ?? `http_${res.status}`,
@@ -170,13 +180,14 @@ const enc = encodeURIComponent;
 
 export const api = {
   register: (email: string, password: string, name: string) =>
-    request<{ token: string; user: User }>('POST', '/api/auth/register', null, {
+    request<{ user: User }>('POST', '/api/auth/register', null, {
       email,
       password,
+      cookie: true,
       ...(name ? { name } : {}),
     }),
   login: (email: string, password: string) =>
-    request<{ token: string; user: User }>('POST', '/api/auth/login', null, { email, password }),
+    request<{ user: User }>('POST', '/api/auth/login', null, { email, password, cookie: true }),
   logout: (token: string) => request<void>('POST', '/api/auth/logout', token),
   me: (token: string) => request<{ user: User }>('GET', '/api/auth/me', token),
 

@@ -9,33 +9,49 @@ import {
 } from 'react';
 import { type User, ApiError, api, setUnauthorizedHandler } from './api';
 
-const TOKEN_KEY = 'vidsync.token';
+/**
+ * The session's credential is an HttpOnly cookie that no script can read (lib/api.ts). What the
+ * page keeps is only whether it is signed in: `token` is the non-secret marker SESSION then, null
+ * otherwise (the name stays so that pages pass it on to the API calls as before).
+ */
+const SESSION = 'cookie-session';
+/**
+ * Not a secret: remembers that a session cookie was set, so that a signed-out visitor's page asks
+ * the server nothing, and a signed-in one stays signed in while the server restarts.
+ */
+const SIGNED_IN_KEY = 'vidsync.signedIn';
+/** Where earlier versions kept the bearer token itself: removed on sight. */
+const LEGACY_TOKEN_KEY = 'vidsync.token';
 
 interface AuthState {
   token: string | null;
   user: User | null;
-  /** True until a stored token has been checked against the server. */
+  /** True until the session cookie (if any) has been checked against the server. */
   checking: boolean;
-  signIn: (token: string, user: User) => void;
+  signIn: (user: User) => void;
   signOut: () => Promise<void>;
 }
 
 const AuthContext = createContext<AuthState | null>(null);
 
 export function AuthProvider({ children }: { children: ReactNode }) {
-  const [token, setToken] = useState<string | null>(() => localStorage.getItem(TOKEN_KEY));
+  const [token, setToken] = useState<string | null>(() =>
+    localStorage.getItem(SIGNED_IN_KEY) ? SESSION : null,
+  );
   const [user, setUser] = useState<User | null>(null);
   const [checking, setChecking] = useState(token !== null);
 
   const forget = useCallback(() => {
-    localStorage.removeItem(TOKEN_KEY);
+    localStorage.removeItem(SIGNED_IN_KEY);
     setToken(null);
     setUser(null);
   }, []);
 
   useEffect(() => setUnauthorizedHandler(forget), [forget]);
 
-  // A stored token may have been revoked (logout elsewhere) or expired: ask who it belongs to.
+  useEffect(() => localStorage.removeItem(LEGACY_TOKEN_KEY), []);
+
+  // Whose session the cookie holds: it may have been revoked (logout elsewhere) or expired.
   useEffect(() => {
     if (!token || user) return;
     let cancelled = false;
@@ -43,7 +59,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
       .me(token)
       .then(({ user: me }) => !cancelled && setUser(me))
       .catch((err: unknown) => {
-        // A network failure keeps the token: the server may just be restarting.
+        // A network failure keeps the session: the server may just be restarting.
         if (!cancelled && err instanceof ApiError && err.status === 401) forget();
       })
       .finally(() => !cancelled && setChecking(false));
@@ -52,9 +68,9 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     };
   }, [token, user, forget]);
 
-  const signIn = useCallback((newToken: string, newUser: User) => {
-    localStorage.setItem(TOKEN_KEY, newToken);
-    setToken(newToken);
+  const signIn = useCallback((newUser: User) => {
+    localStorage.setItem(SIGNED_IN_KEY, '1');
+    setToken(SESSION);
     setUser(newUser);
     setChecking(false);
   }, []);

@@ -72,7 +72,7 @@ export class ProjectEventStream {
   constructor(private readonly opts: StreamOptions) {
     this.lastSeq = opts.sinceSeq;
     this.socket = io({
-      auth: { token: opts.token },
+      // No auth payload: the browser sends the HttpOnly session cookie with the handshake.
       // WebSocket first; if the server refuses it, the same attempt goes on over long-polling
       // (which then stays put: no upgrade is tried, the server having just refused WebSocket).
       // Replays and live batches both arrive as `project:events`, since we subscribe with batch.

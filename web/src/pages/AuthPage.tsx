@@ -28,7 +28,7 @@ export function AuthPage({ mode }: { mode: 'login' | 'signup' }) {
       const res = signup
         ? await api.register(email.trim(), password, name.trim())
         : await api.login(email.trim(), password);
-      signIn(res.token, res.user);
+      signIn(res.user);
     } catch (err) {
       setError(err instanceof ApiError ? err.message : String(err));
       setBusy(false);
