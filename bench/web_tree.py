@@ -140,8 +140,11 @@ def measure(browser, url: str, n: int, changes: int) -> dict:
     owner, viewer, project, ingest_s = setup(api, n)
     context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    # Signed in as the UI's login would leave it: the session cookie, and the page's note of it.
+    context.add_cookies([{"name": "vidsync_session", "value": viewer, "url": url,
+                          "httpOnly": True, "sameSite": "Strict"}])
     page.goto("/login")
-    page.evaluate("t => localStorage.setItem('vidsync.token', t)", viewer)
+    page.evaluate("localStorage.setItem('vidsync.signedIn', '1')")
     page.add_init_script(WATCH)
     page.goto(f"/projects/{project}")
     page.wait_for_selector(".tree-row", timeout=120_000)
