@@ -25,6 +25,7 @@ COMMANDS = {
     "revert": "vidsync.agent.mirror.cli",
     "status": "vidsync.agent.mirror.cli",
     "events": "vidsync.agent.mirror.cli",
+    "ls": "vidsync.agent.mirror.cli",
     "history": "vidsync.agent.versions",
     "restore": "vidsync.agent.versions",
 }

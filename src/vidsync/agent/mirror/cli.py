@@ -8,9 +8,11 @@ import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vidsync import sequences
 from vidsync.agent import lockfile
 from vidsync.agent.config import Credentials, NotLoggedIn, load_credentials
 from vidsync.agent.mirror.engine import AgentStopped, MirrorAgent
@@ -263,6 +265,37 @@ def events(args: argparse.Namespace) -> None:
     _run(_events(args))
 
 
+async def _ls(args: argparse.Namespace) -> None:
+    creds = _credentials()
+    async with Client(creds.server, creds.token) as client:
+        project_id = await _project_id(client, args.project)
+        files = (await client.files(project_id, _prefixes(args.prefix) or None))["files"]
+    entries = files if args.frames else sequences.group(files, lambda f: f["path"])
+    for entry in entries:
+        if isinstance(entry, sequences.Sequence):
+            row = {"path": entry.path, "frames": len(entry.frames), "missing": entry.missing,
+                   "first": entry.first.frame, "last": entry.last.frame,
+                   "size": sum(f["size"] for f in entry.frames),
+                   "mtime": max((f["mtime"] for f in entry.frames if f["mtime"] is not None),
+                                default=None)}
+        else:
+            row = entry
+        if args.json:
+            print(json.dumps(row), flush=False)  # JSON escapes controls
+            continue
+        when = "" if row["mtime"] is None else datetime.fromtimestamp(
+            row["mtime"] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+        note = ""
+        if "frames" in row:
+            note = f"  ({row['frames']:,} frames" + (
+                f", {row['missing']:,} missing)" if row["missing"] else ")")
+        say(f"{human_bytes(row['size']):>10}  {when:<16}  {row['path']}{note}")
+
+
+def ls(args: argparse.Namespace) -> None:
+    _run(_ls(args))
+
+
 # -- wiring ---------------------------------------------------------------------------------------
 
 def _run(coro) -> None:  # noqa: ANN001 - a coroutine
@@ -314,3 +347,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--only", action="append", metavar="PREFIX", help="only events under this folder")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=events)
+
+    p = subparsers.add_parser(
+        "ls", help="list a project's files; a frame sequence is one line",
+        description="List the project's live files (size, modification time in UTC, path). The "
+                    "frames of an image sequence show as one line, e.g. "
+                    "sh010_comp.[0000001-0014400].exr (14,400 frames); --frames lists each.")
+    p.add_argument("project", metavar="PROJECT", help="a project id or name")
+    p.add_argument("prefix", nargs="*", metavar="FOLDER", help="only files under these folders")
+    p.add_argument("--frames", action="store_true", help="list every frame of a sequence")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=ls)
