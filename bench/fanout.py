@@ -222,12 +222,13 @@ class RunResult:
         return (self.rss_subscribed_bytes - self.rss_idle_bytes) / self.subscribers
 
 
-def start_server(name: str, port: int, workdir: Path) -> ServerProcess:
+def start_server(name: str, port: int, workdir: Path, extra: tuple[str, ...] = ()) -> ServerProcess:
     if name == "vidsync":
         # Warnings only: the reference logs nothing per request, and an access-log line per
         # post would be charged to our server alone.
         argv = [str(Path(sys.executable).parent / "vidsync"), "serve", "--host", HOST,
-                "--port", str(port), "--data-dir", str(workdir / "data"), "--log-level", "warning"]
+                "--port", str(port), "--data-dir", str(workdir / "data"), "--log-level", "warning",
+                *extra]
     else:
         argv = ["node", str(NODE_REF / "server.js"), "--host", HOST, "--port", str(port)]
     server = ServerProcess(name, argv, workdir / f"{name}.log")
@@ -235,12 +236,14 @@ def start_server(name: str, port: int, workdir: Path) -> ServerProcess:
     return server
 
 
-def run_one(name: str, args: argparse.Namespace, workdir: Path) -> RunResult:
+def run_one(name: str, args: argparse.Namespace, workdir: Path,
+            server_args: tuple[str, ...] = ()) -> RunResult:
+    """One server under load; ``server_args`` are added to ``vidsync serve`` (bench/gc.py)."""
     result = RunResult(server=name, subscribers=args.subscribers)
     port = free_port()
     base_url = f"http://{HOST}:{port}"
     log(f"{name}: starting on {base_url}")
-    server = start_server(name, port, workdir)
+    server = start_server(name, port, workdir, server_args)
     sampler = RssSampler(server.proc.pid)
     sampler.start()
     try:

@@ -1,17 +1,23 @@
 """Garbage collection in the server (every ``--gc-interval``) and as ``vidsync gc``.
 
-The collector itself is ``vidsync.content.gc``; this module runs it on a timer, publishes what it
-measured (``/metrics``, and the usage ``GET /api/projects/:id`` shows), and gives operators the
-same run on demand with the server's storage options.
+The collector itself is ``vidsync.content.gc``. The server runs it as a ``vidsync gc`` child
+process with its own storage options (passed in the environment, so the database URL stays out
+of ``ps``): marking a million blocks is seconds of Python work, which on a thread of the server
+would take turns with the event loop for the GIL and delay live delivery (bench/gc.py). This
+module runs that child on a timer, publishes what it measured (``/metrics``, and the usage
+``GET /api/projects/:id`` shows), and gives operators the same run on demand.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -19,37 +25,54 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as PromCollector
 
-from vidsync.content.gc import Collector, Report
+from vidsync.content.gc import Collector, Report, Usage
+from vidsync.server.config import ServerConfig
 from vidsync.server.content import CONTENT, ContentService
+from vidsync.server.http import SERVICES
+
+USAGE_FIELDS = [f.name for f in dataclasses.fields(Usage) if f.name != "counted_at"]
 
 log = logging.getLogger("vidsync.gc")
 
 
 class GcRunner:
-    """Runs collections on this node and keeps the totals /metrics reports."""
+    """Runs collections for this node (in a child process) and keeps the totals /metrics
+    reports."""
 
-    def __init__(self, content: ContentService) -> None:
+    def __init__(self, content: ContentService, env: dict[str, str]) -> None:
         self.content = content
+        self.env = env  # the child's storage options, as VIDSYNC_* variables
         self.runs = 0
         self.removed_bytes = 0
         self.last_seconds = 0.0
         self._task: asyncio.Task | None = None
 
-    async def run_once(self) -> Report:
-        assert self.content.collector is not None
-        report = await self.content.collector.collect()
-        if report.skipped:
+    async def run_once(self) -> dict:
+        """One collection; returns its report (``Report.to_json``)."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vidsync", "gc", "--json", env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"vidsync gc exited with {proc.returncode}: "
+                               f"{err.decode(errors='replace')[-2000:]}")
+        report = json.loads(out)
+        if report["skipped"]:
             log.info("collection skipped: another one holds the blob directory")
             return report
         self.runs += 1
-        self.last_seconds = report.seconds
-        for p in report.projects:
-            self.removed_bytes += p.removed_bytes
-            self.content.usages[p.project_id] = p.usage
+        self.last_seconds = report["seconds"]
+        now = time.time()
+        for p in report["projects"]:
+            self.removed_bytes += p["removed_bytes"]
+            self.content.usages[p["project_id"]] = Usage(
+                **{k: p[k] for k in USAGE_FIELDS}, counted_at=now)
+            if p["removed_blocks"]:
+                self.content.blobs.forget_usage(p["project_id"])
         log.info("collection done", extra={
-            "seconds": round(report.seconds, 3), "projects": len(report.projects),
-            "removed_blocks": sum(p.removed_blocks for p in report.projects),
-            "removed_bytes": sum(p.removed_bytes for p in report.projects)})
+            "seconds": report["seconds"], "projects": len(report["projects"]),
+            "removed_blocks": sum(p["removed_blocks"] for p in report["projects"]),
+            "removed_bytes": sum(p["removed_bytes"] for p in report["projects"])})
         return report
 
     async def _loop(self, interval: float) -> None:
@@ -95,10 +118,22 @@ class StorageMetrics(PromCollector):
 GC_RUNNER: web.AppKey[GcRunner] = web.AppKey("gc_runner", GcRunner)
 
 
+def storage_env(config: ServerConfig) -> dict[str, str]:
+    """The server's storage options as the environment ``vidsync gc`` reads them."""
+    c = config.content
+    env = {"VIDSYNC_DATA_DIR": config.data_dir, "VIDSYNC_DATABASE": config.database_url,
+           "VIDSYNC_RETENTION": repr(c.retention_s), "VIDSYNC_GC_GRACE": repr(c.gc_grace_s),
+           "VIDSYNC_PROJECT_QUOTA": str(c.project_quota),
+           "VIDSYNC_MAX_FILE_SIZE": str(c.max_file_size)}
+    if c.blob_dir:
+        env["VIDSYNC_BLOB_DIR"] = c.blob_dir
+    return env
+
+
 def install(app: web.Application, registry: CollectorRegistry) -> GcRunner:
     """Collect every --gc-interval while the app runs; report into the metrics ``registry``."""
     content = app[CONTENT]
-    runner = app[GC_RUNNER] = GcRunner(content)
+    runner = app[GC_RUNNER] = GcRunner(content, storage_env(app[SERVICES].config))
     registry.register(StorageMetrics(runner))
 
     async def on_startup(app: web.Application) -> None:
@@ -128,10 +163,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def _collect(args: argparse.Namespace) -> Report:
-    import os
-
     from vidsync.content.blobstore import BlobStore
-    from vidsync.server.config import ServerConfig
     from vidsync.server.main import content_config
     from vidsync.store import open_store
 
