@@ -23,6 +23,7 @@ from vidsync.changes import Change
 from vidsync.content.blobstore import BlobStore
 from vidsync.content.blocks import BlockRef, Manifest
 from vidsync.content.gc import Collector
+from vidsync.store.base import Author
 from vidsync.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.asyncio
@@ -41,7 +42,8 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
 
 
 class World:
-    def __init__(self, tmp: Path, store: SqliteStore, project: str) -> None:
+    def __init__(self, tmp: Path, store: SqliteStore, project: str, author: Author) -> None:
+        self.author = author
         self.blobs = BlobStore(str(tmp / "blobs"), 2**40, GRACE_S)
         self.store = store
         self.project = project
@@ -67,7 +69,8 @@ class World:
     async def post(self, path: str, op: str, manifest: Manifest | None, when: datetime) -> None:
         change = Change(path, op, manifest.hash if manifest else None,
                         manifest.size if manifest else None, 1)
-        await self.store.append_events(self.project, [change], when, None, "d")
+        await self.store.append_events(self.project, [change], when, None, "d",
+                                       author=self.author)
 
     def intact(self, manifest: Manifest) -> bool:
         if not self.blobs.has_manifest(self.project, manifest.hash):
@@ -84,7 +87,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     user = await store.create_user("o@example.com", "o", "x")
     assert user is not None
     await store.create_project("p1", user.id, "p", "", datetime.now(UTC))
-    yield World(tmp_path, store, "p1")
+    yield World(tmp_path, store, "p1", Author(user.id, user.name))
     await store.close()
 
 
