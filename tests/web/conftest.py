@@ -64,17 +64,33 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.stop()
 
 
+# Reports every Content-Security-Policy violation in any page of the context to the test.
+REPORT_CSP_VIOLATIONS = """document.addEventListener('securitypolicyviolation', (e) =>
+  window.reportCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`
+    + ` (${e.sourceFile}:${e.lineNumber})`));"""
+
+
 @pytest.fixture
 def new_page(browser) -> Iterator[Callable[..., object]]:
-    """A page in a fresh browser context (own storage, so own login). ``token`` logs it in."""
+    """A page in a fresh browser context (own storage, so own login). ``token`` logs it in.
+
+    Whatever the test does, the page must run under the server's CSP without a violation: each
+    one is collected in ``page.csp_violations`` and fails the test at the end (a test that
+    provokes one on purpose takes it out of the list)."""
     contexts = []
+    pages = []
 
     def make(base_url: str, token: str | None = None, width: int = 1280, height: int = 900):
         context = browser.new_context(base_url=base_url,
                                       viewport={"width": width, "height": height})
         context.set_default_timeout(15_000)
         contexts.append(context)
+        violations: list[str] = []
+        context.expose_function("reportCspViolation", lambda v: violations.append(v))
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
         page = context.new_page()
+        page.csp_violations = violations
+        pages.append(page)
         if token:
             sign_in(page, base_url, token)
         return page
@@ -82,6 +98,8 @@ def new_page(browser) -> Iterator[Callable[..., object]]:
     yield make
     for context in contexts:
         context.close()
+    found = [v for page in pages for v in page.csp_violations]
+    assert not found, f"Content-Security-Policy violations: {found}"
 
 
 @pytest.fixture
