@@ -112,6 +112,16 @@ async def test_a_plain_collection_removes_the_expired_version(world: World) -> N
     assert result.usage.live_bytes == 2000 and result.usage.stored_bytes == 2000
 
 
+async def test_a_removed_version_takes_its_poster_frame(world: World) -> None:
+    old, new = await expired_version(world)
+    posters = {m.hash: world.blobs.poster_path(world.project, m.hash) for m in (old, new)}
+    for path in posters.values():
+        world.blobs.put_cache_file(path, b"\xff\xd8 a poster")
+    await world.collector.collect_project(world.project)
+    left = await asyncio.to_thread(lambda: {h: os.path.exists(p) for h, p in posters.items()})
+    assert left == {old.hash: False, new.hash: True}
+
+
 async def test_restore_between_mark_and_sweep_keeps_the_content(world: World) -> None:
     old, new = await expired_version(world)
     marked = await world.collector.mark(world.project)

@@ -221,6 +221,10 @@ class Collector:
                 for path in marked.manifests[i:i + SWEEP_CHUNK]:
                     if _unlink_if_stale(path, stale_before) is not None:
                         result.removed_manifests += 1
+                        # Its poster frame (content/media.py) goes with it.
+                        file_hash = os.path.basename(path).removesuffix(".json")
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(self.blobs.poster_path(project_id, file_hash))
             time.sleep(0)  # let request threads in between chunks
         for i in range(0, len(marked.blocks), SWEEP_CHUNK):
             with self.blobs.project_lock(project_id, exclusive=True):
