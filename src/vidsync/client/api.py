@@ -17,7 +17,14 @@ import aiohttp
 
 from vidsync.client.errors import ApiError, ContentMismatch, ServerUnreachable
 from vidsync.client.follow import Follower
-from vidsync.client.transfer import DownloadResult, HaveBlock, UploadResult, download_file, upload_file
+from vidsync.client.transfer import (
+    DownloadResult,
+    HaveBlock,
+    PlaceBlock,
+    UploadResult,
+    download_file,
+    upload_file,
+)
 from vidsync.content.blocks import Manifest
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
@@ -58,7 +65,7 @@ class Client:
     def __init__(self, base_url: str, token: str | None = None, *,
                  session: aiohttp.ClientSession | None = None,
                  timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
-                 upload_concurrency: int = 4, download_concurrency: int = 4) -> None:
+                 upload_concurrency: int = 8, download_concurrency: int = 8) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -81,7 +88,8 @@ class Client:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            # Large reads: a 1 MiB block arrives in a few socket reads, not sixteen.
+            self._session = aiohttp.ClientSession(timeout=self.timeout, read_bufsize=1 << 20)
         return self._session
 
     def auth_headers(self) -> dict[str, str]:
@@ -291,16 +299,31 @@ class Client:
     async def get_block(self, project_id: str, block_hash: str, start: int = 0,
                         end: int | None = None) -> bytes:
         """A block's bytes, or ``[start, end)`` of them."""
-        parts = [c async for c in self._stream(
-            f"/api/projects/{quote(project_id)}/blocks/{block_hash}", start, end, STREAM_CHUNK)]
-        return b"".join(parts)
+        path = f"/api/projects/{quote(project_id)}/blocks/{block_hash}"
+        try:
+            async with self.session.get(self.url(path), headers={
+                    **self.auth_headers(), **_range_header(start, end)}) as r:
+                await _raise_for(r)
+                if (start or end is not None) and r.status != 206:
+                    raise ApiError(r.status, "range_ignored", "the server did not honour the Range")
+                return await r.read()
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as e:
+            raise ServerUnreachable(f"GET {path}: {e!r}") from e
 
-    async def post_manifest(self, project_id: str, manifest: Manifest) -> Manifest:
+    async def post_manifest(self, project_id: str, manifest: Manifest,
+                            path: str | None = None) -> Manifest:
         """Record a file whose blocks are all stored. ``ApiError`` 409 ``missing_blocks``
-        (``details["missing"]``), 422 ``hash_mismatch``, 413 ``file_too_large``/``quota_exceeded``."""
-        # The server hashes the whole file before it answers: minutes for tens of GB.
+        (``details["missing"]``), 422 ``hash_mismatch``, 413 ``file_too_large``/``quota_exceeded``.
+
+        Posted before the blocks, it starts the upload: the 409 lists what to send, and with the
+        file's ``path`` in the project, members are told the blocks as they land."""
+        body = manifest.to_json()
+        if path is not None:
+            body["path"] = path
+        # The server may still be hashing the stored blocks in order: minutes for tens of GB
+        # posted at once, nearly nothing when the manifest was posted before the blocks.
         out = await self.request("POST", f"/api/projects/{quote(project_id)}/manifests",
-                                 json=manifest.to_json(), timeout=aiohttp.ClientTimeout(
+                                 json=body, timeout=aiohttp.ClientTimeout(
                                      total=None, sock_connect=10, sock_read=None))
         return Manifest.from_json(out["manifest"])
 
@@ -334,35 +357,40 @@ class Client:
     # -- transfers and following (see transfer.py and follow.py) ------------------------------------
 
     async def upload_file(self, project_id: str, local_path: str | os.PathLike, *,
-                          manifest: Manifest | None = None,
+                          manifest: Manifest | None = None, path: str | None = None,
                           on_progress: Callable[[int], None] | None = None) -> UploadResult:
         """Store a local file's content; returns ``UploadResult(hash, size, uploaded_bytes)``.
 
-        Sends only the blocks the server lacks (``blocks/check``), ``upload_concurrency`` at a
-        time, then the manifest: after a cut-off upload, calling it again sends only the rest.
-        Give the ``manifest`` from ``split_file`` if you have it (the file is then read only for
-        missing blocks); otherwise the file is read once, hashing and uploading as it goes.
-        ``ContentMismatch`` if the file changes meanwhile. ``on_progress(n)`` gets bytes sent."""
-        return await upload_file(self, project_id, local_path, manifest=manifest,
+        Posts the manifest, sends the blocks the server says it lacks (in file order, at most
+        ``upload_concurrency`` requests and 32 MiB in flight), then posts the manifest again:
+        after a cut-off upload, calling it again sends only the rest. Give the ``manifest`` from
+        ``split_file`` if you have it; otherwise the file is hashed first. ``path`` (the file's
+        path in the project) lets the server announce the upload to members. ``ContentMismatch``
+        if the file changes meanwhile. ``on_progress(n)`` gets bytes sent."""
+        return await upload_file(self, project_id, local_path, manifest=manifest, path=path,
                                  on_progress=on_progress)
 
     async def download_file(self, project_id: str, manifest: Manifest | str,
                             dest: str | os.PathLike, *,
-                            have_block: HaveBlock | None = None, resume: bool = True,
+                            have_block: HaveBlock | None = None,
+                            place_block: PlaceBlock | None = None, resume: bool = True,
+                            done: set[int] | None = None,
                             on_progress: Callable[[int], None] | None = None) -> DownloadResult:
         """Write a file's content to ``dest`` (a temporary path: rename it into place yourself);
         returns ``DownloadResult(hash, size, downloaded_bytes, reused_bytes)``.
 
         ``manifest`` may be the file hash (its manifest is fetched). For each block, in order of
-        preference: the bytes already at that offset in ``dest`` (``resume``), ``have_block(ref)``
-        (bytes the caller has locally, e.g. from another file; called on the event loop, may
-        return an awaitable), else a download (``download_concurrency`` at a time). Every block is
+        preference: an index in ``done`` (already written and checked by this caller; every block
+        written is added to it), the bytes already at that offset in ``dest`` (``resume``; hashed
+        to check), ``place_block(ref, fd)`` (the caller copies it from a source it vouches for,
+        e.g. by reflink; on a worker thread), ``have_block(ref)`` (bytes the caller has locally;
+        called on the event loop, may return an awaitable; hashed to check), else a download
+        (``download_concurrency`` requests and 32 MiB at a time). Every downloaded block is
         checked against its hash (``ContentMismatch`` otherwise); the server checked that the
-        blocks make up the file's hash when it stored the manifest, and a caller that does not
-        trust the server hashes ``dest`` once more before installing it (the mirror does).
-        ``dest`` is fsynced."""
+        blocks make up the file's hash when it stored the manifest. ``dest`` is fsynced."""
         return await download_file(self, project_id, manifest, dest, have_block=have_block,
-                                   resume=resume, on_progress=on_progress)
+                                   place_block=place_block, resume=resume, done=done,
+                                   on_progress=on_progress)
 
     def follow(self, project_id: str, since_seq: int, paths: Sequence[str] | None = None,
                **options: Any) -> Follower:

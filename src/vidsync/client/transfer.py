@@ -1,8 +1,15 @@
 """Moving file content: upload only the blocks the server lacks, download only the ones we lack.
 
-Both directions keep at most ``concurrency`` blocks in flight (memory: that many blocks), read and
-hash on a worker thread (hashlib releases the GIL on large buffers), and check every block against
-its SHA-256. Uploads are resumable by construction: each run asks the server what it is missing.
+Both directions keep several blocks in flight, bounded by ``IN_FLIGHT_BYTES`` (as Syncthing's
+pending-request budget) and by the client's concurrency, over the session's kept-alive
+connections. Reading, hashing and writing run on worker threads (hashlib releases the GIL on
+large buffers), and each byte is hashed once per pass: the server checks every uploaded block, and
+a download checks every block it receives. Uploads are resumable by construction: each run asks
+the server what it is missing.
+
+An upload posts the manifest first: the server answers with the blocks it lacks, remembers the
+upload, hashes the blocks in order as they land, and tells members which are ready
+(``project:upload``), so they can fetch while the owner is still sending.
 """
 
 from __future__ import annotations
@@ -15,17 +22,22 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from vidsync.client.errors import ApiError, ContentMismatch
-from vidsync.content.blocks import BlockRef, Manifest, block_size_for, read_block
+from vidsync.content.blocks import BlockRef, Manifest, split_file
 
 if TYPE_CHECKING:
     from vidsync.client.api import Client
 
-# Blocks hashed before asking the server which it lacks, when no manifest is given: the data is
-# held meanwhile, so this bounds memory (but at least one block is always taken).
-CHECK_BATCH_BYTES = 32 * 1024 * 1024
-CHECK_BATCH_BLOCKS = 256
+# Bytes of block requests in flight per file, each way.
+IN_FLIGHT_BYTES = 32 * 1024 * 1024
+# Posting the manifest and sending what it says is missing, at most this many rounds without
+# progress (blocks can vanish meanwhile, e.g. a crash-damaged block the server deleted).
+MAX_ROUNDS = 5
 
 HaveBlock = Callable[[BlockRef], "bytes | None | Awaitable[bytes | None]"]
+# place_block(ref, fd): put the block's bytes at ``ref.offset`` in ``fd`` from a local source the
+# caller vouches for (e.g. a reflink from the verified previous version); True if it did.
+# Blocking: called on a worker thread.
+PlaceBlock = Callable[[BlockRef, int], bool]
 
 
 class UploadResult(NamedTuple):
@@ -41,20 +53,29 @@ class DownloadResult(NamedTuple):
     reused_bytes: int
 
 
-class _Pool:
-    """Run coroutines with at most ``limit`` at a time; the first failure cancels the rest."""
+class _Window:
+    """Run coroutines with at most ``limit`` at a time and about ``max_bytes`` in flight (one is
+    always let through); the first failure is raised by the next ``submit`` or ``join``."""
 
-    def __init__(self, limit: int) -> None:
-        self._slots = asyncio.Semaphore(max(1, limit))
+    def __init__(self, limit: int, max_bytes: int = IN_FLIGHT_BYTES) -> None:
+        self.limit = max(1, limit)
+        self.max_bytes = max_bytes
+        self._bytes = 0
+        self._running = 0  # counted here: a task leaves ``_tasks`` only a loop turn after it ends
         self._tasks: set[asyncio.Task] = set()
+        self._changed = asyncio.Event()
         self._error: BaseException | None = None
 
-    async def submit(self, coro: Awaitable[None]) -> None:
-        await self._slots.acquire()
+    async def submit(self, size: int, coro: Awaitable[None]) -> None:
+        while self._error is None and self._running and (
+                self._running >= self.limit or self._bytes + size > self.max_bytes):
+            self._changed.clear()
+            await self._changed.wait()
         if self._error is not None:
-            self._slots.release()
             coro.close()  # type: ignore[attr-defined]
             raise self._error
+        self._bytes += size
+        self._running += 1
 
         async def run() -> None:
             try:
@@ -64,7 +85,9 @@ class _Pool:
                     self._error = e
                 raise
             finally:
-                self._slots.release()
+                self._bytes -= size
+                self._running -= 1
+                self._changed.set()
 
         task = asyncio.ensure_future(run())
         self._tasks.add(task)
@@ -87,122 +110,109 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing a range out now (no wait), so the final fsync has little left to do."""
+    if hasattr(os, "sync_file_range"):
+        try:
+            os.sync_file_range(fd, offset, length, os.SYNC_FILE_RANGE_WRITE)
+        except OSError:
+            pass
+
+
 # -- upload -----------------------------------------------------------------------------------------
 
 async def upload_file(client: Client, project_id: str, local_path: str | os.PathLike, *,
-                      manifest: Manifest | None = None,
+                      manifest: Manifest | None = None, path: str | None = None,
                       on_progress: Callable[[int], None] | None = None) -> UploadResult:
     """See ``Client.upload_file``."""
+    if manifest is None:
+        manifest = await asyncio.to_thread(split_file, local_path)
+    sent = 0
+    stalled = 0
+    fd = await asyncio.to_thread(os.open, local_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while True:
+            try:
+                await client.post_manifest(project_id, manifest, path=path)
+                return UploadResult(manifest.hash, manifest.size, sent)
+            except ApiError as e:
+                if e.code != "missing_blocks":
+                    raise
+                missing = set(e.details.get("missing") or ())
+            before = sent
+            sent += await _send_blocks(client, project_id, fd, manifest, missing, on_progress)
+            stalled = 0 if sent > before else stalled + 1
+            if stalled >= MAX_ROUNDS:
+                raise ApiError(409, "missing_blocks", "the server keeps asking for blocks it "
+                               "was sent", {"missing": sorted(missing)})
+    finally:
+        os.close(fd)
+
+
+async def _send_blocks(client: Client, project_id: str, fd: int, manifest: Manifest,
+                       missing: set[str], on_progress: Callable[[int], None] | None) -> int:
+    """Send the listed blocks in file order, several in flight; returns the bytes sent."""
     sent = 0
 
     async def put(ref: BlockRef, data: bytes) -> None:
         nonlocal sent
-        await client.put_block(project_id, ref.hash, data)
+        try:
+            await client.put_block(project_id, ref.hash, data)
+        except ApiError as e:
+            if e.code == "hash_mismatch":  # the file changed since it was hashed
+                raise ContentMismatch(f"the file changed since it was hashed (block at "
+                                      f"{ref.offset})") from None
+            raise
         sent += len(data)
         if on_progress is not None:
             on_progress(len(data))
 
-    pool = _Pool(client.upload_concurrency)
+    window = _Window(client.upload_concurrency)
     try:
-        if manifest is None:
-            manifest = await _hash_and_upload(client, project_id, local_path, pool, put)
-        else:
-            await _upload_missing(client, project_id, local_path, manifest, pool, put)
-        await pool.join()
-        try:
-            await client.post_manifest(project_id, manifest)
-        except ApiError as e:
-            if e.code != "missing_blocks":
-                raise
-            # Blocks vanished between check and manifest (e.g. a concurrent cleanup): once more.
-            pool = _Pool(client.upload_concurrency)
-            await _upload_missing(client, project_id, local_path, manifest, pool, put)
-            await pool.join()
-            await client.post_manifest(project_id, manifest)
+        for ref in manifest.blocks:
+            if ref.hash not in missing:
+                continue
+            missing.discard(ref.hash)  # a block repeated in the file is sent once
+            data = await asyncio.to_thread(os.pread, fd, ref.size, ref.offset)
+            if len(data) != ref.size:
+                raise ContentMismatch(f"the file is shorter than when it was hashed "
+                                      f"(block at {ref.offset})")
+            await window.submit(ref.size, put(ref, data))
+        await window.join()
     finally:
-        await pool.cancel()
-    return UploadResult(manifest.hash, manifest.size, sent)
-
-
-async def _upload_missing(client: Client, project_id: str, local_path: str | os.PathLike,
-                          manifest: Manifest, pool: _Pool,
-                          put: Callable[[BlockRef, bytes], Awaitable[None]]) -> None:
-    missing = set(await client.check_blocks(project_id, [b.hash for b in manifest.blocks]))
-    for ref in manifest.blocks:
-        if ref.hash not in missing:
-            continue
-        missing.discard(ref.hash)  # a block repeated in the file is sent once
-        data = await asyncio.to_thread(read_block, local_path, ref)
-        if data is None:
-            raise ContentMismatch(f"{local_path} changed since it was hashed (block at {ref.offset})")
-        await pool.submit(put(ref, data))
-
-
-async def _hash_and_upload(client: Client, project_id: str, local_path: str | os.PathLike,
-                           pool: _Pool, put: Callable[[BlockRef, bytes], Awaitable[None]]) -> Manifest:
-    """Read the file once: hash blocks, ask about them a batch at a time, send the missing."""
-    whole = hashlib.sha256()
-    refs: list[BlockRef] = []
-    sent_hashes: set[str] = set()
-    batch: list[tuple[BlockRef, bytes]] = []
-
-    async def flush() -> None:
-        missing = set(await client.check_blocks(project_id, [r.hash for r, _ in batch]))
-        for ref, data in batch:
-            if ref.hash in missing and ref.hash not in sent_hashes:
-                sent_hashes.add(ref.hash)
-                await pool.submit(put(ref, data))
-        batch.clear()
-
-    f = await asyncio.to_thread(open, local_path, "rb")
-    with f:
-        block_size = block_size_for(os.fstat(f.fileno()).st_size)
-        offset = 0
-
-        def read_next() -> tuple[bytes, str]:
-            data = f.read(block_size)
-            whole.update(data)
-            return data, _sha256(data)
-
-        while True:
-            data, digest = await asyncio.to_thread(read_next)
-            if not data:
-                break
-            ref = BlockRef(digest, len(data), offset)
-            offset += len(data)
-            refs.append(ref)
-            batch.append((ref, data))
-            if len(batch) >= CHECK_BATCH_BLOCKS or len(batch) * block_size >= CHECK_BATCH_BYTES:
-                await flush()
-    if batch:
-        await flush()
-    return Manifest(whole.hexdigest(), offset, tuple(refs))
+        await window.cancel()
+    return sent
 
 
 # -- download ---------------------------------------------------------------------------------------
 
 async def download_file(client: Client, project_id: str, manifest: Manifest | str,
                         dest: str | os.PathLike, *, have_block: HaveBlock | None = None,
-                        resume: bool = True,
+                        place_block: PlaceBlock | None = None, resume: bool = True,
+                        done: set[int] | None = None,
                         on_progress: Callable[[int], None] | None = None) -> DownloadResult:
     """See ``Client.download_file``."""
     if isinstance(manifest, str):
         manifest = await client.manifest(project_id, manifest)
     existed = resume and await asyncio.to_thread(os.path.exists, dest)
     fd = await asyncio.to_thread(
-        os.open, dest, os.O_RDWR | os.O_CREAT | (0 if existed else os.O_TRUNC), 0o644)
+        os.open, dest, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (0 if existed else os.O_TRUNC),
+        0o644)
+    done = set() if done is None else done
     downloaded = reused = 0
 
-    async def fetch(ref: BlockRef) -> None:
+    async def fetch(index: int, ref: BlockRef) -> None:
         nonlocal downloaded
         data = await client.get_block(project_id, ref.hash)
 
-        def check_and_write() -> None:  # off the event loop: about 1 s of hashing per GiB
+        def check_and_write() -> None:  # off the event loop: about 0.5 s of hashing per GiB
             if len(data) != ref.size or _sha256(data) != ref.hash:
                 raise ContentMismatch(f"block {ref.hash} from the server does not match its hash")
             os.pwrite(fd, data, ref.offset)
+            _start_writeback(fd, ref.offset, ref.size)
 
         await asyncio.to_thread(check_and_write)
+        done.add(index)
         downloaded += len(data)
         if on_progress is not None:
             on_progress(len(data))
@@ -211,11 +221,21 @@ async def download_file(client: Client, project_id: str, manifest: Manifest | st
         data = os.pread(fd, ref.size, ref.offset)
         return len(data) == ref.size and _sha256(data) == ref.hash
 
-    pool = _Pool(client.download_concurrency)
+    window = _Window(client.download_concurrency)
     try:
-        await asyncio.to_thread(os.ftruncate, fd, manifest.size)
-        for ref in manifest.blocks:
+        size = await asyncio.to_thread(os.fstat, fd)
+        if size.st_size != manifest.size:
+            await asyncio.to_thread(os.ftruncate, fd, manifest.size)
+        for index, ref in enumerate(manifest.blocks):
+            if index in done:
+                reused += ref.size
+                continue
             if existed and await asyncio.to_thread(local_copy, ref):
+                done.add(index)
+                reused += ref.size
+                continue
+            if place_block is not None and await asyncio.to_thread(place_block, ref, fd):
+                done.add(index)
                 reused += ref.size
                 continue
             if have_block is not None:
@@ -224,12 +244,13 @@ async def download_file(client: Client, project_id: str, manifest: Manifest | st
                     data = await data
                 if data is not None and len(data) == ref.size and _sha256(data) == ref.hash:
                     await asyncio.to_thread(os.pwrite, fd, data, ref.offset)
+                    done.add(index)
                     reused += ref.size
                     continue
-            await pool.submit(fetch(ref))
-        await pool.join()
+            await window.submit(ref.size, fetch(index, ref))
+        await window.join()
         await asyncio.to_thread(os.fsync, fd)
     finally:
-        await pool.cancel()
+        await window.cancel()
         os.close(fd)
     return DownloadResult(manifest.hash, manifest.size, downloaded, reused)

@@ -282,6 +282,9 @@ class RedisBackplane:
         elif kind == "end_subscriptions":
             a = msg["a"]
             svc.hub.end_subscriptions(a["project_id"], a["reason"], a.get("user_id"))
+        elif kind == "announce":
+            a = msg["a"]
+            svc.hub.notify(a["project_id"], a["name"], a["payload"], path=a["path"])
         elif kind == "disconnect_token":
             svc.realtime.disconnect_token(msg["a"]["token_hash"])
         elif kind == "role_changed":

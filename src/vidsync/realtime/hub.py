@@ -193,16 +193,20 @@ class Hub:
             sub.session.send(packet)
         return len(ended)
 
-    def notify(self, project_id: str, name: str, data: dict, user_id: str | None = None) -> int:
-        """Send one event that is not part of the log (a role or lock change) to the project's
-        live subscribers, or only to one user's. Returns how many got it."""
+    def notify(self, project_id: str, name: str, data: dict, user_id: str | None = None,
+               path: str | None = None) -> int:
+        """Send one message that is not part of the log (a role or lock change, an upload in
+        progress) to the project's live subscribers: only one user's with ``user_id``, only those
+        whose ``paths`` filter takes ``path`` with ``path``. Not replayed, not numbered: never an
+        event. Returns how many got it."""
         ch = self.channels.get(project_id)
         if ch is None:
             return 0
         packet = protocol.event_packet(name, data)
         sent = 0
         for sub in list(ch.subs.values()):
-            if user_id is None or sub.user_id == user_id:
+            if (user_id is None or sub.user_id == user_id) and (
+                    path is None or not sub.prefixes or matches(path, sub.prefixes)):
                 sub.session.send(packet)
                 sent += 1
         return sent

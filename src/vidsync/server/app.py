@@ -93,6 +93,12 @@ class Services:
         self._control("role_changed", {"project_id": project_id, "user_id": user_id,
                                        "role": role})
 
+    def announce(self, project_id: str, name: str, payload: dict, path: str) -> None:
+        """Send a message outside the log to the project's subscribers, on every node."""
+        self.hub.notify(project_id, name, payload, path=path)
+        self._control("announce", {"project_id": project_id, "name": name, "payload": payload,
+                                   "path": path})
+
     def disconnect_token(self, token_hash: str) -> None:
         """Disconnect a revoked token's sockets, on every node."""
         self.realtime.disconnect_token(token_hash)

@@ -19,7 +19,7 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -41,6 +41,7 @@ from vidsync.content.links import (
     load_secret,
 )
 from vidsync.content.media import PosterMaker, media_type
+from vidsync.content.pending import Pending, PendingUploads
 from vidsync.content.zipstream import ZipEntry, write_zip
 from vidsync.errors import ApiError, bad_request, not_found
 from vidsync.server.http import (
@@ -66,8 +67,18 @@ CONTENT_HEADERS = {
 }
 
 
+# What a manifest post waits for the in-order hash at most before looking again for a block that
+# vanished meanwhile (the wait itself has no bound: hashing tens of GB takes minutes).
+DIGEST_RECHECK_S = 5.0
+# ``project:upload`` progress goes out at most this often per upload (plus start and end).
+ANNOUNCE_EVERY_S = 0.05
+
+Announce = Callable[[str, str, dict, str], None]  # (project_id, event name, payload, path)
+
+
 class ContentService:
-    def __init__(self, config: ContentConfig, data_dir: str) -> None:
+    def __init__(self, config: ContentConfig, data_dir: str,
+                 announce: Announce | None = None) -> None:
         self.config = config
         self.blobs = BlobStore(config.blob_dir or os.path.join(data_dir, "blobs"),
                                config.project_quota, config.gc_grace_s)
@@ -77,6 +88,8 @@ class ContentService:
         self.collector: Collector | None = None  # set by setup, which has the store
         # The last usage measured per project (by a collection or on demand).
         self.usages: dict[str, Usage] = {}
+        self.pending = PendingUploads(self.blobs.read_block, self._progress)
+        self._announce = announce
 
     async def usage(self, project_id: str) -> Usage:
         """The project's exact usage, measured at most ``USAGE_TTL_S`` ago."""
@@ -85,6 +98,27 @@ class ContentService:
         if u is None or time.time() - u.counted_at > USAGE_TTL_S:
             u = self.usages[project_id] = await self.collector.usage(project_id)
         return u
+
+    def announce_upload(self, project_id: str, p: Pending, state: str) -> None:
+        """``project:upload`` to the project's members: which file is coming, and how many of its
+        blocks (in order from the first) the server holds and has checked. Sent only for uploads
+        that named their ``path``; never an event of the log."""
+        if self._announce is None or not p.path:
+            return
+        now = time.monotonic()
+        if state == "progress" and now - p.announced_at < ANNOUNCE_EVERY_S \
+                and p.next_index < len(p.manifest.blocks):
+            return
+        p.announced_at = now
+        payload = {"project_id": project_id, "path": p.path, "hash": p.manifest.hash,
+                   "size": p.manifest.size, "state": state, "ready_blocks": p.next_index,
+                   "ready_bytes": p.hashed_bytes}
+        if state == "started":
+            payload["blocks"] = [b.to_json() for b in p.manifest.blocks]
+        self._announce(project_id, "project:upload", payload, p.path)
+
+    def _progress(self, project_id: str, p: Pending, hashed: list[int]) -> None:
+        self.announce_upload(project_id, p, "progress")
 
     def manifest_size(self, project_id: str, file_hash: str) -> int | None:
         """The stored file's size (blocking). Manifests never change, so sizes are cached."""
@@ -165,11 +199,10 @@ async def put_block(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
     await require_writer(request, project_id)
     block_hash = _hash_param(request)
-    blobs = _content(request).blobs
+    svc = _content(request)
     try:
-        stored, hash_ok = await blobs.put_block(
-            project_id, block_hash, request.content.iter_chunked(256 * 1024),
-            request.content_length)
+        stored, hash_ok = await svc.blobs.put_block(
+            project_id, block_hash, request.content.iter_any(), request.content_length)
     except TooLarge:
         raise ApiError(413, "block_too_large",
                        f"a block is at most {MAX_BLOCK_SIZE} bytes") from None
@@ -179,17 +212,31 @@ async def put_block(request: web.Request) -> web.Response:
     if not hash_ok:
         raise ApiError(422, "hash_mismatch", "the bytes sent do not hash to the block's name; "
                        "nothing was stored")
+    if stored:
+        svc.pending.block_stored(project_id)
     return json_response({"hash": block_hash, "stored": stored}, status=201 if stored else 200)
 
 
 async def post_manifest(request: web.Request) -> web.Response:
+    """Store a manifest once its blocks are stored and hash, in order, to its ``hash``.
+
+    Posted before its blocks, it is remembered as a pending upload (409 ``missing_blocks``): the
+    blocks are hashed in order as they land, members hear ``project:upload``, and the post after
+    the last block answers without reading the file again."""
     project_id = request.match_info["project_id"]
     await require_writer(request, project_id)
     svc = _content(request)
+    body = await read_json(request)
     try:
-        manifest = Manifest.from_json(await read_json(request))
+        manifest = Manifest.from_json(body)
     except ValueError as e:
         raise bad_request(f"invalid manifest: {e}", code="invalid_manifest") from None
+    path = body.get("path")
+    if path is not None:
+        try:
+            path = normalize_path(path)
+        except (ValueError, TypeError) as e:
+            raise bad_request(f"invalid path: {e}", code="invalid_path") from None
     if manifest.size > svc.config.max_file_size:
         raise ApiError(413, "file_too_large", f"a file is at most {svc.config.max_file_size} bytes "
                        "(--max-file-size)", limit=svc.config.max_file_size)
@@ -198,7 +245,11 @@ async def post_manifest(request: web.Request) -> web.Response:
     # Touched, not just checked: a collection running now keeps them (content/blobstore.py).
     missing = await asyncio.to_thread(svc.blobs.touch_blocks, project_id,
                                       [b.hash for b in manifest.blocks])
+    pending = svc.pending.get(project_id, manifest)
     if missing:
+        if pending is None:
+            pending = svc.pending.start(project_id, manifest, path)
+            svc.announce_upload(project_id, pending, "started")
         raise ApiError(409, "missing_blocks", f"{len(missing)} block(s) are not stored yet",
                        missing=missing[:MAX_CHECK_HASHES])
     usage = await svc.blobs.usage(project_id)
@@ -206,17 +257,33 @@ async def post_manifest(request: web.Request) -> web.Response:
         raise ApiError(413, "quota_exceeded", f"the project stores {usage} bytes, over its "
                        f"{svc.config.project_quota}-byte quota (--project-quota)",
                        usage=usage, quota=svc.config.project_quota)
-    digest, wrong = await asyncio.to_thread(svc.blobs.hash_blocks, project_id, manifest)
+    wrong = await asyncio.to_thread(svc.blobs.wrong_sizes, project_id, manifest)
     if wrong:
+        if pending is not None:
+            svc.pending.forget(pending)
         raise ApiError(422, "block_size_mismatch",
                        f"blocks[{wrong[0]}]: 'size' differs from the stored block's", index=wrong[0])
+    if pending is None:  # posted complete at once, or the pending upload lives on another node
+        pending = svc.pending.start(project_id, manifest, path)
+    while (digest := await svc.pending.digest(pending, DIGEST_RECHECK_S)) is None:
+        if svc.pending.get(project_id, manifest) is not pending:  # forgotten meanwhile
+            pending = svc.pending.start(project_id, manifest, path)
+            continue
+        gone = await svc.blobs.missing_blocks(
+            project_id, [b.hash for b in manifest.blocks[pending.next_index:]])
+        if gone:  # a block vanished since the check above
+            raise ApiError(409, "missing_blocks", f"{len(gone)} block(s) are not stored yet",
+                           missing=gone[:MAX_CHECK_HASHES])
+    svc.pending.forget(pending)
     if digest != manifest.hash:
+        svc.announce_upload(project_id, pending, "failed")
         damaged = await asyncio.to_thread(svc.blobs.damaged_blocks, project_id, manifest)
         if damaged:  # stored blocks a crash damaged: deleted now, so they can be sent again
             raise ApiError(409, "missing_blocks", f"{len(damaged)} block(s) are not stored yet",
                            missing=damaged)
         raise ApiError(422, "hash_mismatch", "the blocks do not hash to the manifest's 'hash'")
     created = await asyncio.to_thread(svc.blobs.put_manifest, project_id, manifest)
+    svc.announce_upload(project_id, pending, "stored")
     return json_response({"manifest": manifest.to_json()}, status=201 if created else 200)
 
 
@@ -284,10 +351,28 @@ async def serve_manifest(request: web.Request, project_id: str, manifest: Manife
     response.content_length = end - start
     await response.prepare(request)
     if request.method != "HEAD":
-        async for data in _chunks(_content(request).blobs, project_id, manifest, start, end):
-            await response.write(data)
+        await _send(request, _content(request).blobs, project_id, manifest, start, end)
     await response.write_eof()
     return response
+
+
+async def _send(request: web.Request, blobs: BlobStore, project_id: str, manifest: Manifest,
+                start: int, end: int) -> None:
+    """Write bytes ``[start, end)`` of a stored file after the prepared headers, block by block
+    with ``sendfile`` (the kernel copies from the page cache to the socket; asyncio falls back
+    to reads and writes where it cannot, e.g. TLS)."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client went away")
+    loop = asyncio.get_running_loop()
+    for path, offset, count in blobs.pieces(project_id, manifest, start, end):
+        f = await asyncio.to_thread(open, path, "rb")
+        try:
+            sent = await loop.sendfile(transport, f, offset, count)
+        finally:
+            f.close()
+        if sent != count:
+            raise OSError(f"block {os.path.basename(path)} is shorter than its manifest says")
 
 
 async def get_block(request: web.Request) -> web.StreamResponse:
@@ -480,8 +565,13 @@ async def _serve_zip(request: web.Request, grant: LinkGrant,
 def setup(app: web.Application) -> None:
     """Open the content store, refuse changes that name missing content, add the routes."""
     svc = app[SERVICES]
-    content = ContentService(svc.config.content, svc.config.data_dir)
+    content = ContentService(svc.config.content, svc.config.data_dir, svc.announce)
     app[CONTENT] = content
+
+    async def stop_pending(app: web.Application) -> None:
+        await content.pending.close()
+
+    app.on_cleanup.append(stop_pending)
     svc.change_checks.append(content.check_changes)
     svc.on_project_deleted.append(content.blobs.delete_project)
     content.collector = Collector(svc.store, content.blobs, svc.config.content.retention_s)

@@ -9,7 +9,6 @@ the hash is thrown away and the file waits again, so a half-written file is neve
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,22 +17,10 @@ from pathlib import Path
 from vidsync.agent.share.ignore import IgnoreRules
 from vidsync.agent.share.scanner import Entry, probe, server_path, walk
 from vidsync.agent.share.state import LocalFile, ShareState
-from vidsync.content.blocks import Manifest, iter_blocks
+from vidsync.content.blocks import split_file
 
 Progress = Callable[[int], None]
 log = logging.getLogger("vidsync.share")
-
-
-def hash_file(path: Path, on_bytes: Progress | None = None) -> Manifest:
-    """The file's manifest (block hashes and whole-file SHA-256) in one streaming pass."""
-    whole = hashlib.sha256()
-    refs = []
-    for ref, data in iter_blocks(path):
-        whole.update(data)
-        refs.append(ref)
-        if on_bytes:
-            on_bytes(len(data))
-    return Manifest(whole.hexdigest(), sum(r.size for r in refs), tuple(refs))
 
 
 class Indexer:
@@ -119,7 +106,7 @@ class Indexer:
         if not self._settled(entry):
             return False
         try:
-            manifest = await asyncio.to_thread(hash_file, self.root / entry.fspath, self._hashed)
+            manifest = await asyncio.to_thread(split_file, self.root / entry.fspath, self._hashed)
         except OSError as e:  # unreadable, or deleted meanwhile (its own event follows)
             self.unsettled.pop(entry.fspath, None)
             if not isinstance(e, FileNotFoundError):

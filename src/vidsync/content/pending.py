@@ -1,0 +1,169 @@
+"""Uploads in progress: the whole-file SHA-256 of a manifest, computed while its blocks land.
+
+An owner posts a file's manifest before its blocks (the answer is 409 ``missing_blocks``, the
+list of what to send). From then on this node remembers the manifest and hashes its stored blocks
+in file order on a worker thread, each as soon as it and every block before it are stored. When
+the owner posts the manifest again after the last block, the whole-file identity is already
+established (or nearly): the manifest is stored without reading the file back. This is the only
+extra pass over the bytes, and it runs during the upload instead of after it.
+
+A pending upload is memory on one node: a restart or a post that reaches another node falls back
+to hashing the stored blocks then, the same way. The blocks themselves are ordinary
+stored blocks (``blocks/``); a pending upload holds no file of its own. It is dropped when its
+manifest is stored, when the hash does not match, or after ``IDLE_S`` without a new block.
+``blocks_in_flight`` lists the block hashes pending uploads still expect, for whoever collects
+unreferenced blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vidsync.content.blocks import Manifest
+
+# A pending upload with no new block for this long is forgotten (a later post hashes from disk).
+IDLE_S = 600.0
+# At most this many pending uploads per project on one node; the oldest is forgotten first.
+MAX_PER_PROJECT = 64
+# Hash this many bytes per worker-thread call (fewer thread hops, still a short critical section).
+HASH_STEP = 8 * 1024 * 1024
+# Blocks stored by another node (shared blob directory) are noticed this often.
+POLL_S = 0.5
+
+# (project_id, block hash) -> the block's bytes read from the store, or None if not stored yet.
+ReadBlock = Callable[[str, str], "bytes | None"]
+# Progress for announcements: (project_id, pending upload, indexes of the blocks just hashed).
+OnProgress = Callable[[str, "Pending", list[int]], None]
+
+
+@dataclass(eq=False)
+class Pending:
+    """One manifest being uploaded: how far its in-order hash has got."""
+
+    project_id: str
+    manifest: Manifest
+    path: str | None
+    next_index: int = 0
+    hashed_bytes: int = 0
+    touched: float = field(default_factory=time.monotonic)
+    announced_at: float = 0.0  # when members last heard of its progress
+    # The whole-file SHA-256 once every block is hashed; "" if the stored blocks could not be
+    # read as listed (the caller then checks them one by one).
+    digest: str | None = None
+    _hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _done: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.digest is not None
+
+
+class PendingUploads:
+    """The pending uploads of this node, advanced as blocks are stored."""
+
+    def __init__(self, read_block: ReadBlock, on_progress: OnProgress | None = None) -> None:
+        self._read = read_block
+        self.on_progress = on_progress
+        # Keyed by the whole manifest: the same ``hash`` with other blocks is another upload.
+        self._by_project: dict[str, dict[Manifest, Pending]] = {}
+
+    def get(self, project_id: str, manifest: Manifest) -> Pending | None:
+        return self._by_project.get(project_id, {}).get(manifest)
+
+    def start(self, project_id: str, manifest: Manifest, path: str | None) -> Pending:
+        """Remember ``manifest`` (whose blocks are being uploaded) and start hashing it."""
+        uploads = self._by_project.setdefault(project_id, {})
+        pending = uploads.get(manifest)
+        if pending is not None:
+            pending.touched = time.monotonic()
+            if path and not pending.path:
+                pending.path = path
+            return pending
+        while len(uploads) >= MAX_PER_PROJECT:
+            self.forget(uploads[next(iter(uploads))])
+        pending = uploads[manifest] = Pending(project_id, manifest, path)
+        pending._task = asyncio.ensure_future(self._advance(pending))
+        return pending
+
+    def block_stored(self, project_id: str) -> None:
+        """A block of the project was stored: pending uploads waiting for one look again."""
+        for pending in self._by_project.get(project_id, {}).values():
+            pending.touched = time.monotonic()
+            pending._wake.set()
+
+    async def digest(self, pending: Pending, timeout: float) -> str | None:
+        """The whole-file SHA-256 once every block is hashed; None if not done within
+        ``timeout`` (e.g. a block is still missing)."""
+        try:
+            await asyncio.wait_for(pending._done.wait(), timeout)
+        except TimeoutError:
+            return None
+        return pending.digest
+
+    def forget(self, pending: Pending) -> None:
+        uploads = self._by_project.get(pending.project_id, {})
+        if uploads.get(pending.manifest) is pending:
+            del uploads[pending.manifest]
+            if not uploads:
+                self._by_project.pop(pending.project_id, None)
+        if pending._task is not None and pending._task is not asyncio.current_task():
+            pending._task.cancel()
+
+    def blocks_in_flight(self, project_id: str) -> set[str]:
+        """Hashes of the blocks this node's pending uploads of the project still expect."""
+        return {ref.hash for p in self._by_project.get(project_id, {}).values()
+                for ref in p.manifest.blocks[p.next_index:]}
+
+    async def close(self) -> None:
+        for uploads in list(self._by_project.values()):
+            for pending in list(uploads.values()):
+                self.forget(pending)
+
+    async def _advance(self, p: Pending) -> None:
+        """Hash stored blocks in order until the end, waiting for each missing one."""
+        blocks = p.manifest.blocks
+        try:
+            while p.next_index < len(blocks):
+                p._wake.clear()
+                hashed = await asyncio.to_thread(self._hash_some, p)
+                if hashed:
+                    if self.on_progress is not None:
+                        self.on_progress(p.project_id, p, hashed)
+                    continue
+                if time.monotonic() - p.touched > IDLE_S:
+                    self.forget(p)
+                    return
+                try:
+                    await asyncio.wait_for(p._wake.wait(), POLL_S)
+                except TimeoutError:
+                    pass
+            p.digest = p._hasher.hexdigest()
+            p._done.set()
+        except OSError:
+            p.digest = ""
+            p._done.set()
+
+    def _hash_some(self, p: Pending) -> list[int]:
+        """Hash the next stored blocks in order, about ``HASH_STEP`` bytes (blocking)."""
+        done: list[int] = []
+        size = 0
+        blocks = p.manifest.blocks
+        while p.next_index < len(blocks) and size < HASH_STEP:
+            ref = blocks[p.next_index]
+            data = self._read(p.project_id, ref.hash)
+            if data is None:
+                break
+            if len(data) != ref.size:
+                raise OSError(f"stored block {ref.hash} has {len(data)} bytes, not {ref.size}")
+            p._hasher.update(data)
+            done.append(p.next_index)
+            p.next_index += 1
+            p.hashed_bytes += len(data)
+            size += len(data)
+        return done
