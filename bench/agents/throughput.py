@@ -1,17 +1,27 @@
-"""One big file through the server on loopback, beside rsync; then a small edit inside it.
+"""One big file through the server on loopback, beside rsync in the same run; a small edit inside it.
 
-    .venv/bin/python bench/agents/throughput.py [--size-mib 1024] [--edit-mib 1]
+    .venv/bin/python bench/agents/throughput.py [--size-mib 1024] [--edit-mib 1] [--dir /mnt/xfs]
 
-1. A random file of ``--size-mib`` is uploaded by the owner (SDK ``upload_file``, as the share
-   agent does) and mirrored by ``vidsync join --once`` into an empty folder: the join time is the
-   process's wall time (start-up, snapshot, download, SHA-256 check, fsync, rename).
-2. The same file is sent by ``rsync`` to an ``rsync --daemon`` on 127.0.0.1 (an empty destination,
-   so the whole file goes over the socket), in the same run.
-3. ``--edit-mib`` in the middle of the file is overwritten; the owner uploads the new version (only
-   the changed blocks travel) and a following join agent applies it (fetching only what it lacks,
-   reusing the rest from its old copy). The same edit is then sent with rsync's delta transfer.
-   Bytes are what each side reports: the SDK's uploaded bytes, the join agent's fetched bytes,
-   rsync's ``--stats`` totals.
+Each step of ours is followed at once by the same step with rsync (to an ``rsync --daemon`` on
+127.0.0.1), so both see the same machine load; the 1-minute load average is printed per step.
+
+1. upload: the owner's SDK ``upload_file`` (hashing included) of a random file, then its post;
+   beside ``rsync --whole-file`` of the same file into an empty destination.
+2. download: ``vidsync join --once`` into an empty folder (process wall time: start-up,
+   snapshot, download with the SHA-256 check, fsync, rename); beside rsync of the same file.
+3. owner's write -> collaborator verified: a following ``vidsync join`` agent is running; a new
+   random file of the same size is uploaded and posted by the owner (hashing included), and the
+   clock stops when the file appears in the mirror (it is renamed into place only once its
+   SHA-256 matched). The mirror fetches while the owner uploads (``project:upload``). Beside
+   rsync of that file.
+4. ``--edit-mib`` in the middle of the first file is overwritten: the owner hashes the file,
+   uploads the changed blocks and posts (the share agent's work once the file settled); then
+   post -> the new version verified in the mirror, with the bytes the join agent wrote to disk
+   (``/proc/PID/io`` ``write_bytes``: reflinked blocks cost none, ``copy_file_range`` on ext4
+   writes them all). Beside rsync's delta transfer of the same edit.
+
+``--dir`` puts the scratch folders (server, mirror, rsync destination) on another filesystem,
+e.g. a loop-mounted XFS or btrfs to see reflinks.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from pathlib import Path
 
 from harness import VIDSYNC, Proc, Server, account, env_for, free_port, machine, save, wait_connected
 
-from vidsync.client import Client
+from vidsync.client import Client, split_file
 
 MiB = 1024 * 1024
 JOIN_TIMEOUT_S = 1800
@@ -49,13 +59,24 @@ def sha256(path: Path) -> str:
 
 async def publish(url: str, token: str, project_id: str, path: Path, name: str,
                   op: str) -> tuple[float, int, float]:
-    """Upload and post: (seconds, bytes uploaded, perf_counter when the post was answered)."""
+    """Hash, upload and post: (seconds, bytes uploaded, perf_counter when the post was answered)."""
     async with Client(url, token) as c:
         t = time.perf_counter()
-        up = await c.upload_file(project_id, path)
+        manifest = await asyncio.to_thread(split_file, path)
+        up = await c.upload_file(project_id, path, manifest=manifest, path=name)
         await c.post_changes(project_id, [{"path": name, "op": op, "hash": up.hash, "size": up.size,
                                            "mtime": int(time.time() * 1000)}])
         return time.perf_counter() - t, up.uploaded_bytes, time.perf_counter()
+
+
+def written_bytes(pid: int) -> int:
+    """Bytes the process has caused to be written to storage so far."""
+    text = Path(f"/proc/{pid}/io").read_text()
+    return int(re.search(r"^write_bytes: (\d+)", text, re.M).group(1))
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 1)
 
 
 async def new_project(url: str, token: str) -> tuple[str, str]:
@@ -100,13 +121,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--edit-mib", type=int, default=1)
+    parser.add_argument("--dir", help="where the scratch folders go (default: the temp dir)")
     args = parser.parse_args()
     size = args.size_mib * MiB
 
-    scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-"))
+    scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-", dir=args.dir))
     server = Server(scratch / "server")
     rsyncd = RsyncDaemon(scratch)
     follower: Proc | None = None
+    rows: list[tuple[str, float, float, float]] = []  # (step, ours s, rsync s, load)
     try:
         owner = asyncio.run(account(server.url, "owner"))
         viewer = asyncio.run(account(server.url, "viewer"))
@@ -118,8 +141,14 @@ def main() -> None:
         digest = sha256(src)
         project_id, code = asyncio.run(new_project(server.url, owner))
 
-        up_s, up_bytes, _ = asyncio.run(publish(server.url, owner, project_id, src, "big.mov", "create"))
+        # 1. upload
+        up_s, up_bytes, _ = asyncio.run(publish(server.url, owner, project_id, src, "big.mov",
+                                                "create"))
+        rsync_up_s, rsync_bytes = rsyncd.send(src, "--whole-file")
+        assert sha256(rsyncd.dest / "big.mov") == digest
+        rows.append(("owner upload (hash, upload, post)", up_s, rsync_up_s, load()))
 
+        # 2. download
         def join_once(*where: str) -> float:
             t = time.perf_counter()
             subprocess.run([*VIDSYNC, "join", "--once", *where], env=viewer_env, check=True,
@@ -127,52 +156,76 @@ def main() -> None:
             return time.perf_counter() - t
 
         join_s = join_once(code, str(mirror))
+        (rsyncd.dest / "big.mov").unlink()
+        rsync_down_s, _ = rsyncd.send(src, "--whole-file")
         assert sha256(mirror / "big.mov") == digest
+        rows.append(("vidsync join --once (download)", join_s, rsync_down_s, load()))
         idle_s = join_once(str(mirror))  # nothing to do: start-up, catch-up, local scan
-        rsync_s, rsync_bytes = rsyncd.send(src, "--whole-file")
-        assert sha256(rsyncd.dest / "big.mov") == digest
 
-        # The edit: overwrite edit-mib in the middle of the file.
+        # 3. owner's write -> collaborator verified, with a following join agent
         follower = Proc(["join", str(mirror)], viewer_env, scratch / "join.log")
         wait_connected(mirror)
+        take2 = scratch / "take2.mov"
+        write_random(take2, size)
+        digest2 = sha256(take2)
+        t0 = time.perf_counter()
+        pipe_owner_s, _, _ = asyncio.run(publish(server.url, owner, project_id, take2,
+                                                 "take2.mov", "create"))
+        while not (mirror / "take2.mov").exists():
+            time.sleep(0.005)
+        pipe_s = time.perf_counter() - t0
+        assert sha256(mirror / "take2.mov") == digest2
+        rsync_pipe_s, _ = rsyncd.send(take2, "--whole-file")
+        rows.append(("owner's write -> collaborator verified", pipe_s, rsync_pipe_s, load()))
+
+        # 4. the edit
         with open(src, "r+b") as f:
             f.seek(size // 2 + 12345)
             f.write(os.urandom(args.edit_mib * MiB))
         new_digest = sha256(src)
         before = (mirror / "big.mov").stat().st_ino
+        io_before = written_bytes(follower.proc.pid)
         edit_up_s, edit_up_bytes, posted = asyncio.run(publish(server.url, owner, project_id, src,
                                                                "big.mov", "update"))
         while (mirror / "big.mov").stat().st_ino == before:
             time.sleep(0.005)
         edit_s = time.perf_counter() - posted
+        edit_written = written_bytes(follower.proc.pid) - io_before
         assert sha256(mirror / "big.mov") == new_digest
         fetched = re.search(r"updated\s+big\.mov.*fetched ([\d.]+ \w+)", follower.log)
         edit_rsync_s, edit_rsync_bytes = rsyncd.send(src)
         assert sha256(rsyncd.dest / "big.mov") == new_digest
+        rows.append((f"{args.edit_mib} MiB edit: owner hash+upload+post", edit_up_s, edit_rsync_s,
+                     load()))
+        rows.append((f"{args.edit_mib} MiB edit: post -> verified in the mirror", edit_s,
+                     edit_rsync_s, load()))
 
         def rate(seconds: float) -> float:
             return size / MiB / seconds
 
+        fs = subprocess.run(["stat", "-f", "-c", "%T", str(scratch)], capture_output=True,
+                            text=True).stdout.strip()
         results = {
-            "machine": machine(), "size_mib": args.size_mib, "edit_mib": args.edit_mib,
-            "upload": {"seconds": up_s, "mib_s": rate(up_s), "bytes": up_bytes},
-            "join_once": {"seconds": join_s, "mib_s": rate(join_s), "idle_run_s": idle_s},
-            "rsync_daemon": {"seconds": rsync_s, "mib_s": rate(rsync_s), "bytes": rsync_bytes},
-            "edit": {"owner_upload_bytes": edit_up_bytes, "owner_upload_s": edit_up_s,
-                     "post_answered_to_mirror_s": edit_s,
+            "machine": machine(), "filesystem": fs, "size_mib": args.size_mib,
+            "edit_mib": args.edit_mib,
+            "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "load_1m": lo}
+                      for n, a, b, lo in rows],
+            "upload_bytes": up_bytes, "rsync_bytes": rsync_bytes, "join_idle_run_s": idle_s,
+            "pipelined_owner_s": pipe_owner_s,
+            "edit": {"owner_upload_bytes": edit_up_bytes, "mirror_written_bytes": edit_written,
                      "join_fetched": fetched.group(1) if fetched else None,
-                     "rsync_s": edit_rsync_s, "rsync_bytes": edit_rsync_bytes},
+                     "rsync_bytes": edit_rsync_bytes},
         }
-        print(f"\n{args.size_mib} MiB file, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-        print(f"owner upload (SDK)          {up_s:7.2f} s  {rate(up_s):6.0f} MiB/s")
-        print(f"vidsync join --once         {join_s:7.2f} s  {rate(join_s):6.0f} MiB/s  (a run with "
-              f"nothing to fetch takes {idle_s:.2f} s)")
-        print(f"upload + join               {up_s + join_s:7.2f} s  {rate(up_s + join_s):6.0f} MiB/s")
-        print(f"rsync --whole-file (daemon) {rsync_s:7.2f} s  {rate(rsync_s):6.0f} MiB/s")
-        print(f"{args.edit_mib} MiB edit: owner uploads {edit_up_bytes / MiB:.1f} MiB, mirror fetches "
-              f"{results['edit']['join_fetched']}; upload+post {edit_up_s:.2f} s, then post -> "
-              f"verified in the mirror {edit_s:.2f} s; rsync delta {edit_rsync_bytes / MiB:.2f} MiB "
-              f"on the wire in {edit_rsync_s:.2f} s")
+        print(f"\n{args.size_mib} MiB file on {fs}, {os.cpu_count()} cores")
+        print(f"{'step':44} {'vidsync':>16} {'rsync':>16} {'ratio':>6} {'load':>5}")
+        for name, ours, ref, lo in rows:
+            print(f"{name:44} {ours:6.2f} s {rate(ours):5.0f} M/s {ref:6.2f} s {rate(ref):5.0f} M/s "
+                  f"{ours / ref:5.2f}x {lo:5.1f}")
+        print(f"(the owner's part of step 3: {pipe_owner_s:.2f} s; a join --once with nothing to "
+              f"fetch: {idle_s:.2f} s)")
+        print(f"{args.edit_mib} MiB edit: owner uploads {edit_up_bytes / MiB:.1f} MiB, the mirror "
+              f"fetches {results['edit']['join_fetched']} and writes {edit_written / MiB:.1f} MiB "
+              f"to disk; rsync delta: {edit_rsync_bytes / MiB:.2f} MiB on the wire")
         print(f"results: {save('agents-throughput', results)}")
     finally:
         if follower is not None:

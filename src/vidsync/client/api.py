@@ -9,7 +9,7 @@ answer raises ``ApiError`` with the server's ``code``; a server that cannot be r
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -375,6 +375,7 @@ class Client:
                             have_block: HaveBlock | None = None,
                             place_block: PlaceBlock | None = None, resume: bool = True,
                             done: set[int] | None = None,
+                            wait_for_block: Callable[[int], Awaitable[None]] | None = None,
                             on_progress: Callable[[int], None] | None = None) -> DownloadResult:
         """Write a file's content to ``dest`` (a temporary path: rename it into place yourself);
         returns ``DownloadResult(hash, size, downloaded_bytes, reused_bytes)``.
@@ -387,10 +388,13 @@ class Client:
         called on the event loop, may return an awaitable; hashed to check), else a download
         (``download_concurrency`` requests and 32 MiB at a time). Every downloaded block is
         checked against its hash (``ContentMismatch`` otherwise); the server checked that the
-        blocks make up the file's hash when it stored the manifest. ``dest`` is fsynced."""
+        blocks make up the file's hash when it stored the manifest. ``wait_for_block(i)`` is
+        awaited before block ``i`` is requested (a file still being uploaded: see
+        ``project:upload``). ``dest`` is fsynced; the result's ``content_hash`` is the SHA-256
+        of what was written, read back in order while the download ran."""
         return await download_file(self, project_id, manifest, dest, have_block=have_block,
                                    place_block=place_block, resume=resume, done=done,
-                                   on_progress=on_progress)
+                                   wait_for_block=wait_for_block, on_progress=on_progress)
 
     def follow(self, project_id: str, since_seq: int, paths: Sequence[str] | None = None,
                **options: Any) -> Follower:

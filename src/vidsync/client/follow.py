@@ -69,7 +69,8 @@ class Follower:
                  retry_socket_after_s: float = 60.0, backoff_initial_s: float = 0.25,
                  backoff_max_s: float = 10.0, connect_timeout_s: float = 10.0,
                  max_inbox: int = 20_000,
-                 on_state: Callable[[ConnectionState], None] | None = None) -> None:
+                 on_state: Callable[[ConnectionState], None] | None = None,
+                 on_upload: Callable[[dict], None] | None = None) -> None:
         if since_seq < 0:
             raise ValueError("since_seq must be >= 0")
         self.client = client
@@ -85,6 +86,8 @@ class Follower:
         self.connect_timeout_s = connect_timeout_s
         self.max_inbox = max_inbox
         self.on_state = on_state
+        # ``project:upload`` hints (over Socket.IO only; not events, never in the log).
+        self.on_upload = on_upload
         self.state = ConnectionState.CONNECTING
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wake = asyncio.Event()
@@ -264,6 +267,14 @@ class Follower:
         sio.on("project:events", on_events)
         sio.on("project:seq", on_seq)
         sio.on("project:removed", on_removed)
+        if self.on_upload is not None:
+            on_upload = self.on_upload
+
+            def on_upload_hint(data: dict) -> None:
+                if isinstance(data, dict) and data.get("project_id") == self.project_id:
+                    on_upload(data)
+
+            sio.on("project:upload", on_upload_hint)
         sio.on("disconnect", on_disconnect)
         sio.on("connect_error", lambda data=None: connect_error.append(data))
 

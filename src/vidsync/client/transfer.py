@@ -51,6 +51,8 @@ class DownloadResult(NamedTuple):
     size: int
     downloaded_bytes: int
     reused_bytes: int
+    # SHA-256 of the bytes written to ``dest``, read back in order while the download ran.
+    content_hash: str | None = None
 
 
 class _Window:
@@ -190,6 +192,7 @@ async def download_file(client: Client, project_id: str, manifest: Manifest | st
                         dest: str | os.PathLike, *, have_block: HaveBlock | None = None,
                         place_block: PlaceBlock | None = None, resume: bool = True,
                         done: set[int] | None = None,
+                        wait_for_block: Callable[[int], Awaitable[None]] | None = None,
                         on_progress: Callable[[int], None] | None = None) -> DownloadResult:
     """See ``Client.download_file``."""
     if isinstance(manifest, str):
@@ -200,6 +203,11 @@ async def download_file(client: Client, project_id: str, manifest: Manifest | st
         0o644)
     done = set() if done is None else done
     downloaded = reused = 0
+    hasher = _InOrderHash(fd, manifest)
+
+    def mark(index: int) -> None:
+        done.add(index)
+        hasher.ready.set()
 
     async def fetch(index: int, ref: BlockRef) -> None:
         nonlocal downloaded
@@ -212,7 +220,7 @@ async def download_file(client: Client, project_id: str, manifest: Manifest | st
             _start_writeback(fd, ref.offset, ref.size)
 
         await asyncio.to_thread(check_and_write)
-        done.add(index)
+        mark(index)
         downloaded += len(data)
         if on_progress is not None:
             on_progress(len(data))
@@ -222,6 +230,7 @@ async def download_file(client: Client, project_id: str, manifest: Manifest | st
         return len(data) == ref.size and _sha256(data) == ref.hash
 
     window = _Window(client.download_concurrency)
+    hashing = asyncio.ensure_future(hasher.run(done))
     try:
         size = await asyncio.to_thread(os.fstat, fd)
         if size.st_size != manifest.size:
@@ -231,11 +240,11 @@ async def download_file(client: Client, project_id: str, manifest: Manifest | st
                 reused += ref.size
                 continue
             if existed and await asyncio.to_thread(local_copy, ref):
-                done.add(index)
+                mark(index)
                 reused += ref.size
                 continue
             if place_block is not None and await asyncio.to_thread(place_block, ref, fd):
-                done.add(index)
+                mark(index)
                 reused += ref.size
                 continue
             if have_block is not None:
@@ -244,13 +253,55 @@ async def download_file(client: Client, project_id: str, manifest: Manifest | st
                     data = await data
                 if data is not None and len(data) == ref.size and _sha256(data) == ref.hash:
                     await asyncio.to_thread(os.pwrite, fd, data, ref.offset)
-                    done.add(index)
+                    mark(index)
                     reused += ref.size
                     continue
+            if wait_for_block is not None:
+                await wait_for_block(index)
             await window.submit(ref.size, fetch(index, ref))
         await window.join()
+        hasher.ready.set()
+        content_hash = await hashing
         await asyncio.to_thread(os.fsync, fd)
     finally:
         await window.cancel()
+        hashing.cancel()
+        await asyncio.gather(hashing, return_exceptions=True)
         os.close(fd)
-    return DownloadResult(manifest.hash, manifest.size, downloaded, reused)
+    return DownloadResult(manifest.hash, manifest.size, downloaded, reused, content_hash)
+
+
+class _InOrderHash:
+    """The SHA-256 of a file being written block by block, computed while it is written: each
+    block is read back (from the page cache) once it and every block before it are in place."""
+
+    STEP = 8 * 1024 * 1024
+
+    def __init__(self, fd: int, manifest: Manifest) -> None:
+        self.fd = fd
+        self.blocks = manifest.blocks
+        self.ready = asyncio.Event()
+
+    async def run(self, done: set[int]) -> str:
+        digest = hashlib.sha256()
+        index = 0
+        while index < len(self.blocks):
+            run: list[BlockRef] = []
+            size = 0
+            while index + len(run) < len(self.blocks) and index + len(run) in done \
+                    and size < self.STEP:
+                ref = self.blocks[index + len(run)]
+                run.append(ref)
+                size += ref.size
+            if not run:
+                self.ready.clear()
+                await self.ready.wait()
+                continue
+
+            def update(refs: list[BlockRef] = run) -> None:
+                for ref in refs:
+                    digest.update(os.pread(self.fd, ref.size, ref.offset))
+
+            await asyncio.to_thread(update)
+            index += len(run)
+        return digest.hexdigest()

@@ -297,8 +297,15 @@ PATHS: J = {
                   params=[*PID, path_param("hash")]),
     },
     "/api/projects/{project_id}/manifests": {"post": op(
-        "Record a file as its list of blocks (all stored; whole-file hash verified)", "owner or editor",
-        ok(obj(["manifest"], manifest=ref("Manifest")), "201", "Created"), body(ref("Manifest")),
+        "Record a file as its list of blocks (all stored; whole-file hash verified). Posted "
+        "before its blocks: 409 missing_blocks {missing} lists what to send, the upload is "
+        "remembered (blocks hashed in order as they land) and, with 'path', announced to "
+        "members as project:upload", "owner or editor",
+        {**ok(obj(["manifest"], manifest=ref("Manifest")), "201", "Created"),
+         **ok(obj(["manifest"], manifest=ref("Manifest")), "200", "Already stored")},
+        body({"allOf": [ref("Manifest"), obj(path={
+            "type": "string", "maxLength": 4096,
+            "description": "the file's path in the project, to announce the upload"})]}),
         PID)},
     "/api/projects/{project_id}/manifests/{hash}": {"get": op(
         "A file's blocks", "member", ok(ref("Manifest")), params=[*PID, path_param("hash")])},

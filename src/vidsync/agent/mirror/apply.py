@@ -24,7 +24,8 @@ from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
 from vidsync.agent.mirror.state import MirrorState, RemoteFile
 
 # fetch(row, temp file path, a local file holding the previous version or None, progress(bytes))
-Fetch = Callable[[RemoteFile, str, str | None, Callable[[int], None]], Awaitable[None]]
+# -> the SHA-256 of what it wrote, computed as it wrote (None: the applier hashes the temp file).
+Fetch = Callable[[RemoteFile, str, str | None, Callable[[int], None]], Awaitable[str | None]]
 Report = Callable[[str, str, str], None]  # (what, path, detail)
 TMP_DIR = "tmp"
 
@@ -103,8 +104,8 @@ class Applier:
         tmp_name = self.temp_name(row)
         tmp_path = str(self.tmp_dir / tmp_name)
         try:
-            await self.fetch(row, tmp_path, reuse, progress)
-            await asyncio.to_thread(self._verify, row, tmp_path)
+            written = await self.fetch(row, tmp_path, reuse, progress)
+            await asyncio.to_thread(self._verify, row, tmp_path, written)
             async with self.lock.held():
                 current = self.state.remote(path)
                 if current is None or current.hash != row.hash:
@@ -123,11 +124,12 @@ class Applier:
             raise
         return "updated" if local is not None else "created"
 
-    def _verify(self, row: RemoteFile, tmp_path: str) -> None:
+    def _verify(self, row: RemoteFile, tmp_path: str, written: str | None) -> None:
         size = os.stat(tmp_path).st_size
         if row.size is not None and size != row.size:
             raise ContentRejected(f"{row.path}: got {size} bytes, the change says {row.size}")
-        digest = disk.hash_path(tmp_path)
+        # The fetcher hashes what it writes as it writes it, in order (no second pass).
+        digest = written if written is not None else disk.hash_path(tmp_path)
         if digest != row.hash:
             raise ContentRejected(f"{row.path}: content hash {digest[:12]}... is not {row.hash[:12]}...")
         disk.finish_temp(tmp_path, row.mtime)

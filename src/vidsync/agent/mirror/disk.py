@@ -105,13 +105,14 @@ def install(root_fd: int, tmp_dir_fd: int, tmp_name: str, path: str, digest: str
             raise FileExistsError(errno.EISDIR, f"a folder is in the way of {path!r}") from None
         os.fsync(parent)
         st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-    return LocalFile(path, digest, st.st_size, st.st_mtime_ns, st.st_ino)
+    return LocalFile(path, digest, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def adopt(path: str, digest: str, seen: Seen) -> LocalFile:
     """The record for a file found on disk that already holds the owner's content."""
     assert seen.st is not None
-    return LocalFile(path, digest, seen.st.st_size, seen.st.st_mtime_ns, seen.st.st_ino)
+    return LocalFile(path, digest, seen.st.st_size, seen.st.st_mtime_ns, seen.st.st_ino,
+                     seen.st.st_ctime_ns)
 
 
 def remove(root_fd: int, path: str) -> None:

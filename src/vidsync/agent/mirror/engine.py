@@ -18,6 +18,7 @@ import time
 
 from vidsync.agent.mirror.apply import Applier, ContentRejected
 from vidsync.agent.mirror.fetch import Fetcher
+from vidsync.agent.mirror.prefetch import Prefetcher
 from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
 from vidsync.agent.mirror.state import MirrorState, RemoteFile
 from vidsync.agent.mirror.ui import Ui, human_bytes
@@ -59,6 +60,8 @@ class MirrorAgent:
         self.prefixes: list[str] = state.get("prefixes") or []  # type: ignore[assignment]
         self.fetcher = Fetcher(client, self.project_id, state)
         self.applier = Applier(root, state, policy, self.fetcher, self._report)
+        # Files announced as being uploaded are fetched ahead of their change.
+        self.prefetcher = self.fetcher.prefetcher = Prefetcher(self.fetcher, root, policy, state)
         self.connection = ConnectionState.CONNECTING.value
         self.busy: dict[str, RemoteFile] = {}
         self._wake = asyncio.Event()
@@ -114,6 +117,7 @@ class MirrorAgent:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._follower is not None:
                 await self._follower.close()
+            await self.prefetcher.close()
             self._write_heartbeat(ConnectionState.CLOSED.value)
 
     async def snapshot(self) -> None:
@@ -146,7 +150,8 @@ class MirrorAgent:
             self.ui.line("connection", state.value)
 
         self._follower = follower = self.client.follow(
-            self.project_id, self.state.last_seq, self.prefixes or None, on_state=on_state)
+            self.project_id, self.state.last_seq, self.prefixes or None, on_state=on_state,
+            on_upload=self.prefetcher.hint)
         try:
             async for event in follower:
                 if self.state.record_events([event]):

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS remote (
 CREATE INDEX IF NOT EXISTS remote_seq ON remote(seq);
 CREATE TABLE IF NOT EXISTS local (
   path TEXT PRIMARY KEY, fold TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
-  mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL);
+  mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, ctime_ns INTEGER);
 CREATE INDEX IF NOT EXISTS local_fold ON local(fold);
 CREATE TABLE IF NOT EXISTS dirty (path TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS edits (
@@ -58,10 +58,16 @@ class LocalFile:
     size: int
     mtime_ns: int
     ino: int
+    ctime_ns: int | None = None  # None in rows written before it was recorded
 
     def matches(self, st: os.stat_result) -> bool:
         """The file on disk is still the one this agent wrote (same inode, size and mtime)."""
         return (st.st_ino, st.st_size, st.st_mtime_ns) == (self.ino, self.size, self.mtime_ns)
+
+    def unchanged(self, st: os.stat_result) -> bool:
+        """Also the same ctime: nothing wrote to the file since it was verified, not even with
+        its mtime put back. Only then are its blocks taken without hashing them (as Syncthing)."""
+        return self.ctime_ns is not None and self.matches(st) and st.st_ctime_ns == self.ctime_ns
 
 
 def state_dir(root: str | os.PathLike) -> Path:
@@ -84,6 +90,9 @@ class MirrorState:
         # only means re-checking a few files: the server's log is the source of truth.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(local)")}
+        if "ctime_ns" not in columns:  # a mirror made before ctimes were recorded
+            self.db.execute("ALTER TABLE local ADD COLUMN ctime_ns INTEGER")
 
     def close(self) -> None:
         self.db.close()
@@ -215,7 +224,8 @@ class MirrorState:
     # -- this machine's side --------------------------------------------------------------------
 
     def local(self, path: str) -> LocalFile | None:
-        row = self.db.execute("SELECT path, hash, size, mtime_ns, ino FROM local WHERE path = ?",
+        row = self.db.execute("SELECT path, hash, size, mtime_ns, ino, ctime_ns FROM local "
+                              "WHERE path = ?",
                               (path,)).fetchone()
         return LocalFile(*row) if row else None
 
@@ -230,15 +240,16 @@ class MirrorState:
             "SELECT path FROM local WHERE path >= ? AND path < ?", (lo, hi))]
 
     def all_local(self) -> dict[str, LocalFile]:
-        rows = self.db.execute("SELECT path, hash, size, mtime_ns, ino FROM local")
+        rows = self.db.execute("SELECT path, hash, size, mtime_ns, ino, ctime_ns FROM local")
         return {r[0]: LocalFile(*r) for r in rows}
 
     def set_local(self, row: LocalFile, fold: str) -> None:
         """This agent wrote ``row`` (or found the owner's content already there)."""
         with self._tx():
-            self.db.execute("INSERT OR REPLACE INTO local (path, fold, hash, size, mtime_ns, ino) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (row.path, fold, row.hash, row.size,
-                                                          row.mtime_ns, row.ino))
+            self.db.execute(
+                "INSERT OR REPLACE INTO local (path, fold, hash, size, mtime_ns, ino, ctime_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.path, fold, row.hash, row.size, row.mtime_ns, row.ino, row.ctime_ns))
             self._settled(row.path)
 
     def drop_local(self, path: str) -> None:

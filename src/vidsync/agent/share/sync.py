@@ -268,7 +268,8 @@ class Syncer:
 
         try:
             result = await self.client.upload_file(self.project_id, self.state.root / f.fspath,
-                                                   manifest=f.manifest(), on_progress=progress)
+                                                   manifest=f.manifest(), path=f.path,
+                                                   on_progress=progress)
         except (ContentMismatch, OSError) as e:
             log.info("%r changed while uploading (%s); it will be hashed again", f.path, e)
             self.state.invalidate(f.path)
