@@ -51,6 +51,7 @@ class Pending:
     hashed_bytes: int = 0
     touched: float = field(default_factory=time.monotonic)
     announced_at: float = 0.0  # when members last heard of its progress
+    announce_due: bool = False  # a progress message is scheduled
     # The whole-file SHA-256 once every block is hashed; "" if the stored blocks could not be
     # read as listed (the caller then checks them one by one).
     digest: str | None = None

@@ -106,9 +106,14 @@ class ContentService:
         if self._announce is None or not p.path:
             return
         now = time.monotonic()
-        if state == "progress" and now - p.announced_at < ANNOUNCE_EVERY_S \
-                and p.next_index < len(p.manifest.blocks):
-            return
+        if state == "progress" and p.next_index < len(p.manifest.blocks):
+            wait = p.announced_at + ANNOUNCE_EVERY_S - now
+            if wait > 0:  # too soon: the latest progress goes out when the interval ends
+                if not p.announce_due:
+                    p.announce_due = True
+                    asyncio.get_running_loop().call_later(
+                        wait, self._announce_due, project_id, p)
+                return
         p.announced_at = now
         payload = {"project_id": project_id, "path": p.path, "hash": p.manifest.hash,
                    "size": p.manifest.size, "state": state, "ready_blocks": p.next_index,
@@ -119,6 +124,11 @@ class ContentService:
 
     def _progress(self, project_id: str, p: Pending, hashed: list[int]) -> None:
         self.announce_upload(project_id, p, "progress")
+
+    def _announce_due(self, project_id: str, p: Pending) -> None:
+        p.announce_due = False
+        if not p.complete:
+            self.announce_upload(project_id, p, "progress")
 
     def manifest_size(self, project_id: str, file_hash: str) -> int | None:
         """The stored file's size (blocking). Manifests never change, so sizes are cached."""
