@@ -29,6 +29,7 @@ from aiohttp import web
 from vidsync.realtime import protocol
 
 if TYPE_CHECKING:
+    from vidsync.realtime.wsconn import WebSocketConnection
     from vidsync.store import User
 
 log = logging.getLogger("vidsync.realtime")
@@ -61,7 +62,7 @@ class Session:
         self.transport_name = "polling"
         self.max_buffer = max_buffer
         self.send_buffer = send_buffer
-        self.ws: web.WebSocketResponse | None = None
+        self.ws: WebSocketConnection | None = None
         self._transport: asyncio.Transport | None = None
         self._queue: list[bytes] = []
         self._queued_bytes = 0
@@ -174,8 +175,10 @@ class Session:
 
     # -- WebSocket --------------------------------------------------------------------------------
 
-    def attach_websocket(self, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
+    def attach_websocket(self, ws: WebSocketConnection) -> None:
         """Switch to WebSocket and flush what the polling queue held."""
+        transport = ws.transport
+        assert transport is not None
         self.ws = ws
         self._transport = transport
         self.transport_name = "websocket"
@@ -220,7 +223,7 @@ class Session:
                 if not transport.is_closing():
                     transport.write(protocol.ws_text_frame(protocol.CLOSE_PACKET))
                 if self.ws is not None:
-                    asyncio.ensure_future(self.ws.close())
+                    self.ws.close()
         self._wake_poller()
         self._signal_drained()
         self._on_close(self)

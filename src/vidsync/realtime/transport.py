@@ -14,16 +14,18 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from vidsync.changes import normalize_prefixes
 from vidsync.errors import ApiError
 from vidsync.realtime import protocol
 from vidsync.realtime.hub import Hub
 from vidsync.realtime.session import KERNEL_SEND_BUFFER, Session
+from vidsync.realtime.wsconn import WebSocketConnection, accept_key, take_over
 from vidsync.store import Store, User
 
 log = logging.getLogger("vidsync.realtime")
@@ -193,6 +195,8 @@ class RealtimeServer:
             ["websocket"] if upgrades else [])
 
     async def _websocket(self, request: web.Request, sid: str | None) -> web.StreamResponse:
+        """Answer the handshake and move the socket to a ``WebSocketConnection`` (wsconn.py):
+        from then on aiohttp holds nothing for this connection."""
         upgrading = None
         if sid is not None:
             upgrading = self.sessions.get(sid)
@@ -200,57 +204,28 @@ class RealtimeServer:
                 raise EngineError(1, "Session ID unknown")
             if upgrading.transport_name != "polling" or upgrading.upgrading:
                 raise EngineError(3, "Bad request: session already upgraded")
-        # timeout: how long a close we start waits for the client's answer (aiohttp's default,
-        # 10 s, held a SIGTERM shutdown that long behind one slow client).
-        ws = web.WebSocketResponse(max_msg_size=self.config.max_payload, compress=False,
-                                   autoping=True, timeout=2.0)
-        await ws.prepare(request)
-        transport = request.transport
-        assert transport is not None
+        if accept_key(request) is None:
+            raise EngineError(3, "Bad request: not a WebSocket handshake")
         if upgrading is None:
             session = self._new_session(request)
-            session.attach_websocket(ws, transport)
+            conn = WebSocketConnection(partial(self._on_packet, session),
+                                       partial(session.close, "transport closed"),
+                                       self.config.max_payload)
+            if not take_over(request, conn):
+                session.close("transport closed")
+                return web.Response(status=400)
+            session.attach_websocket(conn)
             session.send(self._open_packet(session, upgrades=False))
         else:
-            session = upgrading
-            if not await self._upgrade(session, ws, transport):
-                await ws.close()
-                return ws
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_packet(session, msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    session.close("binary frames are not supported")
-                if session.closed:
-                    break
-        finally:
-            session.close("transport closed")
-        return ws
+            conn = WebSocketConnection(_noop, _nothing, self.config.max_payload)
+            conn.handler = _Upgrade(self, upgrading, conn).on_message
+            if not take_over(request, conn):
+                upgrading.upgrading = False
+                return web.Response(status=400)
+        # The connection is no longer aiohttp's: this response is never sent, only logged.
+        return web.Response(status=101)
 
-    async def _upgrade(self, session: Session, ws: web.WebSocketResponse,
-                       transport: asyncio.Transport) -> bool:
-        """Engine.IO upgrade: ``2probe``/``3probe`` on the new socket, a noop to release the
-        pending poll, then the client's ``5`` moves the session over."""
-        session.upgrading = True
-        try:
-            probe = await ws.receive(timeout=self.config.ping_timeout_s)
-            if probe.type != WSMsgType.TEXT or probe.data != "2probe":
-                return False
-            await ws.send_str("3probe")
-            session.nudge_poller()
-            upgrade = await ws.receive(timeout=self.config.ping_timeout_s)
-            if upgrade.type != WSMsgType.TEXT or upgrade.data != protocol.EIO_UPGRADE:
-                return False
-        except TimeoutError:
-            return False
-        finally:
-            session.upgrading = False
-        if session.closed:
-            return False
-        session.attach_websocket(ws, transport)
-        return True
-
+    # -- Engine.IO and Socket.IO packets -----------------------------------------------------------
     # -- Engine.IO and Socket.IO packets -----------------------------------------------------------
 
     async def _on_packet(self, session: Session, packet: str) -> None:
@@ -359,3 +334,46 @@ def _project_id(arg: Any) -> str:
     if not isinstance(project_id, str) or not project_id or len(project_id) > 100:
         raise ApiError(400, "invalid_project_id", "expected a project id or {projectId}")
     return project_id
+
+
+class _Upgrade:
+    """Engine.IO upgrade on a new WebSocket: ``2probe``/``3probe``, a noop to release the pending
+    poll, then the client's ``5`` moves the session over. Anything else, or nothing within the
+    ping timeout, drops the new socket and leaves the session on polling."""
+
+    def __init__(self, server: RealtimeServer, session: Session, conn: WebSocketConnection) -> None:
+        self.server, self.session, self.conn = server, session, conn
+        self.probed = False
+        session.upgrading = True
+        self.timer = asyncio.get_running_loop().call_later(
+            server.config.ping_timeout_s, self.fail)
+        conn.on_lost = self.fail
+
+    def fail(self) -> None:
+        self.timer.cancel()
+        self.session.upgrading = False
+        self.conn.close()
+
+    async def on_message(self, text: str) -> None:
+        session, conn = self.session, self.conn
+        if not self.probed and text == "2probe":
+            self.probed = True
+            assert conn.transport is not None
+            conn.transport.write(protocol.ws_text_frame(b"3probe"))
+            session.nudge_poller()
+        elif self.probed and text == protocol.EIO_UPGRADE and not session.closed:
+            self.timer.cancel()
+            session.upgrading = False
+            conn.handler = partial(self.server._on_packet, session)
+            conn.on_lost = partial(session.close, "transport closed")
+            session.attach_websocket(conn)
+        else:
+            self.fail()
+
+
+async def _noop(text: str) -> None:
+    return None
+
+
+def _nothing() -> None:
+    return None
