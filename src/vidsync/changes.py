@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from vidsync.errors import ApiError, bad_request
+from vidsync.jsonint import json_int
 
 MAX_PATH_BYTES = 4096
 MAX_SEGMENT_BYTES = 255
@@ -99,12 +100,13 @@ def matches(path: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def _int_field(raw: dict, name: str, index: int, required: bool) -> int | None:
-    value = raw.get(name)
-    if value is None:
+    raw_value = raw.get(name)
+    if raw_value is None:
         if required:
             raise _invalid(index, f"'{name}' is required")
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    value = json_int(raw_value)
+    if value is None:
         raise _invalid(index, f"'{name}' must be an integer")
     if value < 0 or value > MAX_JSON_INT:
         raise _invalid(index, f"'{name}' must be between 0 and 2**53")

@@ -83,7 +83,7 @@ def test_only_allow_listed_media_play(api: Api, project) -> None:
     owner, viewer, pid = project
     url = f"/api/projects/{pid}/download-links"
     assert_error(api.post(url, token=viewer, json={"path": "notes/page.html", "inline": True}),
-                 400, "not_playable")
+                 422, "not_playable")
     assert_error(api.post(url, token=viewer, json={"prefix": "clips/", "inline": True}),
                  400, "invalid_inline")
     assert_error(api.post(url, token=viewer, json={"path": "clips/a.webm", "inline": "yes"}),

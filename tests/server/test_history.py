@@ -131,7 +131,7 @@ def test_bad_restores_append_nothing(api: Api, token: str, project: str) -> None
     assert_error(restore(api, token, project, "../x.txt", first[0]), 400, "invalid_path")
     assert_error(restore(api, token, project, "/etc/passwd", first[0]), 400, "invalid_path")
     assert_error(restore(api, token, project, ".vidsync/state", first[0]), 400, "invalid_path")
-    assert_error(restore(api, token, project, "a/", 999), 400, "invalid_seq")
+    assert_error(restore(api, token, project, "a/", 999), 422, "invalid_seq")
     assert_error(restore(api, token, project, "x.txt", 0), 400, "invalid_seq")
     assert_error(restore(api, token, project, "x.txt", "1"), 400, "invalid_seq")
     assert_error(api.post(f"/api/projects/{project}/files/restore", token=token,

@@ -55,9 +55,33 @@ def test_project_bad_input(api: Api, owner, project) -> None:
         assert_error(api.post("/api/projects", json=body, token=token), 400, code)
     assert_error(api.post("/api/projects", json="film", token=token), 400, "invalid_body")
     for body, code in [({"name": ""}, "invalid_name"), ({"name": " "}, "invalid_name"),
-                       ({"name": False}, "invalid_name"), ({"description": 1}, "invalid_description")]:
+                       ({"name": False}, "invalid_name"), ({"description": 1}, "invalid_description"),
+                       # Null is not "leave it unchanged" (that is leaving the field out).
+                       ({"name": None}, "invalid_name"), ({"description": None}, "invalid_description")]:
         assert_error(api.patch(f"/api/projects/{project}", json=body, token=token), 400, code)
+    assert_error(api.post("/api/projects", json={"name": "x", "description": None}, token=token),
+                 400, "invalid_description")
     assert api.get(f"/api/projects/{project}", token=token).json()["project"]["name"] == "film"
+
+
+def test_bodies_read_as_their_documented_schema(api: Api, owner, project) -> None:
+    """What the OpenAPI document allows is accepted: an invite needs no body, and a whole number
+    written as 3600.0 is the integer 3600 (JSON Schema says so)."""
+    token, _ = owner
+    r = api.post(f"/api/projects/{project}/invites", token=token)
+    assert r.status_code == 201 and r.json()["invite"]["max_uses"] is None, r.text
+    r = api.post(f"/api/projects/{project}/invites", json={"expires_in_s": 3600.0, "max_uses": 2.0},
+                 token=token)
+    assert r.status_code == 201 and r.json()["invite"]["max_uses"] == 2, r.text
+    assert_error(api.post(f"/api/projects/{project}/invites", json={"expires_in_s": 3600.5},
+                          token=token), 400, "invalid_expires_in_s")
+    assert_error(api.post(f"/api/projects/{project}/invites", content=b"x", token=token,
+                          headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type")
+    r = api.patch(f"/api/projects/{project}", json={"name": "\u3000film\u3000 "}, token=token)
+    # Only ASCII white space is trimmed: the set the document's patterns can state exactly.
+    assert r.json()["project"]["name"] == "\u3000film\u3000"
+    assert_error(api.patch(f"/api/projects/{project}", json={"name": " \t\n"}, token=token), 400,
+                 "invalid_name")
 
 
 def test_invites_join_and_members(api: Api, owner, project) -> None:
@@ -109,7 +133,7 @@ def test_invites_join_and_members(api: Api, owner, project) -> None:
     assert api.get("/api/projects", token=v1).json()["projects"] == []
     assert_error(api.delete(f"/api/projects/{project}/members/{u1['id']}", token=token), 404)
     assert_error(api.delete(f"/api/projects/{project}/members/{owner_user['id']}", token=token),
-                 400, "cannot_remove_owner")
+                 409, "cannot_remove_owner")
     # A removed member can come back only with a new invite.
     assert api.post("/api/projects/join", json={"invite_code": default["code"]}, token=v1).status_code == 200
 

@@ -91,7 +91,7 @@ def test_owner_changes_roles_and_it_takes_effect_at_once(api: Api, owner, projec
         assert_error(api.patch(url, json=body, token=token), 400, "invalid_role")
     assert_error(api.patch(url, json="editor", token=token), 400, "invalid_body")
     assert_error(api.patch(f"/api/projects/{project}/members/{owner_user['id']}",
-                           json={"role": "viewer"}, token=token), 400, "cannot_change_owner")
+                           json={"role": "viewer"}, token=token), 409, "cannot_change_owner")
     stranger, stranger_user = api.register("stranger")
     assert_error(api.patch(f"/api/projects/{project}/members/{stranger_user['id']}",
                            json={"role": "editor"}, token=token), 404, "not_found")

@@ -147,8 +147,9 @@ def test_limits_are_inclusive(api: Api, owner, project) -> None:
     assert [x["path"] for x in r.json()["results"]] == [c["path"] for c in edge]
 
 
-@pytest.mark.parametrize("key", ["", "k" * 201, "tab\tkey"], ids=["empty", "201 chars", "control char"])
-def test_bad_idempotency_key(api: Api, baseline, key: str) -> None:
+@pytest.mark.parametrize("key", ["", "k" * 201, "tab\tkey", "clé".encode()],
+                         ids=["empty", "201 chars", "control char", "not ASCII"])
+def test_bad_idempotency_key(api: Api, baseline, key: str | bytes) -> None:
     token, project, _ = baseline
     r = api.post(f"/api/projects/{project}/files/update", json={"changes": [change("k.mov")]},
                  token=token, headers={"Idempotency-Key": key})
@@ -159,7 +160,8 @@ def test_bad_idempotency_key(api: Api, baseline, key: str) -> None:
 BAD_PATHS_QUERIES = [{"paths": "../x"}, {"paths": "/abs"}, {"paths": "a\\b"},
                      {"paths": ",".join(f"p{i}" for i in range(101))}]
 BAD_QUERIES = [("events", q) for q in [
-    {"since_seq": "-1"}, {"since_seq": "abc"}, {"since_seq": "1.5"}, {"limit": "0"},
+    {"since_seq": "-1"}, {"since_seq": "abc"}, {"since_seq": "1.5"}, {"since_seq": ""},
+    {"since_seq": "+1"}, {"since_seq": " 1"}, {"since_seq": "1_0"}, {"limit": "0"},
     {"limit": "1001"}, {"wait": "61"}, {"wait": "-1"}, *BAD_PATHS_QUERIES]] + [
     ("files", q) for q in BAD_PATHS_QUERIES]
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from vidsync.jsonint import json_int
+
 MIN_BLOCK_SIZE = 128 * 1024
 MAX_BLOCK_SIZE = 16 * 1024 * 1024
 MAX_BLOCKS_PER_FILE = 2000
@@ -51,6 +53,10 @@ class BlockRef:
         return {"hash": self.hash, "size": self.size}
 
 
+class InconsistentManifest(ValueError):
+    """A manifest of the right shape whose parts do not add up (a JSON schema cannot say this)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """A file as its blocks, in order: ``hash`` is the whole file's SHA-256, ``size`` its length."""
@@ -64,35 +70,35 @@ class Manifest:
 
     @classmethod
     def from_json(cls, raw: object) -> Manifest:
-        """Parse ``{hash, size, blocks: [{hash, size}]}``; ``ValueError`` says what is wrong.
+        """Parse ``{hash, size, blocks: [{hash, size}]}``; ``ValueError`` says what is wrong
+        (``InconsistentManifest`` when the shape is right but the numbers disagree).
 
         Checks the shape only (block sizes add up to ``size``, none above ``MAX_BLOCK_SIZE``); that
         the blocks exist and hash to ``hash`` is the server's job when it stores the manifest."""
         if not isinstance(raw, dict):
             raise ValueError("a manifest must be an object")
-        digest, size, blocks = raw.get("hash"), raw.get("size"), raw.get("blocks")
+        digest, size, blocks = raw.get("hash"), json_int(raw.get("size")), raw.get("blocks")
         if not is_hash(digest):
             raise ValueError("'hash' must be 64 lowercase hex digits")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        if size is None or size < 0:
             raise ValueError("'size' must be a non-negative integer")
         if not isinstance(blocks, list):
             raise ValueError("'blocks' must be an array")
         if len(blocks) > max(MAX_BLOCKS_PER_FILE, -(-size // MIN_BLOCK_SIZE)):
-            raise ValueError("too many blocks for the file's size")
+            raise InconsistentManifest("too many blocks for the file's size")
         refs, offset = [], 0
         for i, b in enumerate(blocks):
             if not isinstance(b, dict) or not is_hash(b.get("hash")):
                 raise ValueError(f"blocks[{i}]: 'hash' must be 64 lowercase hex digits")
-            bsize = b.get("size")
-            if isinstance(bsize, bool) or not isinstance(bsize, int) \
-                    or not 0 < bsize <= MAX_BLOCK_SIZE:
+            bsize = json_int(b.get("size"))
+            if bsize is None or not 0 < bsize <= MAX_BLOCK_SIZE:
                 raise ValueError(f"blocks[{i}]: 'size' must be an integer from 1 to {MAX_BLOCK_SIZE}")
             refs.append(BlockRef(b["hash"], bsize, offset))
             offset += bsize
         if offset != size:
-            raise ValueError(f"the blocks add up to {offset} bytes, not 'size' ({size})")
+            raise InconsistentManifest(f"the blocks add up to {offset} bytes, not 'size' ({size})")
         if size == 0 and digest != EMPTY_HASH:
-            raise ValueError("an empty file's hash is the SHA-256 of no bytes")
+            raise InconsistentManifest("an empty file's hash is the SHA-256 of no bytes")
         return cls(digest, size, tuple(refs))
 
 

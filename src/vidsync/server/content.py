@@ -28,7 +28,13 @@ from aiohttp.web_log import AccessLogger
 
 from vidsync.changes import Change, normalize_path, normalize_prefixes
 from vidsync.content.blobstore import USAGE_TTL_S, BlobStore, QuotaExceeded, TooLarge
-from vidsync.content.blocks import MAX_BLOCK_SIZE, BlockRef, Manifest, is_hash
+from vidsync.content.blocks import (
+    MAX_BLOCK_SIZE,
+    BlockRef,
+    InconsistentManifest,
+    Manifest,
+    is_hash,
+)
 from vidsync.content.config import ContentConfig
 from vidsync.content.gc import Collector, Usage
 from vidsync.content.links import (
@@ -44,6 +50,7 @@ from vidsync.content.media import PosterMaker, media_type
 from vidsync.content.pending import Pending, PendingUploads
 from vidsync.content.zipstream import ZipEntry, write_zip
 from vidsync.errors import ApiError, bad_request, not_found
+from vidsync.jsonint import json_int
 from vidsync.server.http import (
     SERVICES,
     json_response,
@@ -239,6 +246,8 @@ async def post_manifest(request: web.Request) -> web.Response:
     body = await read_json(request)
     try:
         manifest = Manifest.from_json(body)
+    except InconsistentManifest as e:
+        raise ApiError(422, "invalid_manifest", f"invalid manifest: {e}") from None
     except ValueError as e:
         raise bad_request(f"invalid manifest: {e}", code="invalid_manifest") from None
     path = body.get("path")
@@ -422,8 +431,8 @@ async def create_download_link(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict) or ("path" in body) == ("prefix" in body):
         raise bad_request("send {path} for a file or {prefix} for a folder", code="invalid_body")
-    ttl = body.get("expires_in_s", DEFAULT_TTL_S)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_S:
+    ttl = json_int(body.get("expires_in_s", DEFAULT_TTL_S))
+    if ttl is None or not 1 <= ttl <= MAX_TTL_S:
         raise bad_request(f"'expires_in_s' must be an integer from 1 to {MAX_TTL_S}",
                           code="invalid_expires_in_s")
     inline = body.get("inline", False)
@@ -454,9 +463,9 @@ async def create_download_link(request: web.Request) -> web.Response:
     if inline:
         media = media_type(target)
         if media is None:
-            raise bad_request("only audio and video the browser plays (MP4, WebM, Ogg, MP3, AAC, "
-                              "WAV, FLAC) open in the page; download this file instead",
-                              code="not_playable")
+            raise ApiError(422, "not_playable", "only audio and video the browser plays (MP4, "
+                           "WebM, Ogg, MP3, AAC, WAV, FLAC) open in the page; download this file "
+                           "instead")
         grant = LinkGrant(project_id, user.id, kind, target, expires_at, True, entry.hash)
         url = DOWNLOAD_PATH + _content(request).signer.sign(grant)
         poster = _content(request).posters.available and media.demuxer is not None
@@ -588,8 +597,9 @@ def setup(app: web.Application) -> None:
     r = app.router
     base = "/api/projects/{project_id}"
     r.add_post(base + "/blocks/check", check_blocks)
-    r.add_put(base + "/blocks/{hash}", put_block)
-    r.add_get(base + "/blocks/{hash}", get_block)
+    block = base + "/blocks/{hash:(?!check$)[^{}/]+}"  # not the route beside it, blocks/check
+    r.add_put(block, put_block)
+    r.add_get(block, get_block)
     r.add_post(base + "/manifests", post_manifest)
     r.add_get(base + "/manifests/{hash}", get_manifest)
     r.add_get(base + "/content/{hash}", get_content)

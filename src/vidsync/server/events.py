@@ -19,6 +19,7 @@ from aiohttp import web
 from vidsync.changes import Change, normalize_prefixes, parse_bases, parse_changes
 from vidsync.errors import ApiError, bad_request
 from vidsync.server.http import (
+    MAX_QUERY_INT,
     int_param,
     json_response,
     not_writer,
@@ -99,8 +100,9 @@ async def append_changes(request: web.Request, project_id: str, changes: list[Ch
     ``require_writer``; the store checks the role again in the append's transaction."""
     svc = services(request)
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-        raise bad_request(f"'Idempotency-Key' must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY
+                                and all(" " <= c <= "~" for c in key)):
+        raise bad_request(f"'Idempotency-Key' must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII "
                           "characters", code="invalid_idempotency_key")
     for check in svc.change_checks:
         await check(project_id, changes)
@@ -127,7 +129,7 @@ async def get_events(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
     await require_role(request, project_id)
     svc = services(request)
-    since_seq = int_param(request, "since_seq", 0, 0, 2**62)
+    since_seq = int_param(request, "since_seq", 0, 0, MAX_QUERY_INT)
     limit = int_param(request, "limit", 100, 1, MAX_EVENTS_PAGE)
     wait = int_param(request, "wait", 0, 0, MAX_WAIT_S)
     prefixes = _prefixes(request)

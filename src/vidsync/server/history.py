@@ -22,6 +22,7 @@ from aiohttp import web
 
 from vidsync.changes import Change, normalize_path
 from vidsync.errors import ApiError, bad_request
+from vidsync.jsonint import json_int
 from vidsync.server.content import CONTENT
 from vidsync.server.events import append_changes
 from vidsync.server.http import (
@@ -118,8 +119,8 @@ async def restore(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or set(body) - {"path", "seq"} or "path" not in body:
         raise bad_request("send {path, seq}", code="invalid_body")
     path = parse_target(body["path"])
-    seq = body.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= 2**53:
+    seq = json_int(body.get("seq"))
+    if seq is None or not 1 <= seq <= 2**53:
         raise bad_request("'seq' must be a positive integer", code="invalid_seq")
     store = services(request).store
     if path == "" or path.endswith("/"):
@@ -158,8 +159,8 @@ async def _file_changes(request: web.Request, project_id: str, path: str,
 async def _folder_changes(request: web.Request, project_id: str, prefix: str,
                           seq: int) -> list[Change]:
     store = services(request).store
-    if seq > await store.last_seq(project_id):
-        raise bad_request(f"seq {seq} is past the end of the log", code="invalid_seq")
+    if seq > await store.last_seq(project_id):  # well-formed, but not a point in this log: 422
+        raise ApiError(422, "invalid_seq", f"seq {seq} is past the end of the log")
     then = {f.path: f for f in await store.files_as_of(project_id, prefix, seq)}
     files, _ = await store.files(project_id, (prefix,) if prefix else ())
     live = {f.path: f for f in files}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,6 +18,12 @@ if TYPE_CHECKING:
     from vidsync.store import User
 
 SERVICES: web.AppKey[Services] = web.AppKey("services")
+# Integer query parameters are plain decimal numbers (no '+', spaces or '_' that int() allows).
+_DECIMAL = re.compile(r"-?[0-9]{1,20}")
+MAX_QUERY_INT = 2**62
+# The white space the server trims from names, codes and emails: ASCII only, the one set every
+# regex dialect (the OpenAPI document's patterns included) agrees on.
+SPACE = " \t\n\r\f\v"
 
 
 def services(request: web.Request) -> Services:
@@ -97,12 +104,11 @@ def not_writer() -> ApiError:
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"'{name}' must be an integer", code="invalid_query") from None
+    if not _DECIMAL.fullmatch(raw):
+        raise bad_request(f"'{name}' must be an integer", code="invalid_query")
+    value = int(raw)
     if not lo <= value <= hi:
         raise bad_request(f"'{name}' must be between {lo} and {hi}", code="invalid_query")
     return value

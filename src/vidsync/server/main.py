@@ -13,6 +13,7 @@ import os
 import sys
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from vidsync.content.blobstore import DEFAULT_GC_GRACE_S
 from vidsync.content.config import (
@@ -52,10 +53,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ClientGarbageFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (a NUL in a header value, a broken request line) at
+    ERROR with a traceback, and answers it 400. The mistake is the client's, so it becomes one
+    WARNING line saying what was wrong: ERROR stays for the server's own faults."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 500) < 500:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "unparsable request from %s answered %d: %s"
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            # Only the reason: the rest of the message quotes the offending line, which may be a
+            # header carrying a token.
+            reason = str(exc.message).split("\n", 1)[0].rstrip(": ")[:200]
+            record.args = (remote, exc.code, reason.encode("ascii", "backslashreplace").decode())
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("aiohttp.server").addFilter(ClientGarbageFilter())
 
 
 def add_storage_options(p: argparse.ArgumentParser) -> None:

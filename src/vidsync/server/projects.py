@@ -14,9 +14,17 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from vidsync.errors import ApiError, bad_request, not_found
+from vidsync.errors import ApiError, bad_request, conflict, not_found
+from vidsync.jsonint import json_int
 from vidsync.server.content import CONTENT
-from vidsync.server.http import current_user, json_response, read_json, require_role, services
+from vidsync.server.http import (
+    SPACE,
+    current_user,
+    json_response,
+    read_json,
+    require_role,
+    services,
+)
 from vidsync.store import InviteError
 from vidsync.store.base import MEMBER_ROLES, utcnow
 
@@ -24,6 +32,7 @@ MAX_NAME = 200
 MAX_DESCRIPTION = 5000
 DEFAULT_INVITE_TTL_S = 7 * 24 * 3600
 MAX_INVITE_TTL_S = 365 * 24 * 3600
+MAX_INVITE_USES = 100_000
 INVITE_ERRORS = {
     "unknown": (404, "invite_not_found", "no such invite code"),
     "expired": (410, "invite_expired", "this invite has expired"),
@@ -40,15 +49,18 @@ def new_invite_code() -> str:
     return code
 
 
-def _text_field(body: dict, name: str, limit: int, required: bool) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
+def _text_field(body: dict, name: str, limit: int, blank_ok: bool) -> str | None:
+    """The trimmed string ``body[name]``, None when the field is left out; null, another type,
+    an over-long or (unless ``blank_ok``) a blank string is a 400 ``invalid_<name>``."""
+    if name not in body:
         return None
-    if not isinstance(value, str) or (required and not value.strip()) or len(value) > limit:
-        raise bad_request(f"'{name}' must be a non-empty string of at most {limit} characters"
-                          if required else f"'{name}' must be a string of at most {limit} "
-                          "characters", code=f"invalid_{name}")
-    return value.strip()
+    value = body[name]
+    if not isinstance(value, str) or (not blank_ok and not value.strip(SPACE)) \
+            or len(value) > limit:
+        raise bad_request(f"'{name}' must be a string of at most {limit} characters"
+                          if blank_ok else f"'{name}' must be a non-empty string of at most "
+                          f"{limit} characters", code=f"invalid_{name}")
+    return value.strip(SPACE)
 
 
 async def _object_body(request: web.Request) -> dict:
@@ -61,8 +73,10 @@ async def _object_body(request: web.Request) -> dict:
 async def create_project(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await _object_body(request)
-    name = _text_field(body, "name", MAX_NAME, required=True)
-    description = _text_field(body, "description", MAX_DESCRIPTION, required=False) or ""
+    name = _text_field(body, "name", MAX_NAME, blank_ok=False)
+    if name is None:
+        raise bad_request("'name' is required", code="invalid_name")
+    description = _text_field(body, "description", MAX_DESCRIPTION, blank_ok=True) or ""
     project = await services(request).store.create_project(
         str(uuid.uuid4()), user.id, name, description, utcnow())
     return json_response({"project": project.to_json()}, status=201)
@@ -95,10 +109,8 @@ async def update_project(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
     await require_role(request, project_id, owner=True)
     body = await _object_body(request)
-    name = _text_field(body, "name", MAX_NAME, required=False)
-    if name is not None and not name:
-        raise bad_request("'name' must not be empty", code="invalid_name")
-    description = _text_field(body, "description", MAX_DESCRIPTION, required=False)
+    name = _text_field(body, "name", MAX_NAME, blank_ok=False)
+    description = _text_field(body, "description", MAX_DESCRIPTION, blank_ok=True)
     project = await services(request).store.update_project(project_id, name, description)
     if project is None:
         raise not_found("no such project")
@@ -120,14 +132,14 @@ async def create_invite(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
     user, _ = await require_role(request, project_id, owner=True)
     body = await _object_body(request) if request.can_read_body else {}
-    ttl = body.get("expires_in_s", DEFAULT_INVITE_TTL_S)
-    max_uses = body.get("max_uses")
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= MAX_INVITE_TTL_S:
+    ttl = json_int(body.get("expires_in_s", DEFAULT_INVITE_TTL_S))
+    raw_max_uses = body.get("max_uses")
+    max_uses = json_int(raw_max_uses)
+    if ttl is None or not 60 <= ttl <= MAX_INVITE_TTL_S:
         raise bad_request(f"'expires_in_s' must be an integer from 60 to {MAX_INVITE_TTL_S}",
                           code="invalid_expires_in_s")
-    if max_uses is not None and (isinstance(max_uses, bool) or not isinstance(max_uses, int)
-                                 or not 1 <= max_uses <= 100_000):
-        raise bad_request("'max_uses' must be an integer from 1 to 100000",
+    if raw_max_uses is not None and (max_uses is None or not 1 <= max_uses <= MAX_INVITE_USES):
+        raise bad_request(f"'max_uses' must be an integer from 1 to {MAX_INVITE_USES}",
                           code="invalid_max_uses")
     role = _role_field(body, default="viewer")
     now = utcnow()
@@ -155,9 +167,9 @@ async def join(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await _object_body(request)
     code = body.get("invite_code")
-    if not isinstance(code, str) or not code.strip() or len(code) > 200:
+    if not isinstance(code, str) or not code.strip(SPACE) or len(code) > 200:
         raise bad_request("'invite_code' is required", code="invalid_invite_code")
-    code = code.strip().rstrip("/").rsplit("/", 1)[-1]  # accept a whole invite link too
+    code = code.strip(SPACE).rstrip("/").rsplit("/", 1)[-1]  # accept a whole invite link too
     try:
         project, role = await services(request).store.redeem_invite(code, user.id, utcnow())
     except InviteError as e:
@@ -179,7 +191,7 @@ async def set_member_role(request: web.Request) -> web.Response:
     member_id = request.match_info["user_id"]
     role = _role_field(await _object_body(request))
     if member_id == owner.id:
-        raise bad_request("the owner's role cannot change", code="cannot_change_owner")
+        raise conflict("the owner's role cannot change", code="cannot_change_owner")
     svc = services(request)
     member = await svc.store.set_member_role(project_id, member_id, role)
     if member is None:
@@ -192,9 +204,9 @@ async def remove_member(request: web.Request) -> web.Response:
     project_id = request.match_info["project_id"]
     owner, _ = await require_role(request, project_id, owner=True)
     member_id = request.match_info["user_id"]
-    if member_id == owner.id:
-        raise bad_request("the owner cannot be removed; delete the project instead",
-                          code="cannot_remove_owner")
+    if member_id == owner.id:  # a well-formed request the project's state refuses: 409
+        raise conflict("the owner cannot be removed; delete the project instead",
+                       code="cannot_remove_owner")
     svc = services(request)
     if not await svc.store.remove_member(project_id, member_id):
         raise not_found("no such member in this project")
@@ -207,9 +219,11 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/projects", create_project)
     r.add_get("/api/projects", list_projects)
     r.add_post("/api/projects/join", join)
-    r.add_get("/api/projects/{project_id}", get_project)
-    r.add_patch("/api/projects/{project_id}", update_project)
-    r.add_delete("/api/projects/{project_id}", delete_project)
+    # Not "join": that path is its own route, and OPTIONS must not list this one's methods there.
+    project = "/api/projects/{project_id:(?!join$)[^{}/]+}"
+    r.add_get(project, get_project)
+    r.add_patch(project, update_project)
+    r.add_delete(project, delete_project)
     r.add_post("/api/projects/{project_id}/invites", create_invite)
     r.add_get("/api/projects/{project_id}/invites", list_invites)
     r.add_delete("/api/projects/{project_id}/invites/{code}", revoke_invite)

@@ -1,4 +1,10 @@
-"""The web UI: the built single-page app, with every non-API path falling back to index.html."""
+"""The web UI: the built single-page app, with every non-API path falling back to index.html.
+
+The fallback route must not match ``/api`` or ``/socket.io`` paths: there, an unknown path is the
+API's JSON 404 and a wrong method is a 405 whose ``Allow`` lists only the route's own methods
+(aiohttp adds every method of every resource whose path matches, so a GET catch-all would
+advertise GET on each API path).
+"""
 
 from __future__ import annotations
 
@@ -23,8 +29,6 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 async def spa_fallback(request: web.Request) -> web.StreamResponse:
     tail = request.match_info["tail"]
-    if tail.startswith(("api/", "socket.io/")):
-        raise web.HTTPNotFound()
     candidate = (STATIC_DIR / tail).resolve()
     if tail and candidate.is_file() and candidate.is_relative_to(STATIC_DIR):
         return web.FileResponse(candidate, headers={
@@ -35,4 +39,4 @@ async def spa_fallback(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
-    app.router.add_get("/{tail:.*}", spa_fallback)
+    app.router.add_get(r"/{tail:(?!(?:api|socket\.io)(?:/|$)).*}", spa_fallback)
