@@ -490,8 +490,9 @@ PATHS: J = {
                     expires_in_s={**integer(1, MAX_TTL_S), "description": "default 300"},
                     inline={"type": "boolean", "default": False,
                             "description": "to play in the page (a path only)"}),
-              "oneOf": [{"required": ["path"]},
-                        {"required": ["prefix"], "properties": {"inline": {"const": False}}}]}),
+              "oneOf": [{"required": ["path"], "not": {"required": ["prefix"]}},
+                        {"required": ["prefix"], "not": {"required": ["path"]},
+                         "properties": {"inline": {"const": False}}}]}),
         PID, errors={400: ["invalid_path", "invalid_paths", "invalid_expires_in_s",
                            "invalid_inline"], 422: ["not_playable"]})},
     "/api/download/{token}": {"get": op(
