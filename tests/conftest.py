@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -51,3 +53,24 @@ def api(server: ServerProcess) -> Iterator[Api]:
     client = Api(server.url)
     yield client
     client.http.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly which suites were skipped and why (a missing service, browser or tool), one
+    line per folder and reason; with ``VIDSYNC_SKIP_REPORT`` set, add the lines to that file
+    (``make test`` prints them all at the very end)."""
+    groups: Counter[tuple[str, str]] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        folder = report.nodeid.split("::")[0].rsplit("/", 1)[0]
+        groups[(folder, reason.removeprefix("Skipped: "))] += 1
+    if not groups:
+        return
+    lines = [f"{folder}: {n} test(s) skipped: {reason}" for (folder, reason), n in sorted(groups.items())]
+    terminalreporter.section("skipped, and why")
+    for line in lines:
+        terminalreporter.write_line(line)
+    report_file = os.environ.get("VIDSYNC_SKIP_REPORT")
+    if report_file:
+        with open(report_file, "a") as f:
+            f.writelines(line + "\n" for line in lines)

@@ -59,8 +59,11 @@ class ServerProcess:
 
     def __init__(self, data_dir: Path, args: list[str] | None = None,
                  database: str | None = None, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, command: list[str] | None = None,
+                 cwd: Path = ROOT) -> None:
         self.env = env  # the server's whole environment (None: this process's)
+        self.command = command or VIDSYNC  # e.g. the vidsync script of another install
+        self.cwd = cwd
         self.data_dir = data_dir
         self.args = args or []
         self.database = database
@@ -70,13 +73,13 @@ class ServerProcess:
         self.log_path = data_dir / "server.log"
 
     def start(self, timeout: float = 15) -> ServerProcess:
-        cmd = [*VIDSYNC, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+        cmd = [*self.command, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
                *self.args]
         if self.database:
             cmd += ["--database", self.database]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
                                      env=self.env)
         log.close()
         deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ already committed), closes the sockets, and closes the store last.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from vidsync.server.app import build_app
 from vidsync.server.clientaddr import parse_networks
 from vidsync.server.config import ServerConfig
 from vidsync.server.content import RedactingAccessLogger
+from vidsync.store import is_postgres
 
 # Pending connections the kernel may queue before accept (it caps this at net.core.somaxconn).
 # aiohttp's default, 128, is far below a reconnect storm of thousands of subscribers: the kernel
@@ -158,7 +160,22 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=serve)
 
 
+def require_extra(module: str, extra: str, option: str) -> None:
+    """Exit 2 with one line naming the extra to install when ``option`` needs a library that a
+    plain ``pip install vidsync`` leaves out (rather than a traceback once the server starts)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        sys.stderr.write(f"vidsync: {option} needs the '{extra}' extra: "
+                         f"pip install 'vidsync[{extra}]'\n")
+        sys.exit(2)
+
+
 def serve(args: argparse.Namespace) -> None:
+    if args.database and is_postgres(args.database):
+        require_extra("asyncpg", "postgres", "--database postgresql://...")
+    if args.redis:
+        require_extra("redis", "redis", "--redis")
     setup_logging(args.log_level)
     origins = tuple(args.allowed_origin) + tuple(
         o for o in os.environ.get("VIDSYNC_ALLOWED_ORIGINS", "").split(",") if o)

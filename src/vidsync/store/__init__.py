@@ -26,9 +26,14 @@ from vidsync.store.base import (
 )
 
 
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (the ``postgres`` extra), not SQLite."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
 async def open_store(url: str) -> Store:
     """Open (and migrate) the store named by ``url``."""
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres(url):
         from vidsync.store.postgres import PostgresStore
 
         return await PostgresStore.open(url)
@@ -39,6 +44,7 @@ async def open_store(url: str) -> Store:
 
 
 __all__ = [
+    "is_postgres",
     "AppendResult",
     "Author",
     "Conflict",
