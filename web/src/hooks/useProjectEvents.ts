@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
 import type { ProjectEvent } from '../lib/api';
-import { type ConnectionState, ProjectEventStream } from '../lib/eventStream';
+import { type ConnectionState, ProjectEventStream, type UploadMessage } from '../lib/eventStream';
 
 /**
  * Follows a project's events from `sinceSeq` on (the seq of the snapshot the page shows).
@@ -16,11 +16,14 @@ export function useProjectEvents(
   token: string,
   sinceSeq: number | null,
   onEvents: (events: ProjectEvent[]) => void,
+  onUpload?: (msg: UploadMessage) => void,
 ): { state: ConnectionState; retryNow: () => void } {
   const [state, setState] = useState<ConnectionState>({ kind: 'connecting' });
   const onEventsRef = useRef(onEvents);
+  const onUploadRef = useRef(onUpload);
   useLayoutEffect(() => {
     onEventsRef.current = onEvents;
+    onUploadRef.current = onUpload;
   });
 
   // Survives reconnections and effect re-runs; only the project's first snapshot seq seeds it.
@@ -41,6 +44,7 @@ export function useProjectEvents(
         onEventsRef.current(events);
       },
       onState: setState,
+      onUpload: (msg) => onUploadRef.current?.(msg),
     });
     streamRef.current = stream;
     stream.start();

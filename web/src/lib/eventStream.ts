@@ -27,6 +27,19 @@ export interface StreamOptions {
   /** New events, in seq order, each delivered exactly once. */
   onEvents: (events: ProjectEvent[]) => void;
   onState: (state: ConnectionState) => void;
+  /** `project:upload`: a file the owner is uploading now (Socket.IO only; not in the log). */
+  onUpload?: (msg: UploadMessage) => void;
+}
+
+/** `project:upload` as docs/protocol.md describes it (`blocks`, on "started", is not used here). */
+export interface UploadMessage {
+  project_id: string;
+  path: string;
+  hash: string;
+  size: number;
+  state: 'started' | 'progress' | 'stored' | 'failed';
+  ready_blocks: number;
+  ready_bytes: number;
 }
 
 type Ack = { ok: true; last_seq: number } | { ok: false; error: { code: string; message: string } };
@@ -91,6 +104,9 @@ export class ProjectEventStream {
     this.socket.on('project:events', (batch: { events: ProjectEvent[] }) =>
       this.deliver(batch.events),
     );
+    this.socket.on('project:upload', (msg: UploadMessage) => {
+      if (!this.closed && msg.project_id === this.opts.projectId) this.opts.onUpload?.(msg);
+    });
     this.socket.on('project:removed', (msg: { reason: string }) =>
       this.finish({ kind: 'ended', reason: describeRemoval(msg.reason) }),
     );

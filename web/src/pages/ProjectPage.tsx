@@ -9,7 +9,9 @@ import { MembersPanel } from '../components/MembersPanel';
 import { StorageUsage } from '../components/StorageUsage';
 import { SyncBadge } from '../components/SyncBadge';
 import { VersionsPanel } from '../components/VersionsPanel';
+import { UploadProgress } from '../components/UploadProgress';
 import { useProjectEvents } from '../hooks/useProjectEvents';
+import { useUploads } from '../hooks/useUploads';
 import { useSyncBadge } from '../hooks/useSyncBadge';
 import {
   type Member,
@@ -104,7 +106,8 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
     setLastSeq(events[events.length - 1]!.seq);
     showEvents(events);
   };
-  const { state, retryNow } = useProjectEvents(projectId, token, baseSeq, onEvents);
+  const { uploads, onUpload } = useUploads();
+  const { state, retryNow } = useProjectEvents(projectId, token, baseSeq, onEvents, onUpload);
 
   // The server answers with a short-lived signed URL that the browser can open without the
   // token: the file (or the folder as a zip) then downloads as an attachment, page untouched.
@@ -188,6 +191,7 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
               {downloadError}
             </p>
           )}
+          <UploadProgress uploads={live ? uploads : []} />
           {baseSeq === null || tree === null ? (
             <p aria-busy="true">Loading files…</p>
           ) : (
