@@ -43,7 +43,7 @@ def wait_playing(page, past_s: float) -> None:
 
 
 @pytest.mark.parametrize("name", ["clip.webm", "clip.mp4"])
-def test_clip_plays(start_server, new_page, name):
+def test_clip_plays(start_server, new_page, screenshot, name):
     server = start_server()
     api, owner, viewer, project_id = setup(server)
     path = f"dailies/{name}"
@@ -58,6 +58,10 @@ def test_clip_plays(start_server, new_page, name):
         assert poster and poster.endswith("/poster")
         r = page.request.get(poster)
         assert r.status == 200 and r.headers["content-type"] == "image/jpeg"
+    if name == "clip.webm":
+        video.evaluate("v => { v.pause(); v.currentTime = 1.5; }")
+        page.wait_for_function("document.querySelector('.player-media').readyState >= 2")
+        screenshot(page, "project-player", full_page=False)
     # Only media get a play button.
     expect(page.get_by_role("button", name="Play dailies/notes.txt")).to_have_count(0)
     page.keyboard.press("Escape")
