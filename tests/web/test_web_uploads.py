@@ -37,7 +37,7 @@ def post_manifest(api: Api, token: str, project_id: str, manifest: dict) -> int:
         return e.code
 
 
-def test_owner_upload_shows_progress(start_server, new_page):
+def test_owner_upload_shows_progress(start_server, new_page, screenshot):
     server = start_server()
     api = Api(server.url)
     owner, _ = api.register("Olivia")
@@ -65,6 +65,7 @@ def test_owner_upload_shows_progress(start_server, new_page):
         upload = page.locator(f'.upload[data-path="{PATH}"]')
         expect(upload.locator(".upload-meta")).to_have_text(re.compile(
             r"^Uploading \d+% · [\d.]+ (KB|MB) of 12 MB · [\d.]+ (KB|MB)/s · \d+ s left$"))
+        screenshot(page, "project-upload", full_page=False)
         first = float(upload.locator("progress").get_attribute("value"))
         page.wait_for_function(
             "([sel, v]) => Number(document.querySelector(sel).value) > v",
