@@ -232,3 +232,47 @@ def test_kill_9_of_uploader_join_agent_and_server_mid_256_mib(
         assert mirror_status(agent.mirror)["failures"] == {}
     finally:
         own.kill()
+
+
+def test_an_edit_takes_unchanged_blocks_only_from_an_untouched_old_copy(
+        server: ServerProcess, api: Api, owner: Owner, make_agent: Callable[..., Agent]) -> None:
+    """Unchanged blocks come from the old copy unread only while its size, mtime, inode and ctime
+    are what the agent verified. A copy rewritten with its mtime put back (same size, inode and
+    mtime: only the ctime tells) is read and checked block by block, and its bad block is
+    fetched, never copied into the new version."""
+    block = 128 * 1024
+    v1 = os.urandom(4 * block)
+    owner.write("cut.mov", v1)
+    owner.publish()
+    agent = following(make_agent, server, api, owner)
+    copy = agent.mirror / "cut.mov"
+    wait_until(lambda: copy.exists() and copy.read_bytes() == v1, 30, "the first version")
+    st = copy.stat()
+    with open(copy, "r+b") as f:  # block 0 rewritten behind the agent's back, mtime put back
+        f.write(os.urandom(block))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    v2 = v1[:3 * block] + os.urandom(block)  # the owner changes the last block only
+    owner.write("cut.mov", v2)
+    owner.publish()
+    wait_until(lambda: copy.read_bytes() == v2, 30, "the second version")
+    assert "fetched 256.0 KiB" in agent.log, agent.log  # block 0 again, and the new block 3
+
+
+def test_copier_methods_copy_the_same_bytes(tmp_path: Path) -> None:
+    from vidsync.agent.mirror.copier import Copier
+
+    src, data = tmp_path / "src", os.urandom(3 * MiB + 17)
+    src.write_bytes(data)
+    for copier, expected in ((Copier(reflink=False, copy_file_range=False), "write"),
+                             (Copier(reflink=False), "copy_file_range"),
+                             (Copier(), None)):
+        dst = tmp_path / f"dst-{expected}"
+        with open(src, "rb") as s, open(dst, "w+b") as d:
+            d.truncate(len(data))
+            used = {copier.copy(s.fileno(), 0, d.fileno(), 0, MiB),
+                    copier.copy(s.fileno(), 2 * MiB, d.fileno(), MiB, MiB + 17)}
+        assert dst.read_bytes() == data[:MiB] + data[2 * MiB:] + bytes(MiB)
+        if expected is not None:
+            assert used == {expected}
+        # A reflink where the filesystem has them (Btrfs, XFS), else copy_file_range.
+        assert sum(copier.moved.values()) == 2 * MiB + 17
