@@ -66,6 +66,9 @@ def installed(dist: Path, tmp_path: Path) -> Iterator[Path]:
     yield venv
 
 
+# Building runs pip in fresh build environments (and npm when the bundle is stale): minutes on a
+# loaded machine, once per session.
+@pytest.mark.timeout(600)
 def test_the_sdist_carries_the_web_sources_and_the_wheel_the_built_ui(dist: Path) -> None:
     with tarfile.open(next(dist.glob("vidsync-*.tar.gz"))) as sdist:
         names = sdist.getnames()
@@ -79,6 +82,7 @@ def test_the_sdist_carries_the_web_sources_and_the_wheel_the_built_ui(dist: Path
     assert not any(n.startswith("web/") for n in names)
 
 
+@pytest.mark.timeout(600)
 def test_the_installed_wheel_serves_the_ui(installed: Path, tmp_path: Path) -> None:
     python = installed / "bin" / "python"
     where = subprocess.run([python, "-c", "import vidsync; print(vidsync.__file__)"],
