@@ -15,8 +15,9 @@ or when a publish fails. The database is the truth, so a loss only has to be not
   a node that dies between a commit and its publish goes silent, and the others then look.
 
 On a loss the node re-reads, for every project it has subscribers for, the log past what it
-delivered (``resync``), and re-checks its sockets' tokens and memberships, since a lost control
-message must not leave a logged-out user or a removed member listening.
+delivered (``resync``) and the locks (sent again as ``project:locks``), and re-checks its sockets'
+tokens and memberships, since a lost control message must not leave a logged-out user or a
+removed member listening.
 """
 
 from __future__ import annotations
@@ -290,6 +291,8 @@ class RedisBackplane:
         elif kind == "role_changed":
             a = msg["a"]
             svc.hub.notify(a["project_id"], "project:role", a, a["user_id"])
+        elif kind == "lock_changed":
+            svc.hub.notify(msg["a"]["project_id"], "project:lock", msg["a"])
         # "hb" needs nothing more; an unknown kind comes from a newer node: ignore it
 
     def _spawn(self, coro: Any) -> None:
@@ -312,6 +315,7 @@ class RedisBackplane:
             try:
                 await self.recheck_access()
                 await self.resync()
+                await self.resend_locks()
             except Exception:
                 log.exception("backplane: resync failed; retrying")
                 self._resync_wanted = True
@@ -343,6 +347,14 @@ class RedisBackplane:
             log.info("backplane: project %s: %d event(s) refilled from the store", project_id, filled)
             self.events_refilled += filled
         return filled
+
+    async def resend_locks(self) -> None:
+        """A lost lock message would leave subscribers with a wrong lock: send each channel the
+        project's locks as they are (``project:locks``, as after subscribing)."""
+        for project_id in list(self.svc.hub.channels):
+            locks = await self.svc.store.locks(project_id, utcnow())
+            self.svc.hub.notify(project_id, "project:locks", {
+                "project_id": project_id, "locks": [lock.to_json() for lock in locks]})
 
     async def recheck_access(self) -> None:
         """End what a lost logout or removal message should have ended on this node."""

@@ -40,6 +40,9 @@ class Subscription:
     batch: bool
     sent_seq: int
     live: bool = False
+    # Notices (``notify``) held back until the subscriber got its snapshot of the state they
+    # change (``release_notices``); None once released.
+    held_notices: list[bytes] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -110,13 +113,16 @@ class Hub:
 
     async def subscribe(self, session: Session, project_id: str, user_id: str,
                         since_seq: int | None, prefixes: tuple[str, ...], batch: bool,
-                        authorized: Callable[[], Awaitable[bool]]) -> int | None:
+                        authorized: Callable[[], Awaitable[bool]],
+                        hold_notices: bool = False) -> int | None:
         """Subscribe, replay what ``since_seq`` missed, go live. Returns the log's last seq at
         the time of the ack, or None if ``authorized`` says no.
 
         ``authorized`` is asked once the subscription is in the channel (not live yet): a removal
         committed before it answers is seen by it, and one committed after finds the subscription
-        to end. Asked any earlier, a member removed meanwhile would stay subscribed."""
+        to end. Asked any earlier, a member removed meanwhile would stay subscribed.
+
+        With ``hold_notices``, notices for the subscription wait until ``release_notices``."""
         if since_seq is None:
             ch = self.channels.get(project_id)
             old = ch.subs.get(session) if ch is not None else None
@@ -126,7 +132,8 @@ class Hub:
         ch = self.channels.get(project_id)
         if ch is None:
             ch = self.channels[project_id] = Channel(project_id)
-        sub = Subscription(session, project_id, user_id, prefixes, batch, since_seq)
+        sub = Subscription(session, project_id, user_id, prefixes, batch, since_seq,
+                           held_notices=[] if hold_notices else None)
         ch.subs[session] = sub
         session.projects.add(project_id)
         if not await authorized():
@@ -207,9 +214,28 @@ class Hub:
         for sub in list(ch.subs.values()):
             if (user_id is None or sub.user_id == user_id) and (
                     path is None or not sub.prefixes or matches(path, sub.prefixes)):
-                sub.session.send(packet)
+                if sub.held_notices is not None:
+                    sub.held_notices.append(packet)
+                else:
+                    sub.session.send(packet)
                 sent += 1
         return sent
+
+    def release_notices(self, session: Session, project_id: str, snapshot: bytes) -> None:
+        """Send a subscription its snapshot (read after it joined the channel), then the notices
+        held since: a notice newer than the snapshot cannot arrive before it and be undone."""
+        ch = self.channels.get(project_id)
+        sub = ch.subs.get(session) if ch is not None else None
+        if sub is None or sub.held_notices is None:
+            return
+        held, sub.held_notices = sub.held_notices, None
+        for packet in (snapshot, *held):
+            session.send(packet)
+
+    def subscribers(self) -> set[tuple[str, str]]:
+        """(project id, user id) of every subscription on this node: who is connected where."""
+        return {(sub.project_id, sub.user_id) for ch in self.channels.values()
+                for sub in ch.subs.values()}
 
     def positions(self) -> dict[str, int]:
         """Each channel's last delivered seq, where known: what a backplane checks against the

@@ -27,6 +27,7 @@ from vidsync.realtime.hub import Hub
 from vidsync.realtime.session import KERNEL_SEND_BUFFER, Session
 from vidsync.realtime.wsconn import WebSocketConnection, accept_key, take_over
 from vidsync.store import Store, User
+from vidsync.store.base import utcnow
 
 log = logging.getLogger("vidsync.realtime")
 
@@ -286,9 +287,10 @@ class RealtimeServer:
 
     async def _on_event(self, session: Session, name: str, args: list[Any],
                         ack_id: int | None) -> None:
+        then: Callable[[], None] | None = None  # what follows the ack
         try:
             if name == "subscribe:project":
-                result = await self._subscribe(session, args[0] if args else None)
+                result, then = await self._subscribe(session, args[0] if args else None)
             elif name == "unsubscribe:project":
                 project_id = _project_id(args[0] if args else None)
                 self.hub.unsubscribe(session, project_id)
@@ -299,8 +301,10 @@ class RealtimeServer:
             result = {"ok": False, **e.to_json()}
         if ack_id is not None and not session.closed:
             session.send(protocol.ack_packet(ack_id, result))
+        if then is not None:
+            then()
 
-    async def _subscribe(self, session: Session, arg: Any) -> dict:
+    async def _subscribe(self, session: Session, arg: Any) -> tuple[dict, Callable[[], None]]:
         assert session.user is not None
         project_id = _project_id(arg)
         since_seq = None
@@ -323,10 +327,16 @@ class RealtimeServer:
             return await self.store.role_of(project_id, user_id) is not None
 
         last_seq = await self.hub.subscribe(session, project_id, user_id, since_seq, prefixes,
-                                            batch, is_member)
+                                            batch, is_member, hold_notices=True)
         if last_seq is None:
             raise ApiError(404, "not_found", "no such project, or you are not a member")
-        return {"ok": True, "project_id": project_id, "last_seq": last_seq}
+        # After the replay and the ack, the project's locks as they are now (read once the
+        # subscription is in the channel, so no lock change is missed; any made since follow).
+        locks = await self.store.locks(project_id, utcnow())
+        snapshot = protocol.event_packet("project:locks", {
+            "project_id": project_id, "locks": [lock.to_json() for lock in locks]})
+        return ({"ok": True, "project_id": project_id, "last_seq": last_seq},
+                lambda: self.hub.release_notices(session, project_id, snapshot))
 
 
 def _project_id(arg: Any) -> str:

@@ -30,6 +30,7 @@ from vidsync.server import (
     headers,
     health,
     history,
+    locks,
     metrics,
     openapi,
     projects,
@@ -39,7 +40,7 @@ from vidsync.server.clientaddr import address_resolver, parse_networks
 from vidsync.server.config import ServerConfig
 from vidsync.server.events import LogWaiters
 from vidsync.server.http import SERVICES, json_response
-from vidsync.store import Event, Store, open_store
+from vidsync.store import Author, Event, Lock, Store, open_store
 
 if TYPE_CHECKING:
     from vidsync.realtime.backplane import RedisBackplane
@@ -98,6 +99,17 @@ class Services:
         self.hub.notify(project_id, name, payload, path=path)
         self._control("announce", {"project_id": project_id, "name": name, "payload": payload,
                                    "path": path})
+
+    def lock_changed(self, project_id: str, path: str, lock: Lock | None, reason: str,
+                     by: Author | None = None) -> None:
+        """A path was locked (``lock``) or unlocked (None; ``reason`` released, broken, expired
+        or member_left; ``by`` who broke it): ``project:lock`` to every subscriber, every node."""
+        data: dict = {"project_id": project_id, "path": path,
+                      "lock": lock.to_json() if lock else None, "reason": reason}
+        if by is not None:
+            data["by"] = by.to_json()
+        self.hub.notify(project_id, "project:lock", data)
+        self._control("lock_changed", data)
 
     def disconnect_token(self, token_hash: str) -> None:
         """Disconnect a revoked token's sockets, on every node."""
@@ -217,6 +229,7 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     events.add_routes(app)
     content.setup(app)
     history.add_routes(app)
+    locks.setup(app)
     openapi.add_routes(app)
     app.router.add_route("*", "/socket.io/", realtime.handle)
     app.router.add_get("/healthz", healthz)

@@ -30,6 +30,8 @@ class ServerConfig:
     # Failed logins per (account, client address) in a window; see server/ratelimit.py.
     login_attempts: int = 10
     login_window_s: float = 300.0
+    # A file lock lasts this long after its holder's last connection to the project went away.
+    lock_ttl_s: float = 300.0
 
     @property
     def database_url(self) -> str:

@@ -29,7 +29,7 @@ from vidsync.server.http import (
     services,
 )
 from vidsync.store import IdempotencyMismatch
-from vidsync.store.base import Conflict, NotWriter, utcnow
+from vidsync.store.base import Conflict, Locked, NotWriter, utcnow
 
 MAX_EVENTS_PAGE = 1000
 MAX_WAIT_S = 60
@@ -96,7 +96,8 @@ async def append_changes(request: web.Request, project_id: str, changes: list[Ch
     checks run (content stored), the batch appended as the caller's (its events' ``author``)
     and handed to the fan-out. ``digest`` identifies the request, so a retry with the same key
     is answered from the first time. ``bases`` (index -> hash or None) makes changes
-    conditional: 409 ``conflict`` when a path moved on. The caller must have passed
+    conditional: 409 ``conflict`` when a path moved on; a change to a path someone else has
+    locked is 423 ``locked``. The caller must have passed
     ``require_writer``; the store checks the role again in the append's transaction."""
     svc = services(request)
     key = request.headers.get("Idempotency-Key")
@@ -114,6 +115,11 @@ async def append_changes(request: web.Request, project_id: str, changes: list[Ch
                        "this Idempotency-Key was used for a different request") from None
     except NotWriter:
         raise not_writer() from None
+    except Locked as e:
+        raise ApiError(423, "locked", f"{len(e.locked)} change(s) touch files someone else has"
+                       " locked; nothing was appended", locks=[
+                           {"index": i, "path": path, "lock": lock.to_json()}
+                           for i, path, lock in e.locked]) from None
     except Conflict as e:
         raise ApiError(409, "conflict", f"{len(e.conflicts)} change(s) were made from a version"
                        " that is no longer current; nothing was appended", beside={

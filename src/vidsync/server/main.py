@@ -152,6 +152,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    default=parse_duration(env("VIDSYNC_GC_INTERVAL", str(DEFAULT_GC_INTERVAL_S))),
                    help="collect unreferenced content this often, e.g. 1h (default); 0 turns it"
                    " off (then run 'vidsync gc')")
+    p.add_argument("--lock-ttl", type=parse_duration,
+                   default=parse_duration(env("VIDSYNC_LOCK_TTL", "5m")),
+                   help="how long a file lock outlives its holder's connection, e.g. 90s, 10m"
+                   " (default 5m); while connected, the holder keeps it")
     p.add_argument("--shutdown-grace", type=float, default=3.0, metavar="SECONDS",
                    help="on SIGTERM, how long in-flight requests may take to finish (default 3);"
                         " long-polls and sockets are released at once, and a request cut off"
@@ -187,12 +191,14 @@ def serve(args: argparse.Namespace) -> None:
         parse_networks(proxies)
     except ValueError as e:
         sys.exit(f"vidsync: --trusted-proxy: {e}")
+    if args.lock_ttl < 1:
+        sys.exit("vidsync: --lock-ttl must be at least 1s")
     config = ServerConfig(
         host=args.host, port=args.port, data_dir=args.data_dir, database=args.database,
         redis=args.redis, allowed_origins=origins, trusted_proxies=proxies,
         token_ttl_s=args.token_ttl,
         login_attempts=args.login_attempts, login_window_s=args.login_window,
-        metrics_token=args.metrics_token,
+        metrics_token=args.metrics_token, lock_ttl_s=args.lock_ttl,
         realtime=RealtimeConfig(ping_interval_s=args.ping_interval,
                                 ping_timeout_s=args.ping_timeout, max_buffer=args.max_buffer,
                                 send_buffer=args.send_buffer,

@@ -163,6 +163,10 @@ SCHEMAS: J = {
                  seq=INT, change=ref("StoredChange"), created_at=STR, author=AUTHOR),
     "PathState": obj(["hash", "seq", "author"], hash={"type": ["string", "null"]},
                      seq={"type": ["integer", "null"]}, author=AUTHOR),
+    "Lock": obj(["path", "user", "acquired_at", "expires_at"], path=STR,
+                user=obj(["id", "name"], id=STR, name=STR), acquired_at=STR,
+                expires_at={"type": "string", "description": "the lease's end; it moves on while"
+                            " the holder is connected to the project"}),
     "File": obj(["path", "hash", "size", "seq"], path=STR, hash=HASH, size=INT,
                 mtime={"type": ["integer", "null"]}, seq=INT),
     "Version": obj(["seq", "path", "op", "hash", "size", "mtime", "author", "created_at",
@@ -290,8 +294,9 @@ IDEMPOTENCY_KEY: J = {"name": "Idempotency-Key", "in": "header", "required": Fal
                       "description": "printable ASCII; a retry with the same key and body gets the"
                                      " first answer",
                       "schema": text(200, 1, whole(r"[\x20-\x7e]+"))}
+# Any append: 423 locked when a change's path is locked by someone else (error.locks lists them).
 APPEND_ERRORS: Errors = {400: ["invalid_idempotency_key"], 409: ["content_missing"],
-                         422: ["idempotency_key_reused"]}
+                         422: ["idempotency_key_reused"], 423: ["locked"]}
 APPENDED: J = ok(obj(["results", "last_seq"], last_seq=INT, results={
     "type": "array", "items": obj(["path", "op", "seq"], path=STR, op=STR, seq=INT)}))
 # A file, 'dir/' (any trailing slashes) for a folder, '/' for the whole project.
@@ -395,6 +400,22 @@ PATHS: J = {
         errors=merge(APPEND_ERRORS, {400: ["invalid_change"], 409: ["conflict"]}),
         beside={409: {"conflicts": {"type": "array", "items": obj(
             ["index", "path", "current"], index=INT, path=STR, current=ref("PathState"))}}})},
+    "/api/projects/{project_id}/locks": {
+        "post": op("Lock a file for the caller: a lease kept while they are connected to the"
+                   " project, --lock-ttl after they have gone; the holder locking again renews it"
+                   " (200). 409 locked with the holder in error.lock", "owner or editor",
+                   {**ok(obj(["lock"], lock=ref("Lock")), "201", "Locked"),
+                    **ok(obj(["lock"], lock=ref("Lock")), "200", "Renewed (the caller held it)")},
+                   body(strict(obj(["path"], path=PATH))), PID,
+                   errors={400: ["invalid_path"], 409: ["locked", "too_many_locks"]}),
+        "get": op("The project's live locks, in path order", "member",
+                  ok(obj(["locks"], locks={"type": "array", "items": ref("Lock")})), params=PID),
+        "delete": op("Release a lock (its holder), or break anyone's (the owner); 403 for someone"
+                     " else's lock, 404 when the path is not locked", "member", NO_CONTENT,
+                     params=[*PID, {"name": "path", "in": "query", "required": True,
+                                    "schema": PATH}],
+                     errors={400: ["invalid_path"], 403: ["forbidden"]}),
+    },
     "/api/projects/{project_id}/events": {"get": op(
         "Events after since_seq, in order; wait=S long-polls when there are none", "member",
         ok(obj(["events", "last_seq", "has_more"], last_seq=INT, has_more=BOOL,

@@ -25,8 +25,9 @@ from vidsync.server.http import (
     require_role,
     services,
 )
+from vidsync.server.locks import release_member_locks
 from vidsync.store import InviteError
-from vidsync.store.base import MEMBER_ROLES, utcnow
+from vidsync.store.base import MEMBER_ROLES, may_write, utcnow
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 5000
@@ -197,6 +198,8 @@ async def set_member_role(request: web.Request) -> web.Response:
     if member is None:
         raise not_found("no such member in this project")
     svc.role_changed(project_id, member_id, role)
+    if not may_write(role):
+        await release_member_locks(svc, project_id, member_id)
     return json_response({"member": member.to_json()})
 
 
@@ -211,6 +214,7 @@ async def remove_member(request: web.Request) -> web.Response:
     if not await svc.store.remove_member(project_id, member_id):
         raise not_found("no such member in this project")
     svc.end_subscriptions(project_id, "removed from project", user_id=member_id)
+    await release_member_locks(svc, project_id, member_id)
     return web.Response(status=204)
 
 

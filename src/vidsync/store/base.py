@@ -201,6 +201,47 @@ class PathState:
                 "author": self.author.to_json() if self.author else None}
 
 
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A path locked by a user until ``expires_at`` (a lease its holder's connection renews)."""
+
+    project_id: str
+    path: str
+    user: Author
+    acquired_at: datetime
+    expires_at: datetime
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "user": self.user.to_json(),
+                "acquired_at": iso(self.acquired_at), "expires_at": iso(self.expires_at)}
+
+
+class LockHeld(Exception):
+    """Someone else holds the lock (``lock``)."""
+
+    def __init__(self, lock: Lock) -> None:
+        super().__init__(f"{lock.path} is locked by {lock.user.name}")
+        self.lock = lock
+
+
+class TooManyLocks(Exception):
+    """The project holds as many locks as it may."""
+
+
+class Locked(Exception):
+    """Changes to paths someone else holds a lock on: (index in the batch, path, lock). Nothing
+    was appended."""
+
+    def __init__(self, locked: list[tuple[int, str, Lock]]) -> None:
+        super().__init__(f"{len(locked)} change(s) to locked paths")
+        self.locked = locked
+
+
+def locked_changes(changes: list[Change], others_locks: dict[str, Lock]) -> list[tuple[int, str, Lock]]:
+    return [(i, c.path, others_locks[c.path]) for i, c in enumerate(changes)
+            if c.path in others_locks]
+
+
 class Conflict(Exception):
     """Changes whose ``base`` is not the path's current state: ``conflicts`` is a list of
     (index in the batch, path, current state). Nothing was appended."""
@@ -316,9 +357,43 @@ class Store(abc.ABC):
         the first response (``IdempotencyMismatch`` if the request differs).
 
         In the same transaction, so nothing can slip in between the check and the append:
-        ``NotWriter`` unless ``author`` may write (``WRITER_ROLES``), and ``Conflict`` when a
-        change's base (``bases``: index -> expected hash, None for "no such file") is not the
-        path's current state (``find_conflicts``)."""
+        ``NotWriter`` unless ``author`` may write (``WRITER_ROLES``), ``Locked`` when a change's
+        path is locked by someone else (a live lock: ``expires_at`` after ``now``), and
+        ``Conflict`` when a change's base (``bases``: index -> expected hash, None for "no such
+        file") is not the path's current state (``find_conflicts``)."""
+
+    # file locks (leases; a lock whose expires_at has passed counts as gone everywhere)
+    @abc.abstractmethod
+    async def acquire_lock(self, project_id: str, path: str, user: Author, now: datetime,
+                           expires_at: datetime, max_locks: int) -> tuple[Lock, bool]:
+        """Lock ``path`` for ``user`` until ``expires_at``: (the lock, True if it is new). The
+        holder acquiring again renews it (False). ``LockHeld`` if someone else holds it,
+        ``TooManyLocks`` past ``max_locks`` live locks in the project. Serialized with
+        ``append_events``: no change to the path commits after this by anyone else."""
+
+    @abc.abstractmethod
+    async def release_lock(self, project_id: str, path: str, user_id: str, may_break: bool,
+                           now: datetime) -> Lock | None:
+        """Release a live lock held by ``user_id`` (or by anyone, if ``may_break``): the lock
+        released, None if there is none; ``LockHeld`` if someone else holds it."""
+
+    @abc.abstractmethod
+    async def locks(self, project_id: str, now: datetime) -> list[Lock]:
+        """The project's live locks, in path order."""
+
+    @abc.abstractmethod
+    async def renew_locks(self, holders: set[tuple[str, str]], expires_at: datetime,
+                          now: datetime) -> int:
+        """Move the live locks of these (project id, user id) holders on to ``expires_at``."""
+
+    @abc.abstractmethod
+    async def expire_locks(self, now: datetime) -> list[Lock]:
+        """Delete the locks whose lease ran out and return them (each to one caller only, so
+        with several nodes one node announces each)."""
+
+    @abc.abstractmethod
+    async def release_member_locks(self, project_id: str, user_id: str) -> list[Lock]:
+        """Delete a user's locks in a project (they left it, or can no longer write)."""
 
     @abc.abstractmethod
     async def events_since(self, project_id: str, since_seq: int, limit: int,

@@ -34,14 +34,19 @@ from vidsync.store.base import (
     IdempotencyMismatch,
     Invite,
     InviteError,
+    Lock,
+    Locked,
+    LockHeld,
     Member,
     NotWriter,
     PathState,
     Project,
     Store,
+    TooManyLocks,
     User,
     VersionRefs,
     find_conflicts,
+    locked_changes,
 )
 
 POOL_MAX = 10
@@ -105,6 +110,11 @@ def _event(project_id: str, r: asyncpg.Record) -> Event:
 
 def _member(r: asyncpg.Record) -> Member:
     return Member(r["user_id"], r["email"], r["name"], r["role"], r["joined_at"])
+
+
+def _lock(r: asyncpg.Record) -> Lock:
+    return Lock(r["project_id"], r["path"], Author(r["user_id"], r["user_name"]),
+                r["acquired_at"], r["expires_at"])
 
 
 async def _path_states(conn: asyncpg.Connection, project_id: str,
@@ -357,6 +367,13 @@ class PostgresStore(Store):
                 raise not_found("no such project, or you are not a member")
             if role not in WRITER_ROLES:
                 raise NotWriter()
+            rows = await conn.fetch(
+                "SELECT * FROM locks WHERE project_id = $1 AND user_id <> $2 AND expires_at > $3"
+                " AND path = ANY($4::text[])", project_id, author.id, created,
+                list({c.path for c in changes}))
+            locked = locked_changes(changes, {r["path"]: _lock(r) for r in rows})
+            if locked:
+                raise Locked(locked)
             if bases:
                 current = await _path_states(conn, project_id, {changes[i].path for i in bases})
                 conflicts = find_conflicts(changes, bases, current)
@@ -397,6 +414,76 @@ class PostgresStore(Store):
                                    project_id, idempotency_key, request_digest,
                                    json.dumps(response), created)
         return AppendResult(events, last_seq, response)
+
+    # -- file locks ---------------------------------------------------------------------------------
+
+    async def acquire_lock(self, project_id: str, path: str, user: Author, now: datetime,
+                           expires_at: datetime, max_locks: int) -> tuple[Lock, bool]:
+        now, expires_at = _ms(now), _ms(expires_at)
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The project's row lock, as append_events takes it: a post that commits after this
+            # sees the lock.
+            await conn.execute("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE", project_id)
+            row = await conn.fetchrow("SELECT * FROM locks WHERE project_id = $1 AND path = $2",
+                                      project_id, path)
+            live = row is not None and row["expires_at"] > now
+            if live and row["user_id"] != user.id:
+                raise LockHeld(_lock(row))
+            if live:  # the holder again: a renewal
+                row = await conn.fetchrow(
+                    "UPDATE locks SET expires_at = GREATEST(expires_at, $3), user_name = $4"
+                    " WHERE project_id = $1 AND path = $2 RETURNING *",
+                    project_id, path, expires_at, user.name)
+                return _lock(row), False
+            count = await conn.fetchval("SELECT COUNT(*) FROM locks WHERE project_id = $1"
+                                        " AND expires_at > $2", project_id, now)
+            if count >= max_locks:
+                raise TooManyLocks()
+            row = await conn.fetchrow(
+                "INSERT INTO locks VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (project_id, path)"
+                " DO UPDATE SET user_id = excluded.user_id, user_name = excluded.user_name,"
+                " acquired_at = excluded.acquired_at, expires_at = excluded.expires_at"
+                " RETURNING *", project_id, path, user.id, user.name, now, expires_at)
+            return _lock(row), True
+
+    async def release_lock(self, project_id: str, path: str, user_id: str, may_break: bool,
+                           now: datetime) -> Lock | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT * FROM locks WHERE project_id = $1 AND path = $2"
+                                      " AND expires_at > $3 FOR UPDATE", project_id, path, now)
+            if row is None:
+                return None
+            if row["user_id"] != user_id and not may_break:
+                raise LockHeld(_lock(row))
+            await conn.execute("DELETE FROM locks WHERE project_id = $1 AND path = $2",
+                               project_id, path)
+            return _lock(row)
+
+    async def locks(self, project_id: str, now: datetime) -> list[Lock]:
+        rows = await self.pool.fetch("SELECT * FROM locks WHERE project_id = $1"
+                                     " AND expires_at > $2 ORDER BY path", project_id, now)
+        return [_lock(r) for r in rows]
+
+    async def renew_locks(self, holders: set[tuple[str, str]], expires_at: datetime,
+                          now: datetime) -> int:
+        if not holders:
+            return 0
+        pairs = sorted(holders)
+        status = await self.pool.execute(
+            "UPDATE locks l SET expires_at = $3 FROM unnest($1::text[], $2::text[]) AS h(p, u)"
+            " WHERE l.project_id = h.p AND l.user_id = h.u AND l.expires_at > $4"
+            " AND l.expires_at < $3", [p for p, _ in pairs], [u for _, u in pairs],
+            _ms(expires_at), now)
+        return int(status.split()[-1])
+
+    async def expire_locks(self, now: datetime) -> list[Lock]:
+        rows = await self.pool.fetch("DELETE FROM locks WHERE expires_at <= $1 RETURNING *", now)
+        return [_lock(r) for r in rows]
+
+    async def release_member_locks(self, project_id: str, user_id: str) -> list[Lock]:
+        rows = await self.pool.fetch("DELETE FROM locks WHERE project_id = $1 AND user_id = $2"
+                                     " RETURNING *", project_id, user_id)
+        return [_lock(r) for r in rows]
 
     async def events_since(self, project_id: str, since_seq: int, limit: int,
                            prefixes: tuple[str, ...] = ()) -> tuple[list[Event], int, bool]:

@@ -41,14 +41,19 @@ from vidsync.store.base import (
     IdempotencyMismatch,
     Invite,
     InviteError,
+    Lock,
+    Locked,
+    LockHeld,
     Member,
     NotWriter,
     PathState,
     Project,
     Store,
+    TooManyLocks,
     User,
     VersionRefs,
     find_conflicts,
+    locked_changes,
 )
 
 T = TypeVar("T")
@@ -108,6 +113,23 @@ def _event(project_id: str, row: sqlite3.Row) -> Event:
 def _invite(row: sqlite3.Row) -> Invite:
     return Invite(row["code"], row["project_id"], _dt(row["created_at"]), _dt(row["expires_at"]),
                   row["max_uses"], row["uses"], row["revoked_at"] is not None, row["role"])
+
+
+def _lock(row: sqlite3.Row) -> Lock:
+    return Lock(row["project_id"], row["path"], _author(row["user_id"], row["user_name"]),
+                _dt(row["acquired_at"]), _dt(row["expires_at"]))
+
+
+def _others_locks(conn: sqlite3.Connection, project_id: str, user_id: str, now_ms: int,
+                  paths: set[str]) -> dict[str, Lock]:
+    """Live locks on ``paths`` held by anyone but ``user_id``, by path."""
+    if conn.execute("SELECT 1 FROM locks WHERE project_id = ? LIMIT 1",
+                    (project_id,)).fetchone() is None:
+        return {}  # the usual case: one probe of the primary key
+    rows = conn.execute(
+        f"SELECT * FROM locks WHERE project_id = ? AND path IN ({', '.join('?' * len(paths))})"
+        " AND user_id <> ? AND expires_at > ?", (project_id, *paths, user_id, now_ms)).fetchall()
+    return {r["path"]: _lock(r) for r in rows}
 
 
 def _path_states(conn: sqlite3.Connection, project_id: str, paths: set[str]) -> dict[str, PathState]:
@@ -441,6 +463,10 @@ class SqliteStore(Store):
                 raise not_found("no such project, or you are not a member")
             if role[0] not in WRITER_ROLES:
                 raise NotWriter()
+            locked = locked_changes(changes, _others_locks(conn, project_id, author.id, now_ms,
+                                                           {c.path for c in changes}))
+            if locked:
+                raise Locked(locked)
             if bases:
                 current = _path_states(conn, project_id, {changes[i].path for i in bases})
                 conflicts = find_conflicts(changes, bases, current)
@@ -484,6 +510,87 @@ class SqliteStore(Store):
                              (project_id, idempotency_key, request_digest,
                               json.dumps(response), now_ms))
             return AppendResult(events, last_seq, response)
+
+        return await self._write(tx)
+
+    # -- file locks ---------------------------------------------------------------------------------
+
+    async def acquire_lock(self, project_id: str, path: str, user: Author, now: datetime,
+                           expires_at: datetime, max_locks: int) -> tuple[Lock, bool]:
+        now_ms, until = _ms(now), _ms(expires_at)
+
+        def tx(conn: sqlite3.Connection) -> tuple[Lock, bool]:
+            row = conn.execute("SELECT * FROM locks WHERE project_id = ? AND path = ?",
+                               (project_id, path)).fetchone()
+            live = row is not None and row["expires_at"] > now_ms
+            if live and row["user_id"] != user.id:
+                raise LockHeld(_lock(row))
+            if live:  # the holder again: a renewal
+                conn.execute("UPDATE locks SET expires_at = MAX(expires_at, ?), user_name = ?"
+                             " WHERE project_id = ? AND path = ?",
+                             (until, user.name, project_id, path))
+            else:
+                count = conn.execute("SELECT COUNT(*) FROM locks WHERE project_id = ?"
+                                     " AND expires_at > ?", (project_id, now_ms)).fetchone()[0]
+                if count >= max_locks:
+                    raise TooManyLocks()
+                conn.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?)",
+                             (project_id, path, user.id, user.name, now_ms, until))
+            return _lock(conn.execute("SELECT * FROM locks WHERE project_id = ? AND path = ?",
+                                      (project_id, path)).fetchone()), not live
+
+        return await self._write(tx)
+
+    async def release_lock(self, project_id: str, path: str, user_id: str, may_break: bool,
+                           now: datetime) -> Lock | None:
+        def tx(conn: sqlite3.Connection) -> Lock | None:
+            row = conn.execute("SELECT * FROM locks WHERE project_id = ? AND path = ?"
+                               " AND expires_at > ?", (project_id, path, _ms(now))).fetchone()
+            if row is None:
+                return None
+            if row["user_id"] != user_id and not may_break:
+                raise LockHeld(_lock(row))
+            conn.execute("DELETE FROM locks WHERE project_id = ? AND path = ?", (project_id, path))
+            return _lock(row)
+
+        return await self._write(tx)
+
+    async def locks(self, project_id: str, now: datetime) -> list[Lock]:
+        def q(conn: sqlite3.Connection) -> list[Lock]:
+            rows = conn.execute("SELECT * FROM locks WHERE project_id = ? AND expires_at > ?"
+                                " ORDER BY path", (project_id, _ms(now))).fetchall()
+            return [_lock(r) for r in rows]
+
+        return await self._read(q)
+
+    async def renew_locks(self, holders: set[tuple[str, str]], expires_at: datetime,
+                          now: datetime) -> int:
+        until, now_ms = _ms(expires_at), _ms(now)
+
+        def tx(conn: sqlite3.Connection) -> int:
+            if conn.execute("SELECT 1 FROM locks LIMIT 1").fetchone() is None:
+                return 0  # the usual case: no write at all
+            cur = conn.executemany(
+                "UPDATE locks SET expires_at = ? WHERE project_id = ? AND user_id = ?"
+                " AND expires_at > ? AND expires_at < ?",
+                [(until, p, u, now_ms, until) for p, u in holders])
+            return cur.rowcount
+
+        return await self._write(tx)
+
+    async def expire_locks(self, now: datetime) -> list[Lock]:
+        def tx(conn: sqlite3.Connection) -> list[Lock]:
+            rows = conn.execute("DELETE FROM locks WHERE expires_at <= ? RETURNING *",
+                                (_ms(now),)).fetchall()
+            return [_lock(r) for r in rows]
+
+        return await self._write(tx)
+
+    async def release_member_locks(self, project_id: str, user_id: str) -> list[Lock]:
+        def tx(conn: sqlite3.Connection) -> list[Lock]:
+            rows = conn.execute("DELETE FROM locks WHERE project_id = ? AND user_id = ?"
+                                " RETURNING *", (project_id, user_id)).fetchall()
+            return [_lock(r) for r in rows]
 
         return await self._write(tx)
 
