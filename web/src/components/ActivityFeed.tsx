@@ -17,6 +17,11 @@ export function ActivityFeed({ events }: { events: readonly ProjectEvent[] }) {
             <span className="feed-op">{OP_LABEL[change.op]}</span>
             <span className="feed-path">{change.path}</span>
             <span className="feed-meta">
+              {event.author && (
+                <>
+                  <span className="feed-author">by {event.author.name}</span> ·{' '}
+                </>
+              )}
               <time dateTime={event.created_at} title={formatDateTime(at)}>
                 {formatTime(at)}
               </time>

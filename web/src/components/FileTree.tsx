@@ -1,5 +1,5 @@
 import { useVirtualizer } from '@tanstack/react-virtual';
-import { type CSSProperties, useCallback, useMemo, useRef, useState } from 'react';
+import { type CSSProperties, type ReactNode, useCallback, useMemo, useRef, useState } from 'react';
 import { formatBytes, formatDateTime } from '../lib/format';
 import { isPlayable } from '../lib/media';
 import {
@@ -17,6 +17,11 @@ export type Download = (node: FileNode | FolderNode) => void;
 export type Play = (node: FileNode) => void;
 /** Shows a file's versions. */
 export type ShowVersions = (node: FileNode) => void;
+/** Extra content for a file's row (e.g. its lock): beside the name, and among the actions. */
+export interface FileExtras {
+  badge?: (node: FileNode) => ReactNode;
+  actions?: (node: FileNode) => ReactNode;
+}
 
 /** Projects up to this many files open with every folder open; larger ones with none. */
 const OPEN_ALL_MAX = 2_000;
@@ -35,6 +40,7 @@ interface Props {
   download?: Download;
   play?: Play;
   showVersions?: ShowVersions;
+  extras?: FileExtras;
 }
 
 /**
@@ -43,7 +49,7 @@ interface Props {
  * visible rows are a flat list (recomputed when the tree changes or something opens) that a
  * virtualizer windows, so 100,000 files cost what a screenful does.
  */
-export function FileTree({ model, version, baseSeq, download, play, showVersions }: Props) {
+export function FileTree({ model, version, baseSeq, download, play, showVersions, extras }: Props) {
   const [openByDefault] = useState(() => model.fileCount <= OPEN_ALL_MAX);
   // Paths whose state differs from the default (folders), or that are open (sequences).
   const [toggled, setToggled] = useState<ReadonlySet<string>>(() => new Set());
@@ -103,6 +109,7 @@ export function FileTree({ model, version, baseSeq, download, play, showVersions
                     download={download}
                     play={play}
                     showVersions={showVersions}
+                    extras={extras}
                   />
                 ) : (
                   <GroupRow
@@ -184,6 +191,7 @@ function FileRow({
   download,
   play,
   showVersions,
+  extras,
 }: {
   node: FileNode;
   depth: number;
@@ -191,6 +199,7 @@ function FileRow({
   download: Download | undefined;
   play: Play | undefined;
   showVersions: ShowVersions | undefined;
+  extras: FileExtras | undefined;
 }) {
   const { file } = node;
   return (
@@ -204,6 +213,7 @@ function FileRow({
     >
       <span className="tree-name" title={node.path}>
         {node.name}
+        {extras?.badge?.(node)}
       </span>
       <span className="tree-size">{formatBytes(file.size)}</span>
       <Modified mtime={file.mtime} />
@@ -217,6 +227,7 @@ function FileRow({
         {showVersions && (
           <ActionButton label={`Versions of ${node.path}`} icon="⟲" onClick={() => showVersions(node)} />
         )}
+        {extras?.actions?.(node)}
       </span>
     </div>
   );

@@ -1,6 +1,7 @@
 import { type FormEvent, useCallback, useEffect, useId, useState } from 'react';
-import { type Invite, ApiError, api } from '../lib/api';
+import { type Invite, type MemberRole, ApiError, api } from '../lib/api';
 import { formatDateTime } from '../lib/format';
+import { ROLE_LABEL } from '../lib/roles';
 
 const EXPIRY_CHOICES: { label: string; seconds: number }[] = [
   { label: '1 hour', seconds: 3_600 },
@@ -18,6 +19,7 @@ export function InvitesPanel({ projectId, token }: { projectId: string; token: s
   const [error, setError] = useState<string | null>(null);
   const [expiry, setExpiry] = useState('2');
   const [maxUses, setMaxUses] = useState('');
+  const [role, setRole] = useState<MemberRole>('viewer');
   const [busy, setBusy] = useState(false);
   const [copied, setCopied] = useState<string | null>(null);
   const formId = useId();
@@ -40,7 +42,7 @@ export function InvitesPanel({ projectId, token }: { projectId: string; token: s
     setError(null);
     try {
       const uses = maxUses.trim() === '' ? null : Number(maxUses);
-      await api.createInvite(token, projectId, EXPIRY_CHOICES[Number(expiry)]!.seconds, uses);
+      await api.createInvite(token, projectId, EXPIRY_CHOICES[Number(expiry)]!.seconds, uses, role);
       await load();
     } catch (err) {
       setError(err instanceof ApiError ? err.message : String(err));
@@ -94,6 +96,17 @@ export function InvitesPanel({ projectId, token }: { projectId: string; token: s
             onChange={(e) => setMaxUses(e.target.value)}
           />
         </div>
+        <div className="field">
+          <label htmlFor={`${formId}-role`}>Joins as</label>
+          <select
+            id={`${formId}-role`}
+            value={role}
+            onChange={(e) => setRole(e.target.value as MemberRole)}
+          >
+            <option value="viewer">{ROLE_LABEL.viewer} (reads)</option>
+            <option value="editor">{ROLE_LABEL.editor} (reads and writes)</option>
+          </select>
+        </div>
         <button type="submit" disabled={busy}>
           Create invite link
         </button>
@@ -119,7 +132,7 @@ export function InvitesPanel({ projectId, token }: { projectId: string; token: s
                 onFocus={(e) => e.target.select()}
               />
               <span className="invite-meta">
-                {inv.uses}
+                {ROLE_LABEL[inv.role ?? 'viewer']} · {inv.uses}
                 {inv.max_uses !== null ? ` / ${inv.max_uses}` : ''} uses ·{' '}
                 expires{' '}
                 <time dateTime={inv.expires_at}>{formatDateTime(new Date(inv.expires_at))}</time>

@@ -8,6 +8,7 @@ export function SyncBadge({ badge }: { badge: SyncBadgeState | null }) {
         <span className={badge.fading ? 'sync-badge fading' : 'sync-badge'}>
           <span aria-hidden="true">✓ </span>
           <span className="sync-badge-text">Synced: {badge.path}</span>
+          {badge.author && <span className="sync-badge-author"> by {badge.author}</span>}
           {badge.count > 1 && <span className="sync-badge-more"> and {badge.count - 1} more</span>}
         </span>
       )}

@@ -1,6 +1,14 @@
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
 import type { ProjectEvent } from '../lib/api';
-import { type ConnectionState, ProjectEventStream, type UploadMessage } from '../lib/eventStream';
+import {
+  type ConnectionState,
+  ProjectEventStream,
+  type StreamOptions,
+  type UploadMessage,
+} from '../lib/eventStream';
+
+/** Lock and role notices, besides the events. */
+export type ProjectNotices = Pick<StreamOptions, 'onLocks' | 'onLock' | 'onRole'>;
 
 /**
  * Follows a project's events from `sinceSeq` on (the seq of the snapshot the page shows).
@@ -17,13 +25,16 @@ export function useProjectEvents(
   sinceSeq: number | null,
   onEvents: (events: ProjectEvent[]) => void,
   onUpload?: (msg: UploadMessage) => void,
+  notices: ProjectNotices = {},
 ): { state: ConnectionState; retryNow: () => void } {
   const [state, setState] = useState<ConnectionState>({ kind: 'connecting' });
   const onEventsRef = useRef(onEvents);
   const onUploadRef = useRef(onUpload);
+  const noticesRef = useRef(notices);
   useLayoutEffect(() => {
     onEventsRef.current = onEvents;
     onUploadRef.current = onUpload;
+    noticesRef.current = notices;
   });
 
   // Survives reconnections and effect re-runs; only the project's first snapshot seq seeds it.
@@ -45,6 +56,9 @@ export function useProjectEvents(
       },
       onState: setState,
       onUpload: (msg) => onUploadRef.current?.(msg),
+      onLocks: (locks) => noticesRef.current.onLocks?.(locks),
+      onLock: (change) => noticesRef.current.onLock?.(change),
+      onRole: (role) => noticesRef.current.onRole?.(role),
     });
     streamRef.current = stream;
     stream.start();

@@ -7,6 +7,8 @@ export const BADGE_FADE_MS = 400;
 export interface SyncBadgeState {
   /** Path of the latest event. */
   path: string;
+  /** Who wrote it, if known. */
+  author: string | null;
   /** Events synced since the badge appeared, the latest included. */
   count: number;
   fading: boolean;
@@ -32,6 +34,7 @@ export function useSyncBadge(): {
     if (!last) return;
     setBadge((prev) => ({
       path: last.change.path,
+      author: last.author?.name ?? null,
       count: (prev && !prev.fading ? prev.count : 0) + events.length,
       fading: false,
     }));

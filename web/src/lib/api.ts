@@ -13,7 +13,22 @@ export interface User {
   name: string | null;
 }
 
-export type Role = 'owner' | 'viewer';
+export type Role = 'owner' | 'editor' | 'viewer';
+/** The roles an invite grants and the owner gives. */
+export type MemberRole = 'editor' | 'viewer';
+
+/** Who wrote an event, or holds a lock: the user's id and name (as it was then). */
+export interface Author {
+  id: string;
+  name: string;
+}
+
+export interface Lock {
+  path: string;
+  user: Author;
+  acquired_at: string;
+  expires_at: string;
+}
 
 export interface Project {
   id: string;
@@ -44,6 +59,7 @@ export interface Invite {
   expires_at: string;
   max_uses: number | null;
   uses: number;
+  role: MemberRole;
 }
 
 export type Op = 'create' | 'update' | 'delete';
@@ -62,6 +78,8 @@ export interface ProjectEvent {
   seq: number;
   change: Change;
   created_at: string;
+  /** Null only for an event a server of an earlier release relayed. */
+  author: Author | null;
 }
 
 export interface FileEntry {
@@ -204,14 +222,25 @@ export const api = {
       `/api/projects/${enc(id)}`,
       token,
     ),
+  setMemberRole: (token: string, id: string, userId: string, role: MemberRole) =>
+    request<{ member: Member }>('PATCH', `/api/projects/${enc(id)}/members/${enc(userId)}`, token, {
+      role,
+    }),
   removeMember: (token: string, id: string, userId: string) =>
     request<void>('DELETE', `/api/projects/${enc(id)}/members/${enc(userId)}`, token),
 
   listInvites: (token: string, id: string) =>
     request<{ invites: Invite[] }>('GET', `/api/projects/${enc(id)}/invites`, token),
-  createInvite: (token: string, id: string, expiresInS: number, maxUses: number | null) =>
+  createInvite: (
+    token: string,
+    id: string,
+    expiresInS: number,
+    maxUses: number | null,
+    role: MemberRole = 'viewer',
+  ) =>
     request<{ invite: Invite }>('POST', `/api/projects/${enc(id)}/invites`, token, {
       expires_in_s: expiresInS,
+      role,
       ...(maxUses !== null ? { max_uses: maxUses } : {}),
     }),
   revokeInvite: (token: string, id: string, code: string) =>
@@ -220,6 +249,18 @@ export const api = {
     request<{ project: Project; role: Role }>('POST', '/api/projects/join', token, {
       invite_code: inviteCode,
     }),
+
+  locks: (token: string, id: string) =>
+    request<{ locks: Lock[] }>('GET', `/api/projects/${enc(id)}/locks`, token),
+  lock: (token: string, id: string, path: string) =>
+    request<{ lock: Lock }>('POST', `/api/projects/${enc(id)}/locks`, token, { path }),
+  /** The holder releases a lock; the owner may break anyone's. */
+  unlock: (token: string, id: string, path: string) =>
+    request<void>(
+      'DELETE',
+      `/api/projects/${enc(id)}/locks?${new URLSearchParams({ path })}`,
+      token,
+    ),
 
   files: (token: string, id: string) =>
     request<{ files: FileEntry[]; seq: number }>('GET', `/api/projects/${enc(id)}/files`, token),

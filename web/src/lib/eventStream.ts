@@ -3,7 +3,7 @@
 // Socket.IO cannot connect at all. Whatever carries the events, the stream remembers the last
 // seq it delivered and resumes after it, so a reconnect neither loses nor repeats an event.
 import { type Socket, io } from 'socket.io-client';
-import { type ProjectEvent, ApiError, api } from './api';
+import { type Lock, type ProjectEvent, type Role, ApiError, api } from './api';
 
 export type Transport = 'websocket' | 'polling' | 'http';
 
@@ -27,6 +27,12 @@ export interface StreamOptions {
   /** New events, in seq order, each delivered exactly once. */
   onEvents: (events: ProjectEvent[]) => void;
   onState: (state: ConnectionState) => void;
+  /** Every lock of the project: after each (re)subscription, and on each HTTP long-poll. */
+  onLocks?: (locks: Lock[]) => void;
+  /** One path locked (`lock`) or unlocked (null). */
+  onLock?: (change: LockChange) => void;
+  /** The owner changed the caller's role. */
+  onRole?: (role: Role) => void;
   /** `project:upload`: a file the owner is uploading now (Socket.IO only; not in the log). */
   onUpload?: (msg: UploadMessage) => void;
 }
@@ -40,6 +46,13 @@ export interface UploadMessage {
   state: 'started' | 'progress' | 'stored' | 'failed';
   ready_blocks: number;
   ready_bytes: number;
+}
+
+export interface LockChange {
+  path: string;
+  lock: Lock | null;
+  reason: 'locked' | 'released' | 'broken' | 'expired' | 'member_left';
+  by?: { id: string; name: string };
 }
 
 type Ack = { ok: true; last_seq: number } | { ok: false; error: { code: string; message: string } };
@@ -107,6 +120,9 @@ export class ProjectEventStream {
     this.socket.on('project:upload', (msg: UploadMessage) => {
       if (!this.closed && msg.project_id === this.opts.projectId) this.opts.onUpload?.(msg);
     });
+    this.socket.on('project:locks', (msg: { locks: Lock[] }) => this.opts.onLocks?.(msg.locks));
+    this.socket.on('project:lock', (msg: LockChange) => this.opts.onLock?.(msg));
+    this.socket.on('project:role', (msg: { role: Role }) => this.opts.onRole?.(msg.role));
     this.socket.on('project:removed', (msg: { reason: string }) =>
       this.finish({ kind: 'ended', reason: describeRemoval(msg.reason) }),
     );
@@ -254,6 +270,12 @@ export class ProjectEventStream {
         return;
       }
       if (this.poll !== ctl) return;
+      // No live lock events over plain HTTP: the list is read again with each poll.
+      if (this.opts.onLocks) {
+        const locks = await api.locks(this.opts.token, this.opts.projectId).catch(() => null);
+        if (this.poll !== ctl) return;
+        if (locks) this.opts.onLocks(locks.locks);
+      }
       if (first) {
         first = false;
         this.attempt = 0;

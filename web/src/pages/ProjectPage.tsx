@@ -2,7 +2,8 @@ import { useCallback, useEffect, useState } from 'react';
 import { ActivityFeed } from '../components/ActivityFeed';
 import { ConnectionIndicator } from '../components/ConnectionIndicator';
 import { DeletedFiles } from '../components/DeletedFiles';
-import { type Download, FileTree, type Play } from '../components/FileTree';
+import { LockBadge, LockControls } from '../components/FileLock';
+import { type Download, type FileExtras, FileTree, type Play } from '../components/FileTree';
 import { MediaPlayer } from '../components/MediaPlayer';
 import { InvitesPanel } from '../components/InvitesPanel';
 import { MembersPanel } from '../components/MembersPanel';
@@ -10,6 +11,7 @@ import { StorageUsage } from '../components/StorageUsage';
 import { SyncBadge } from '../components/SyncBadge';
 import { VersionsPanel } from '../components/VersionsPanel';
 import { UploadProgress } from '../components/UploadProgress';
+import { useLocks } from '../hooks/useLocks';
 import { useProjectEvents } from '../hooks/useProjectEvents';
 import { useUploads } from '../hooks/useUploads';
 import { useSyncBadge } from '../hooks/useSyncBadge';
@@ -23,6 +25,7 @@ import {
   api,
 } from '../lib/api';
 import { useAuth } from '../lib/auth';
+import { ROLE_AS_YOU, mayWrite } from '../lib/roles';
 import { FileTreeModel } from '../lib/tree';
 import { Link } from '../lib/router';
 import { usePageTitle } from '../lib/usePageTitle';
@@ -46,7 +49,7 @@ function describeLoadError(err: unknown): string {
 }
 
 export function ProjectPage({ token, projectId }: { token: string; projectId: string }) {
-  const { signOut } = useAuth();
+  const { signOut, user } = useAuth();
   const [info, setInfo] = useState<ProjectInfo | null>(null);
   const [loadError, setLoadError] = useState<string | null>(null);
   // Built once from the snapshot, then changed in place by events; `treeVersion` re-renders.
@@ -56,6 +59,10 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
   const [lastSeq, setLastSeq] = useState<number | null>(null);
   const [feed, setFeed] = useState<ProjectEvent[]>([]);
   const [downloadError, setDownloadError] = useState<string | null>(null);
+  const [lockError, setLockError] = useState<string | null>(null);
+  // Said once the owner changes the caller's role while the page is open.
+  const [roleNotice, setRoleNotice] = useState<string | null>(null);
+  const { locks, replaceLocks, changeLock } = useLocks();
   // The file whose versions are shown, if any.
   const [versionsOf, setVersionsOf] = useState<string | null>(null);
   const [playing, setPlaying] = useState<string | null>(null);
@@ -107,7 +114,18 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
     showEvents(events);
   };
   const { uploads, onUpload } = useUploads();
-  const { state, retryNow } = useProjectEvents(projectId, token, baseSeq, onEvents, onUpload);
+  const { state, retryNow } = useProjectEvents(projectId, token, baseSeq, onEvents, onUpload, {
+    onLocks: replaceLocks,
+    onLock: changeLock,
+    onRole: (role) => {
+      setRoleNotice(
+        mayWrite(role)
+          ? `The owner made you ${ROLE_AS_YOU[role]}: you can now change this project's files.`
+          : `The owner made you ${ROLE_AS_YOU[role]}: you can no longer change this project's files.`,
+      );
+      void loadInfo();
+    },
+  });
 
   // The server answers with a short-lived signed URL that the browser can open without the
   // token: the file (or the folder as a zip) then downloads as an attachment, page untouched.
@@ -151,9 +169,28 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
   }
 
   const isOwner = info?.role === 'owner';
-  // Who may write ('editor' arrives with roles): restore is a write.
-  const canWrite = isOwner || (info?.role as string | undefined) === 'editor';
+  // Who may write: restore and lock are writes.
+  const canWrite = mayWrite(info?.role);
   const live = state.kind !== 'ended';
+  const fileExtras: FileExtras = {
+    badge: (node) => {
+      const lock = locks.get(node.path);
+      return lock && <LockBadge lock={lock} mine={lock.user.id === user?.id} />;
+    },
+    actions: (node) =>
+      live && (
+        <LockControls
+          projectId={projectId}
+          token={token}
+          path={node.path}
+          lock={locks.get(node.path)}
+          userId={user?.id}
+          canLock={canWrite}
+          isOwner={isOwner}
+          onError={setLockError}
+        />
+      ),
+  };
   return (
     <>
       <div className="project-head">
@@ -162,7 +199,7 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
           {info?.project.description && <p className="project-desc">{info.project.description}</p>}
           {info && (
             <p className="project-meta">
-              You are {isOwner ? 'the owner' : 'a viewer'}
+              You are {ROLE_AS_YOU[info.role]}
               {lastSeq !== null && <> · event {lastSeq}</>}
             </p>
           )}
@@ -181,6 +218,12 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
         </div>
       )}
 
+      {roleNotice && (
+        <div role="status" className="banner role-notice">
+          <p>{roleNotice}</p>
+        </div>
+      )}
+
       <SyncBadge badge={badge} />
 
       <div className="project-grid">
@@ -192,6 +235,11 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
             </p>
           )}
           <UploadProgress uploads={live ? uploads : []} />
+          {lockError && (
+            <p role="alert" className="error">
+              {lockError}
+            </p>
+          )}
           {baseSeq === null || tree === null ? (
             <p aria-busy="true">Loading files…</p>
           ) : (
@@ -202,6 +250,7 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
               download={state.kind === 'ended' ? undefined : download}
               showVersions={live ? (node) => setVersionsOf(node.path) : undefined}
               play={live ? play : undefined}
+              extras={fileExtras}
             />
           )}
         </section>

@@ -1,6 +1,7 @@
 import { type FormEvent, useEffect, useState } from 'react';
 import { type ProjectSummary, ApiError, api } from '../lib/api';
 import { formatDateTime, formatRelative } from '../lib/format';
+import { ROLE_LABEL } from '../lib/roles';
 import { Link, navigate } from '../lib/router';
 import { usePageTitle } from '../lib/usePageTitle';
 
@@ -50,7 +51,7 @@ export function ProjectsPage({ token }: { token: string }) {
                   <Link to={`/projects/${encodeURIComponent(p.id)}`}>{p.name}</Link>
                   {p.description && <span className="project-desc">{p.description}</span>}
                 </th>
-                <td data-label="Role">{p.role === 'owner' ? 'Owner' : 'Viewer'}</td>
+                <td data-label="Role">{ROLE_LABEL[p.role]}</td>
                 <td data-label="Members">{p.member_count}</td>
                 <td data-label="Last activity">
                   {p.last_activity_at ? (
