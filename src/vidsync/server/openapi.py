@@ -302,6 +302,8 @@ APPENDED: J = ok(obj(["results", "last_seq"], last_seq=INT, results={
 # A file, 'dir/' (any trailing slashes) for a folder, '/' for the whole project.
 TARGET: J = {"type": "string", "pattern": whole("/|" + _path() + "/*")}
 PAGE_LIMIT = query("limit", integer(1, 1000), "default 100")
+# A path in a query string: as PATH, its length bounded by the request line (like TARGET's).
+LOCK_PATH_Q: J = {"type": "string", "pattern": whole(_path())}
 COOKIE_FLAG: J = {"type": "boolean", "default": False, "description": (
     "true: answer with the token in an HttpOnly, SameSite=Strict session cookie (vidsync_session;"
     " Secure over https) instead of in the body. Only for a same-origin request (Origin) that"
@@ -413,7 +415,7 @@ PATHS: J = {
         "delete": op("Release a lock (its holder), or break anyone's (the owner); 403 for someone"
                      " else's lock, 404 when the path is not locked", "member", NO_CONTENT,
                      params=[*PID, {"name": "path", "in": "query", "required": True,
-                                    "schema": PATH}],
+                                    "schema": LOCK_PATH_Q}],
                      errors={400: ["invalid_path"], 403: ["forbidden"]}),
     },
     "/api/projects/{project_id}/events": {"get": op(
