@@ -70,7 +70,9 @@ class Follower:
                  backoff_max_s: float = 10.0, connect_timeout_s: float = 10.0,
                  max_inbox: int = 20_000,
                  on_state: Callable[[ConnectionState], None] | None = None,
-                 on_upload: Callable[[dict], None] | None = None) -> None:
+                 on_upload: Callable[[dict], None] | None = None,
+                 on_notice: Callable[[str, dict], None] | None = None,
+                 notices: Sequence[str] = ("project:role",)) -> None:
         if since_seq < 0:
             raise ValueError("since_seq must be >= 0")
         self.client = client
@@ -88,6 +90,10 @@ class Follower:
         self.on_state = on_state
         # ``project:upload`` hints (over Socket.IO only; not events, never in the log).
         self.on_upload = on_upload
+        # Socket.IO events outside the log (a role or a lock changed): handed to ``on_notice``
+        # as they arrive, over Socket.IO only (long-polling ``/events`` carries the log alone).
+        self.on_notice = on_notice
+        self.notices = tuple(notices)
         self.state = ConnectionState.CONNECTING
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wake = asyncio.Event()
@@ -276,6 +282,9 @@ class Follower:
 
             sio.on("project:upload", on_upload_hint)
         sio.on("disconnect", on_disconnect)
+        if self.on_notice is not None:
+            for name in self.notices:
+                sio.on(name, self._notice_handler(name))
         sio.on("connect_error", lambda data=None: connect_error.append(data))
 
         try:
@@ -294,6 +303,13 @@ class Follower:
                        callback=lambda ack=None: me("subscribed", ack))
         self._set_state(ConnectionState.WEBSOCKET if sio.transport() == "websocket"
                         else ConnectionState.POLLING)
+
+    def _notice_handler(self, name: str) -> Callable[..., None]:
+        def handle(data: object = None) -> None:
+            if (isinstance(data, dict) and data.get("project_id") in (None, self.project_id)
+                    and self.on_notice is not None):
+                self.on_notice(name, data)
+        return handle
 
     async def _disconnect(self) -> None:
         sio, self._sio = self._sio, None

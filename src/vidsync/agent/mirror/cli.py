@@ -15,15 +15,16 @@ from urllib.parse import urlsplit
 from vidsync import sequences
 from vidsync.agent import lockfile
 from vidsync.agent.config import Credentials, NotLoggedIn, load_credentials
+from vidsync.agent.folder import FolderAgent, path_policy
 from vidsync.agent.mirror.engine import AgentStopped, MirrorAgent
 from vidsync.agent.mirror.revert import move_edits_aside
-from vidsync.agent.mirror.safepath import PathPolicy, detect_case_insensitive
 from vidsync.agent.mirror.state import MirrorState, is_mirror, state_dir
 from vidsync.agent.mirror.status import AGENT_LOCK, mirror_status
 from vidsync.agent.mirror.ui import Ui, human_bytes
+from vidsync.agent.share.cli import add_send_arguments, send_options
 from vidsync.agent.share.status import share_status
 from vidsync.changes import normalize_prefixes
-from vidsync.client import ApiError, Client, ClientError, ProjectRemoved
+from vidsync.client import ApiError, Client, ClientError, ProjectRemoved, ServerUnreachable
 from vidsync.errors import ApiError as BadInput
 from vidsync.text import log_to_stderr, say
 
@@ -46,14 +47,6 @@ def _prefixes(only: list[str] | None) -> list[str]:
         raise Refused(e.message) from None
 
 
-def _policy(state: MirrorState, root: Path) -> PathPolicy:
-    folds = state.get("case_insensitive")
-    if folds is None:
-        folds = detect_case_insensitive(str(state.dir))
-        state.put(case_insensitive=folds)
-    return PathPolicy(str(root), bool(folds))
-
-
 def _lock_agent(state: MirrorState) -> int:
     """Hold the folder's agent lock for the life of the process: one join agent per mirror."""
     fd = lockfile.hold(state.dir / AGENT_LOCK)
@@ -68,6 +61,7 @@ async def _join(root: Path, invite: str | None, args: argparse.Namespace) -> Non
     creds = _credentials()
     only = _prefixes(args.only)
     async with Client(creds.server, creds.token) as client:
+        role = None
         if is_mirror(root):
             state = MirrorState(root)
             if args.only is not None:
@@ -77,6 +71,7 @@ async def _join(root: Path, invite: str | None, args: argparse.Namespace) -> Non
                 raise Refused(f"{root} is not a mirror yet: give the invite code or link first")
             _check_invite_server(invite, creds.server)
             joined = await client.join(invite)
+            role = joined.get("role")
             state = MirrorState(root)
             state.put(server=creds.server, project_id=joined["project"]["id"],
                       project_name=joined["project"]["name"], prefixes=only)
@@ -85,13 +80,18 @@ async def _join(root: Path, invite: str | None, args: argparse.Namespace) -> Non
                           f"in to {creds.server}")
         lock_fd = _lock_agent(state)
         ui = Ui()
-        agent = MirrorAgent(root, client, state, ui, _policy(state, root))
+        two_way = await _two_way(client, state, role, args)
+        agent = FolderAgent(root, client, state, ui, path_policy(state, root),
+                            send_options(args) if two_way else None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        ui.message(f"mirroring project {state.get('project_name')!r} into {root}"
-                   + (f" (only {', '.join(only)})" if only else ""))
+        ui.message(f"{'syncing' if two_way else 'mirroring'} project "
+                   f"{state.get('project_name')!r} into {root}"
+                   + (" both ways" if two_way else ", receive-only")
+                   + (f" (only {', '.join(state.get('prefixes') or [])})"
+                      if state.get("prefixes") else ""))
         try:
             with ui:
                 await agent.run(stop, follow=not args.once)
@@ -99,6 +99,26 @@ async def _join(root: Path, invite: str | None, args: argparse.Namespace) -> Non
             agent.close()
             state.close()
             os.close(lock_fd)
+
+
+async def _two_way(client: Client, state: MirrorState, role: str | None,
+                   args: argparse.Namespace) -> bool:
+    """Whether this folder sends as well as receives: an editor's (or the owner's) membership,
+    unless ``--receive-only``, ``--once`` or ``--only`` (a two-way folder is the whole project)."""
+    if args.receive_only or args.once:
+        return False
+    if role is None:
+        try:
+            role = (await client.project(str(state.get("project_id"))))["role"]
+        except ServerUnreachable:
+            role = state.get("role")  # offline start: as last seen
+    state.put(role=role)
+    if role not in ("owner", "editor"):
+        return False
+    if state.get("prefixes"):
+        raise Refused("--only mirrors part of a project, so it needs --receive-only (a folder "
+                      "that sends changes holds the whole project)")
+    return True
 
 
 def _check_invite_server(invite: str, server: str) -> None:
@@ -131,7 +151,7 @@ async def _revert(root: Path, args: argparse.Namespace) -> None:
     only = [p.rstrip("/") for p in args.paths] or None
     ui = Ui()
     async with Client(creds.server, creds.token) as client:
-        agent = MirrorAgent(root, client, state, ui, _policy(state, root))
+        agent = MirrorAgent(root, client, state, ui, path_policy(state, root))
         try:
             moved = await move_edits_aside(agent.applier, only)
             if not moved:
@@ -179,24 +199,40 @@ def status(args: argparse.Namespace) -> None:
 
 
 def _print_mirror(m: dict) -> None:
-    say(f"mirror of {m['project_name']!r} ({m['project_id']}) on {m['server']}, receive-only")
+    say(f"mirror of {m['project_name']!r} ({m['project_id']}) on {m['server']}, {m['mode']}")
     say(f"  folder:            {m['dir']}")
     if m["only"]:
         say(f"  only:              {', '.join(m['only'])}")
     say(f"  connection:        {m['connection']}" + (f" (pid {m['agent_pid']})" if m["agent_pid"] else ""))
     say(f"  last seq:          {m['last_seq']}")
     say(f"  queued uploads:    {m['queued_uploads']}")
+    _print_conflicts(m)
     say(f"  pending downloads: {m['pending_downloads']} ({human_bytes(m['pending_bytes'])})")
     for path in m["transferring"]:
         say(f"    transferring {path}")
-    say(f"  local edits:       {len(m['local_edits'])}"
-        + (" (not sent; 'vidsync revert' restores the owner's version)" if m["local_edits"] else ""))
+    if m["mode"] == "two-way":
+        say(f"  changed here:      {len(m['local_edits'])}"
+              + (" (being sent; the server's changes wait for them)" if m["local_edits"] else ""))
+    else:
+        say(f"  local edits:       {len(m['local_edits'])}"
+              + (" (not sent; 'vidsync revert' restores the owner's version)"
+                 if m["local_edits"] else ""))
     for path, kind in m["local_edits"].items():
         say(f"    {kind:<9} {path}")
     if m["failures"]:
         say(f"  failing:           {len(m['failures'])}")
         for path, error in m["failures"].items():
             say(f"    {path}: {error}")
+
+
+def _print_conflicts(s: dict) -> None:
+    say(f"  conflict copies:   {len(s['conflicts'])}"
+        + (" (both versions kept; delete or rename a copy once resolved)" if s["conflicts"] else ""))
+    for path in s["conflicts"]:
+        say(f"    {path}")
+    if s["conflicts_kept_here"]:
+        say(f"  kept only here:    {len(s['conflicts_kept_here'])} (in .vidsync/conflicts/: "
+            "too many conflict copies of one file)")
 
 
 def _print_share(s: dict) -> None:
@@ -210,7 +246,8 @@ def _print_share(s: dict) -> None:
         + (f", {len(s['uploads'])} uploading" if s["uploads"] else ""))
     for up in s["uploads"]:
         say(f"    uploading {up['path']} ({human_bytes(up['sent'])} of {human_bytes(up['size'])})")
-    say("  pending downloads: 0")
+    say(f"  last seq received: {s['last_seq']}")
+    _print_conflicts(s)
     if s["last_error"]:
         say(f"  last error:        {s['last_error']}")
 
@@ -317,15 +354,20 @@ def _run(coro) -> None:  # noqa: ANN001 - a coroutine
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "join", help="join a project with an invite and mirror it into a folder, live",
+        "join", help="join a project with an invite and sync it into a folder, live",
         description="Join with an invite code or link, download every file, then apply each change "
-                    "as it happens. Run again with only DIR to resume a mirror. A code that starts "
-                    "with '-' goes after '--': vidsync join -- -CODE DIR.")
+                    "as it happens; an editor's folder also sends the changes made in it. Run "
+                    "again with only DIR to resume. A code that starts with '-' goes after '--': "
+                    "vidsync join -- -CODE DIR.")
     p.add_argument("where", nargs="+", metavar="[INVITE] DIR",
                    help="an invite code or link, then the folder (only the folder to resume)")
     p.add_argument("--only", action="append", metavar="PREFIX",
                    help="mirror only this folder of the project (repeatable)")
-    p.add_argument("--once", action="store_true", help="sync, then exit instead of following")
+    p.add_argument("--once", action="store_true",
+                   help="receive what changed, then exit instead of following")
+    p.add_argument("--receive-only", action="store_true",
+                   help="an editor's folder that only receives, like a viewer's mirror")
+    add_send_arguments(p)
     p.set_defaults(func=join)
 
     p = subparsers.add_parser("revert", help="undo local edits in a mirror: restore the owner's "

@@ -1,4 +1,6 @@
-"""The join agent's loop: snapshot once, then follow the log and apply what changes, forever.
+"""The receiving half of a folder's engine: snapshot once, then follow the log and apply what
+changes, forever. Alone it is a receive-only mirror; ``agent/folder.py`` runs it beside the
+sending half for a folder that syncs both ways.
 
 The tasks meet only in the state database. The follower records each event as it arrives (one
 transaction: the owner's side of the path plus ``last_seq``), so a restart resumes exactly there;
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable, Coroutine
 
 from vidsync.agent.mirror.apply import Applier, ContentRejected
 from vidsync.agent.mirror.fetch import Fetcher
@@ -50,8 +53,10 @@ def _nested(a: str, b: str) -> bool:
 
 class MirrorAgent:
     def __init__(self, root: str | os.PathLike, client: Client, state: MirrorState, ui: Ui,
-                 policy: PathPolicy, workers: int = WORKERS) -> None:
+                 policy: PathPolicy, workers: int = WORKERS, two_way: bool = False) -> None:
         self.root = root
+        # Two-way: a path changed here is the sending half's to send, not an edit to report.
+        self.two_way = two_way
         self.client = client
         self.state = state
         self.ui = ui
@@ -69,28 +74,38 @@ class MirrorAgent:
         self._offline_wait = 0.0
         self._follower: Follower | None = None
         self._initial = False
+        # Socket.IO notices outside the log (``project:role``, locks) for whoever runs this half.
+        self.on_notice: Callable[[str, dict], None] | None = None
+        self.notices: tuple[str, ...] = ()
 
     def close(self) -> None:
         self.applier.close()
 
     def _report(self, what: str, path: str, detail: str) -> None:
         if what == "local-edit":
+            if self.two_way:
+                return  # the sending half sends it (or resolves a conflict)
             detail = f"{detail} here; not sent. 'vidsync revert' restores the owner's version"
         elif what == "edit-gone":
+            if self.two_way:
+                return
             what, detail = "resolved", "matches the owner's version again"
         self.ui.line(what, path, detail)
 
     # -- the whole run --------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event, follow: bool = True) -> None:
+    async def run(self, stop: asyncio.Event, follow: bool = True,
+                  beside: Coroutine | None = None) -> None:
         """Sync, then (if ``follow``) keep following until ``stop`` is set or the agent cannot go
-        on (``AgentStopped``). Without ``follow`` it returns once the mirror is up to date."""
+        on (``AgentStopped``). Without ``follow`` it returns once the mirror is up to date.
+        ``beside`` (the sending half) runs alongside; its failure ends the run."""
         if self.state.get("snapshot_prefixes") != self.prefixes:
             await self.snapshot()
         elif not follow:
             await self.catch_up()
         self.applier.clear_stale_temp()
-        await self.applier.edits.scan()
+        if not self.two_way:
+            await self.applier.edits.scan()
         files, size = self.state.pending_totals()
         if files:
             self._initial = True
@@ -100,10 +115,12 @@ class MirrorAgent:
         if not follow:
             await self.reconcile(until_idle=True)
             return
-        tasks = [asyncio.ensure_future(c) for c in (
-            self._follow(), self.reconcile(), self._heartbeat(),
-            self.applier.edits.watch(self.busy.keys(), stop),
-            self._rescan())]
+        background = [self._follow(), self.reconcile(), self._heartbeat()]
+        if beside is not None:
+            background.append(beside)
+        if not self.two_way:  # two-way: the sending half's watcher and index see every change
+            background += [self.applier.edits.watch(self.busy.keys(), stop), self._rescan()]
+        tasks = [asyncio.ensure_future(c) for c in background]
         stopping = asyncio.ensure_future(stop.wait())
         try:
             done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -151,7 +168,7 @@ class MirrorAgent:
 
         self._follower = follower = self.client.follow(
             self.project_id, self.state.last_seq, self.prefixes or None, on_state=on_state,
-            on_upload=self.prefetcher.hint)
+            on_upload=self.prefetcher.hint, on_notice=self.on_notice, notices=self.notices)
         try:
             async for event in follower:
                 if self.state.record_events([event]):

@@ -1,8 +1,10 @@
-"""The mirror's memory, in ``DIR/.vidsync/mirror.db`` (SQLite): what the owner has, what is on disk.
+"""The receiving side's view of the folder's database (``agent/db.py``): what the server has, what
+is on disk.
 
-Two tables carry the sync. ``remote`` is the owner's folder as of ``last_seq``: one row per path,
-a null hash for a deleted file (kept until the local copy is gone). ``local`` is what this agent
-last wrote to each path, with the file's stat so a later change by someone else shows. A path is
+Two tables carry the sync. ``remote`` is the project as of ``last_seq``: one row per path, a null
+hash for a deleted file (kept until the local copy is gone). ``local`` is the synced version of
+each path (what this agent last wrote there, or what the server recorded from this folder), with
+the file's stat so a later change by someone else shows. A path is
 pending while the two differ; ``dirty`` lists exactly those paths, so finding what is pending costs
 what is pending, not the size of the mirror. Recording an event and moving ``last_seq`` happen in
 one transaction, and applying compares hashes, so an event seen twice, or a restart at any point,
@@ -13,31 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidsync.agent.db import Transaction, connect
 from vidsync.changes import RESERVED_DIR
 
 DB_NAME = "mirror.db"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS remote (
-  path TEXT PRIMARY KEY, hash TEXT, size INTEGER, mtime INTEGER, seq INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS remote_seq ON remote(seq);
-CREATE TABLE IF NOT EXISTS local (
-  path TEXT PRIMARY KEY, fold TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
-  mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, ctime_ns INTEGER);
-CREATE INDEX IF NOT EXISTS local_fold ON local(fold);
-CREATE TABLE IF NOT EXISTS dirty (path TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS edits (
-  path TEXT PRIMARY KEY, kind TEXT NOT NULL, detected_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS failures (
-  path TEXT PRIMARY KEY, hash TEXT, error TEXT NOT NULL, attempts INTEGER NOT NULL,
-  retry_at REAL NOT NULL);
-"""
 # A failing file is retried after 2, 4, 8 ... seconds, at most this long apart.
 MAX_RETRY_S = 300.0
 
@@ -81,25 +67,19 @@ def is_mirror(root: str | os.PathLike) -> bool:
 class MirrorState:
     """One connection to a mirror's database. Each method is one short transaction."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, db_name: str = DB_NAME) -> None:
         self.dir = state_dir(root)
-        self.dir.mkdir(mode=0o700, exist_ok=True)
-        self.db = sqlite3.connect(self.dir / DB_NAME, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL survives a killed process; a power cut may lose the last commits, which
-        # only means re-checking a few files: the server's log is the source of truth.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        columns = {r[1] for r in self.db.execute("PRAGMA table_info(local)")}
-        if "ctime_ns" not in columns:  # a mirror made before ctimes were recorded
-            self.db.execute("ALTER TABLE local ADD COLUMN ctime_ns INTEGER")
+        self.db = connect(self.dir / db_name)
+        # Called inside the transaction that changes a path's synced version (``local``): the
+        # sending side keeps its index in step, so a file written here is never sent back.
+        self.on_synced: Callable[[str, LocalFile | None], None] | None = None
 
     def close(self) -> None:
         self.db.close()
 
-    def _tx(self) -> _Transaction:
+    def _tx(self) -> Transaction:
         """``with state._tx():`` runs the block in one IMMEDIATE transaction."""
-        return _Transaction(self.db)
+        return Transaction(self.db)
 
     # -- settings and progress ----------------------------------------------------------------
 
@@ -130,6 +110,11 @@ class MirrorState:
                     continue
                 row = RemoteFile(ch["path"], ch.get("hash") if ch["op"] != "delete" else None,
                                  ch.get("size"), ch.get("mtime"), seq)
+                known = self.db.execute("SELECT seq FROM remote WHERE path = ?",
+                                        (row.path,)).fetchone()
+                if known is not None and known[0] > seq:
+                    last = seq  # our own later post is already recorded for this path
+                    continue
                 self._put_remote(row)
                 self.db.execute("DELETE FROM failures WHERE path = ?", (row.path,))
                 self._reevaluate(row.path)
@@ -244,18 +229,58 @@ class MirrorState:
         return {r[0]: LocalFile(*r) for r in rows}
 
     def set_local(self, row: LocalFile, fold: str) -> None:
-        """This agent wrote ``row`` (or found the owner's content already there)."""
+        """This agent wrote ``row`` (or found the server's content already there)."""
         with self._tx():
-            self.db.execute(
-                "INSERT OR REPLACE INTO local (path, fold, hash, size, mtime_ns, ino, ctime_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row.path, fold, row.hash, row.size, row.mtime_ns, row.ino, row.ctime_ns))
-            self._settled(row.path)
+            self._set_local(row, fold)
+            if self.on_synced is not None:
+                self.on_synced(row.path, row)
+
+    def _set_local(self, row: LocalFile, fold: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO local (path, fold, hash, size, mtime_ns, ino, ctime_ns) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.path, fold, row.hash, row.size, row.mtime_ns, row.ino, row.ctime_ns))
+        self._settled(row.path)
 
     def drop_local(self, path: str) -> None:
         """The file is gone from disk (deleted by this agent, or moved aside by revert)."""
         with self._tx():
             self.db.execute("DELETE FROM local WHERE path = ?", (path,))
+            self._settled(path)
+            if self.on_synced is not None:
+                self.on_synced(path, None)
+
+    def posted(self, row: RemoteFile, synced: LocalFile | None, fold: str) -> None:
+        """The server recorded this folder's change ``row`` (at ``row.seq``): the server's side
+        and the synced version both become it, and the path is no longer a local change. The log
+        brings the same event back later; it then changes nothing."""
+        with self._tx():
+            known = self.remote(row.path)
+            if known is None or known.seq <= row.seq:
+                self._put_remote(row)
+            if synced is None:  # the deletion's row stays: it outranks older events for the path
+                self.db.execute("DELETE FROM local WHERE path = ?", (row.path,))
+                self.db.execute("DELETE FROM failures WHERE path = ?", (row.path,))
+            else:
+                self._set_local(synced, fold)
+            self.db.execute("DELETE FROM edits WHERE path = ?", (row.path,))
+            self._reevaluate(row.path)
+
+    def learn(self, row: RemoteFile) -> None:
+        """The server told us its current version of a path (in a conflict answer): take it now
+        unless the log already brought something newer; its event comes later and agrees."""
+        with self._tx():
+            known = self.remote(row.path)
+            if known is None or known.seq < row.seq:
+                self._put_remote(row)
+                self._reevaluate(row.path)
+
+    def unsync(self, path: str) -> None:
+        """Forget the synced version of ``path`` (its local copy was set aside as a conflict
+        copy, or its delete lost to a modification): the server's version is applied there."""
+        with self._tx():
+            self.db.execute("DELETE FROM local WHERE path = ?", (path,))
+            self.db.execute("DELETE FROM edits WHERE path = ?", (path,))
             self._settled(path)
 
     def _settled(self, path: str) -> None:
@@ -306,21 +331,3 @@ class MirrorState:
 
     def failures(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT path, error FROM failures ORDER BY path"))
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); nested uses join the outer one."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.outer = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.outer = not self.db.in_transaction
-        if self.outer:
-            self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if self.outer:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")

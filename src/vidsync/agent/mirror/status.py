@@ -12,6 +12,8 @@ from pathlib import Path
 
 from vidsync.agent import lockfile
 from vidsync.agent.mirror.state import MirrorState
+from vidsync.agent.share.conflicts import kept_here, unresolved
+from vidsync.agent.share.state import ShareState
 
 AGENT_LOCK = "agent.lock"
 STALE_HEARTBEAT_S = 5.0
@@ -43,12 +45,15 @@ def mirror_status(root: str | os.PathLike) -> dict:
             "agent_pid": heartbeat.get("pid") if running else None,
             "connection": connection,
             "last_seq": state.last_seq,
-            "queued_uploads": 0,  # a mirror is receive-only
+            "mode": state.get("mode") or "receive-only",
+            "queued_uploads": ShareState(Path(root), mirror=state).queued_count(),
             "pending_downloads": pending_files,
             "pending_bytes": pending_bytes,
             "transferring": heartbeat.get("transferring", []) if running else [],
             "local_edits": state.edits(),
             "failures": state.failures(),
+            "conflicts": unresolved(state.db),
+            "conflicts_kept_here": kept_here(state.dir),
         }
     finally:
         state.close()

@@ -1,11 +1,11 @@
-"""``vidsync share DIR``: the owner's agent, from the first scan to watching for ever.
+"""The sending half of a folder's engine (``agent/folder.py``): watch, index, send.
 
 Three tasks share one event loop: the watcher (watchfiles) notes which paths moved; the scan loop
 gathers them for one debounce window, updates the index (hashing what settled) and runs the
 periodic full rescan; the syncer sends whatever the index has that the server lacks. They meet
-only in the index (SQLite), so a dead server or a ``kill -9`` loses nothing: on restart the
-difference between the index and the server is sent again, and the outbox's idempotency keys make
-a repeated post a no-op.
+only in the folder's database, so a dead server or a ``kill -9`` loses nothing: on restart the
+difference between the index and the synced versions is sent again, and the outbox's idempotency
+keys make a repeated post a no-op.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from vidsync.agent.share.indexer import Indexer
 from vidsync.agent.share.progress import Bars
 from vidsync.agent.share.scanner import server_path
 from vidsync.agent.share.state import ShareState, state_dir
-from vidsync.agent.share.sync import Backoff, Fatal, Syncer
+from vidsync.agent.share.sync import Backoff, Fatal, OnConflict, Syncer
 from vidsync.changes import RESERVED_DIR
 from vidsync.client import ApiError, Client, ServerUnreachable
 
@@ -83,48 +82,48 @@ async def ensure_project(client: Client, state: ShareState, creds: Credentials, 
     return project["id"]
 
 
-class ShareAgent:
-    def __init__(self, root: Path, creds: Credentials, options: ShareOptions) -> None:
+class Sender:
+    """Sends this folder's changes to the project; ``run`` returns only by an exception."""
+
+    def __init__(self, root: Path, client: Client, project_id: str, state: ShareState,
+                 options: ShareOptions, on_conflict: OnConflict) -> None:
         self.root = root
-        self.creds = creds
         self.options = options
-        self.state = ShareState(root)
+        self.state = state
         self.rules = IgnoreRules(root)
         self.indexer = Indexer(root, self.state, self.rules, options.settle_s)
         self.bars = Bars()
         self.dirty: set[str] = set()
         self.dirty_event = asyncio.Event()
         self.stop = asyncio.Event()
+        self.syncer = Syncer(client, project_id, self.state, self.bars,
+                             on_stale=lambda p: self.mark({p}), on_conflict=on_conflict,
+                             busy=lambda: {sp for fp in self.indexer.unsettled
+                                           if (sp := server_path(fp)) is not None},
+                             heartbeat_s=options.heartbeat_s)
 
     def mark(self, fspaths: set[str]) -> None:
         self.dirty |= fspaths
         self.dirty_event.set()
 
     async def run(self) -> None:
-        async with Client(self.creds.server, self.creds.token) as client:
-            project_id = await ensure_project(client, self.state, self.creds, self.root,
-                                              self.options.name)
-            self.state.set(pid=os.getpid(), started_at=time.time(), uploads=[])
-            syncer = Syncer(client, project_id, self.state, self.bars,
-                            on_stale=lambda p: self.mark({p}),
-                            busy=lambda: {sp for fp in self.indexer.unsettled
-                                          if (sp := server_path(fp)) is not None},
-                            heartbeat_s=self.options.heartbeat_s)
-            tasks = [asyncio.create_task(self._watch(), name="watch")]
+        self.state.set(pid=os.getpid(), started_at=time.time(), uploads=[])
+        tasks = [asyncio.create_task(self._watch(), name="watch")]
+        try:
             await self._first_scan()
-            syncer.wake.set()
-            tasks += [asyncio.create_task(syncer.run(), name="sync"),
-                      asyncio.create_task(self._scan_loop(syncer), name="scan"),
+            self.syncer.wake.set()
+            tasks += [asyncio.create_task(self.syncer.run(), name="sync"),
+                      asyncio.create_task(self._scan_loop(self.syncer), name="scan"),
                       asyncio.create_task(self.stop.wait(), name="stop")]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            for t in done:
-                if t.exception() is not None:
-                    raise t.exception()
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.state.set(uploads=[], server_reachable=None)
+        for t in done:
+            if t.exception() is not None:
+                raise t.exception()
 
     async def _first_scan(self) -> None:
         started = time.monotonic()
@@ -195,27 +194,3 @@ def _relative(root: str, paths: set[str]) -> set[str]:
     """Watch events' absolute paths as ``/``-separated paths relative to the root ("" for it)."""
     rels = {os.path.relpath(p, root).replace(os.sep, "/") for p in paths}
     return {"" if r == "." else r for r in rels if not r.startswith("..")}
-
-
-def run_share(root: Path, creds: Credentials, options: ShareOptions) -> None:
-    """Run the agent until SIGINT/SIGTERM (exit quietly) or a fatal error (raised)."""
-    root = root.resolve()
-    if not root.is_dir():
-        raise Fatal(f"{root} is not a directory")
-    lock = lock_folder(root)
-    try:
-        asyncio.run(_main(root, creds, options))
-    finally:
-        os.close(lock)
-
-
-async def _main(root: Path, creds: Credentials, options: ShareOptions) -> None:
-    agent = ShareAgent(root, creds, options)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, agent.stop.set)
-    try:
-        await agent.run()
-    finally:
-        agent.state.set(uploads=[], server_reachable=None)
-        agent.state.close()

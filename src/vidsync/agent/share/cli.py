@@ -6,11 +6,16 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
-from vidsync.agent.config import NotLoggedIn, load_credentials
-from vidsync.agent.share.agent import AlreadyRunning, ShareOptions, run_share
+from vidsync.agent.config import Credentials, NotLoggedIn, load_credentials
+from vidsync.agent.folder import FolderAgent, path_policy
+from vidsync.agent.mirror.engine import AgentStopped
+from vidsync.agent.mirror.state import MirrorState
+from vidsync.agent.mirror.ui import Ui
+from vidsync.agent.share.agent import AlreadyRunning, ShareOptions, ensure_project, lock_folder
 from vidsync.agent.share.state import DB_NAME, ShareState, state_dir
 from vidsync.agent.share.sync import Fatal
 from vidsync.client import ApiError, Client, ClientError
@@ -34,11 +39,43 @@ def share(args: argparse.Namespace) -> None:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch at INFO
     try:
         creds = load_credentials()
-        run_share(Path(args.dir), creds, ShareOptions(
-            name=args.name, debounce_s=args.debounce, settle_s=args.settle,
-            rescan_s=args.rescan_interval, heartbeat_s=args.heartbeat))
-    except (NotLoggedIn, AlreadyRunning, Fatal) as e:
+        run_share(Path(args.dir), creds, send_options(args, name=args.name))
+    except (NotLoggedIn, AlreadyRunning, Fatal, AgentStopped) as e:
         sys.exit(f"vidsync: {e}")
+
+
+def send_options(args: argparse.Namespace, name: str | None = None) -> ShareOptions:
+    return ShareOptions(name=name, debounce_s=args.debounce, settle_s=args.settle,
+                        rescan_s=args.rescan_interval, heartbeat_s=args.heartbeat)
+
+
+def run_share(root: Path, creds: Credentials, options: ShareOptions) -> None:
+    """Run the owner's folder both ways until SIGINT/SIGTERM (exit quietly) or a fatal error."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise Fatal(f"{root} is not a directory")
+    lock = lock_folder(root)
+    try:
+        asyncio.run(_share(root, creds, options))
+    finally:
+        os.close(lock)
+
+
+async def _share(root: Path, creds: Credentials, options: ShareOptions) -> None:
+    state = MirrorState(root, DB_NAME)
+    async with Client(creds.server, creds.token) as client:
+        share = ShareState(root, mirror=state)
+        await ensure_project(client, share, creds, root, options.name)
+        agent = FolderAgent(root, client, state, Ui(), path_policy(state, root), options)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await agent.run(stop)
+        finally:
+            agent.close()
+            state.close()
 
 
 async def _invite(creds, project_id: str, expires_in_s: int | None, max_uses: int | None) -> dict:
@@ -80,11 +117,8 @@ def invite(args: argparse.Namespace) -> None:
     say(f"expires: {inv['expires_at']} ({uses})")
 
 
-def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("share", help="share a folder live: create or reuse its project, "
-                                            "upload it, then keep the server up to date")
-    p.add_argument("dir", help="the folder to share")
-    p.add_argument("--name", help="the project's name when it is created (default: folder name)")
+def add_send_arguments(p: argparse.ArgumentParser) -> None:
+    """The sending half's settings (``vidsync share``, and ``vidsync join`` for an editor)."""
     p.add_argument("--debounce", type=_positive, metavar="SECONDS",
                    default=_env_float("VIDSYNC_DEBOUNCE", 0.5),
                    help="changes within this window go out as one batch (default 0.5)")
@@ -96,6 +130,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="full rescan period, to catch what the watcher missed (default 600)")
     p.add_argument("--heartbeat", type=_positive, metavar="SECONDS", default=30.0,
                    help="while idle, check the server this often (default 30)")
+
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("share", help="share a folder live: create or reuse its project, "
+                                            "upload it, then keep it in sync both ways")
+    p.add_argument("dir", help="the folder to share")
+    p.add_argument("--name", help="the project's name when it is created (default: folder name)")
+    add_send_arguments(p)
     p.add_argument("--log-level", default=os.environ.get("VIDSYNC_LOG_LEVEL", "info"))
     p.set_defaults(func=share)
 

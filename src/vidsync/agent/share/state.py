@@ -1,19 +1,17 @@
-"""The owner agent's durable state: ``DIR/.vidsync/share.db`` (SQLite, WAL).
+"""The sending side's view of the folder's database (``agent/db.py``): the index and the outbox.
 
-Four tables make the agent crash-proof without a separate change log:
-
-- ``local``: what the folder holds, as last hashed (path, stat, SHA-256, block hashes). A rescan
-  hashes only files whose stat differs from it. A deleted file stays as a tombstone (``hash`` NULL)
-  until the server has recorded the delete, so deletes keep their place in the order.
-- ``remote``: what the server holds, as of our last confirmed post (refreshed from ``/files`` on
-  every (re)connect).
+- ``idx``: what the folder holds, as last hashed (path, stat, SHA-256, block hashes). A rescan
+  hashes only files whose stat differs from it. A deleted file stays as a tombstone (``hash``
+  NULL) while the server has it, so deletes keep their place in the order.
+- ``local``: the synced version of each path (shared with the receiving side): what the server
+  and this folder last agreed on. Its hash is the ``base`` of the next change to the path.
 - ``outbox``: batches frozen for sending, each with the ``Idempotency-Key`` it is sent with. A
   batch is written here before its first attempt and removed in the same transaction that records
-  its result in ``remote``, so a retry after ``kill -9`` reuses the key and nothing is posted twice.
+  its result, so a retry after ``kill -9`` reuses the key and nothing is posted twice.
 - ``meta``: the project, the last posted seq, byte counters and what the agent is doing now.
 
-The journal of changes the server has not seen is the difference ``local`` minus ``remote``: while
-the server is unreachable the watcher keeps updating ``local``, and on reconnect the difference is
+The journal of changes the server has not seen is the difference ``idx`` minus ``local``: while
+the server is unreachable the watcher keeps updating ``idx``, and on reconnect the difference is
 one coalesced batch (a file edited ten times offline is sent once, at its latest content), in the
 order the changes were seen.
 """
@@ -23,43 +21,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidsync.agent.db import Transaction, connect
+from vidsync.agent.mirror.state import LocalFile as Synced
+from vidsync.agent.mirror.state import MirrorState, RemoteFile
 from vidsync.changes import RESERVED_DIR
 from vidsync.content.blocks import BlockRef, Manifest
 
 DB_NAME = "share.db"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS local (
-    path TEXT PRIMARY KEY,
-    fspath TEXT,
-    size INTEGER,
-    mtime_ns INTEGER,
-    ino INTEGER,
-    hash TEXT,
-    block_size INTEGER,
-    blocks BLOB,
-    ord INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS local_ino ON local (ino);
-CREATE TABLE IF NOT EXISTS remote (
-    path TEXT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime INTEGER
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    idempotency_key TEXT NOT NULL,
-    changes TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +47,17 @@ class LocalFile:
     ino: int
     hash: str
     block_size: int
-    blocks: bytes  # the block hashes, 32 raw bytes each
+    blocks: bytes | None  # the block hashes, 32 raw bytes each (None: written from the server)
 
     @property
     def mtime_ms(self) -> int:
         return self.mtime_ns // 1_000_000
 
-    def manifest(self) -> Manifest:
+    def manifest(self) -> Manifest | None:
+        """The file's manifest, or None when only its hash is known (the upload then hashes the
+        file as it reads it)."""
+        if self.blocks is None:
+            return None
         refs = []
         for i in range(len(self.blocks) // 32):
             offset = i * self.block_size
@@ -116,38 +93,28 @@ def state_dir(root: Path) -> Path:
 
 
 class ShareState:
-    """All reads and writes of ``share.db``; every write that must survive a crash is one
-    transaction."""
+    """All reads and writes of the index and the outbox; every write that must survive a crash
+    is one transaction. ``mirror`` (the receiving side's view of the same database) records what
+    the server accepted; ``fold`` is the file system's name key (``PathPolicy.fold``)."""
 
-    def __init__(self, root: Path, readonly: bool = False) -> None:
+    def __init__(self, root: Path, readonly: bool = False, db_name: str = DB_NAME,
+                 mirror: MirrorState | None = None,
+                 fold: Callable[[str], str] = lambda p: p) -> None:
         self.root = root
-        path = state_dir(root) / DB_NAME
-        if readonly:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                                      timeout=5)
-        else:
-            path.parent.mkdir(exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL survives a killed process (not a power cut), at a fraction of FULL's cost.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-        self.db.row_factory = sqlite3.Row
+        self.mirror = mirror
+        self.fold = fold
+        self.db = mirror.db if mirror is not None else connect(state_dir(root) / db_name, readonly)
         self._ord = 0 if readonly else self.db.execute(
-            "SELECT COALESCE(MAX(ord), 0) FROM local").fetchone()[0]
+            "SELECT COALESCE(MAX(ord), 0) FROM idx").fetchone()[0]
 
     def close(self) -> None:
-        self.db.close()
+        if self.mirror is None:
+            self.db.close()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with Transaction(self.db) as db:
+            yield db
 
     # -- meta ---------------------------------------------------------------------------------------
 
@@ -167,17 +134,17 @@ class ShareState:
     # -- the local index ----------------------------------------------------------------------------
 
     def local(self, path: str) -> LocalFile | None:
-        row = self.db.execute("SELECT * FROM local WHERE path = ? AND hash IS NOT NULL",
+        row = self.db.execute("SELECT * FROM idx WHERE path = ? AND hash IS NOT NULL",
                               (path,)).fetchone()
         return _local(row) if row else None
 
     def local_paths(self, prefix: str = "") -> set[str]:
         """Live indexed paths equal to ``prefix`` or under ``prefix/`` (all with ``""``)."""
         if not prefix:
-            rows = self.db.execute("SELECT path FROM local WHERE hash IS NOT NULL")
+            rows = self.db.execute("SELECT path FROM idx WHERE hash IS NOT NULL")
         else:
             rows = self.db.execute(
-                "SELECT path FROM local WHERE hash IS NOT NULL AND (path = ? OR"
+                "SELECT path FROM idx WHERE hash IS NOT NULL AND (path = ? OR"
                 " (path >= ? AND path < ?))", (prefix, prefix + "/", prefix + "0"))
         return {r[0] for r in rows}
 
@@ -185,8 +152,8 @@ class ShareState:
         """An indexed file with this inode, size and mtime: the same bytes (a rename or a hard
         link), so its hash can be reused without reading the file."""
         row = self.db.execute(
-            "SELECT * FROM local WHERE ino = ? AND size = ? AND mtime_ns = ? AND hash IS NOT NULL"
-            " LIMIT 1", (ino, size, mtime_ns)).fetchone()
+            "SELECT * FROM idx WHERE ino = ? AND size = ? AND mtime_ns = ? AND hash IS NOT NULL"
+            " AND blocks IS NOT NULL LIMIT 1", (ino, size, mtime_ns)).fetchone()
         return _local(row) if row else None
 
     def _next_ord(self) -> int:
@@ -195,67 +162,89 @@ class ShareState:
 
     def put_local(self, f: LocalFile) -> None:
         """Record a hashed file. The change's place in the send order moves only if the content
-        did (a touch that leaves the bytes alone is not a change)."""
+        did (a touch that leaves the bytes alone is not a change). A file back at its synced
+        content is no local change any more: the synced version takes its new stat."""
         with self.tx() as db:
-            old = db.execute("SELECT hash, ord FROM local WHERE path = ?", (f.path,)).fetchone()
+            old = db.execute("SELECT hash, ord FROM idx WHERE path = ?", (f.path,)).fetchone()
             ord_ = old["ord"] if old and old["hash"] == f.hash else self._next_ord()
-            db.execute("INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO idx VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (f.path, f.fspath, f.size, f.mtime_ns, f.ino, f.hash, f.block_size,
                         f.blocks, ord_))
+            if db.execute("UPDATE local SET size = ?, mtime_ns = ?, ino = ?, ctime_ns = NULL"
+                          " WHERE path = ?"
+                          " AND hash = ?", (f.size, f.mtime_ns, f.ino, f.path, f.hash)).rowcount:
+                db.execute("DELETE FROM edits WHERE path = ?", (f.path,))
 
     def remove_local(self, paths: Iterable[str]) -> int:
-        """Files gone from the folder: tombstones if the server has them, else forgotten."""
+        """Files gone from the folder: tombstones if they were synced, else forgotten."""
         n = 0
         with self.tx() as db:
             for path in paths:
-                if db.execute("SELECT 1 FROM remote WHERE path = ?", (path,)).fetchone():
-                    db.execute("UPDATE local SET hash = NULL, fspath = NULL, blocks = NULL,"
+                if db.execute("SELECT 1 FROM local WHERE path = ?", (path,)).fetchone():
+                    db.execute("UPDATE idx SET hash = NULL, fspath = NULL, blocks = NULL,"
                                " ord = ? WHERE path = ? AND hash IS NOT NULL",
                                (self._next_ord(), path))
                 else:
-                    db.execute("DELETE FROM local WHERE path = ?", (path,))
+                    db.execute("DELETE FROM idx WHERE path = ?", (path,))
                 n += 1
         return n
 
     def invalidate(self, path: str) -> None:
         """Forget the stat of a file whose bytes no longer match its hash, so it is re-hashed."""
-        self.db.execute("UPDATE local SET mtime_ns = -1 WHERE path = ?", (path,))
+        self.db.execute("UPDATE idx SET mtime_ns = -1 WHERE path = ?", (path,))
+
+    def written(self, path: str, synced: Synced | None) -> None:
+        """The receiving side wrote ``path`` from the server (``synced``: its record, with hash
+        and stat) or removed it: the index takes the same, so the write is never sent back. Runs
+        inside the receiving side's transaction."""
+        if synced is None:
+            self.db.execute("DELETE FROM idx WHERE path = ?", (path,))
+            return
+        old = self.db.execute("SELECT ord FROM idx WHERE path = ?", (path,)).fetchone()
+        self.db.execute("INSERT OR REPLACE INTO idx VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+                        (path, path, synced.size, synced.mtime_ns, synced.ino, synced.hash,
+                         old["ord"] if old else self._next_ord()))
+
+    def move(self, path: str, new_path: str, new_fspath: str) -> None:
+        """The file indexed at ``path`` was renamed to ``new_path`` by the agent (a conflict
+        copy): its entry follows, so it is sent as a new file without being hashed again."""
+        with self.tx() as db:
+            db.execute("DELETE FROM idx WHERE path = ?", (new_path,))
+            db.execute("UPDATE idx SET path = ?, fspath = ?, ord = ? WHERE path = ?"
+                       " AND hash IS NOT NULL", (new_path, new_fspath, self._next_ord(), path))
+            db.execute("DELETE FROM idx WHERE path = ?", (path,))
+
+    def forget(self, path: str) -> None:
+        """Drop the index entry (a delete that lost to a modification)."""
+        self.db.execute("DELETE FROM idx WHERE path = ?", (path,))
 
     # -- the difference: what the server has yet to record ------------------------------------------
 
     def pending(self, exclude: set[tuple[str, str | None]] = frozenset()) -> list[Pending]:
-        """Changes that make ``remote`` equal ``local``, in the order they were seen."""
+        """Changes that make the synced versions equal the index, in the order they were seen;
+        each carries ``base``, the hash the local copy was derived from (None for a new file)."""
         out: list[Pending] = []
         for r in self.db.execute(
-                "SELECT l.path, l.hash, l.size, l.mtime_ns, l.ord, r.path IS NULL AS new"
-                " FROM local l LEFT JOIN remote r ON r.path = l.path"
-                " WHERE l.hash IS NOT NULL AND (r.path IS NULL OR r.hash != l.hash)"):
-            change = {"path": r["path"], "op": "create" if r["new"] else "update",
+                "SELECT i.path, i.hash, i.size, i.mtime_ns, i.ord, s.hash AS base FROM idx i"
+                " LEFT JOIN local s ON s.path = i.path"
+                " WHERE i.hash IS NOT NULL AND (s.path IS NULL OR s.hash != i.hash)"):
+            change = {"path": r["path"], "op": "create" if r["base"] is None else "update",
                       "hash": r["hash"], "size": r["size"],
-                      "mtime": max(0, r["mtime_ns"]) // 1_000_000}  # the server takes >= 0
+                      "mtime": max(0, r["mtime_ns"]) // 1_000_000,  # the server takes >= 0
+                      "base": r["base"]}
             out.append(Pending(change, r["ord"]))
         for r in self.db.execute(
-                "SELECT r.path, COALESCE(l.ord, 0) AS ord FROM remote r"
-                " LEFT JOIN local l ON l.path = r.path WHERE l.path IS NULL OR l.hash IS NULL"):
+                "SELECT i.path, i.ord, s.hash AS base FROM idx i JOIN local s ON s.path = i.path"
+                " WHERE i.hash IS NULL"):
             out.append(Pending({"path": r["path"], "op": "delete", "hash": None, "size": None,
-                                "mtime": None}, r["ord"]))
+                                "mtime": None, "base": r["base"]}, r["ord"]))
         out = [p for p in out if (p.change["path"], p.change["hash"]) not in exclude]
         out.sort(key=lambda p: (p.ord, p.change["path"]))
         return out
 
-    # -- the server's side --------------------------------------------------------------------------
-
-    def replace_remote(self, files: list[dict]) -> None:
-        """Take the server's ``/files`` snapshot as the truth about what it holds."""
-        with self.tx() as db:
-            db.execute("DELETE FROM remote")
-            db.executemany("INSERT INTO remote VALUES (?, ?, ?, ?)",
-                           [(f["path"], f["hash"], f["size"], f.get("mtime")) for f in files])
-            db.execute("DELETE FROM local WHERE hash IS NULL AND path NOT IN"
-                       " (SELECT path FROM remote)")
-
     def remote(self, path: str) -> tuple[str, int] | None:
-        row = self.db.execute("SELECT hash, size FROM remote WHERE path = ?", (path,)).fetchone()
+        """The synced version of ``path`` (hash, size), if any."""
+        row = self.db.execute("SELECT hash, size FROM local WHERE path = ?", (path,)).fetchone()
         return (row[0], row[1]) if row else None
 
     # -- the outbox ---------------------------------------------------------------------------------
@@ -277,34 +266,30 @@ class ShareState:
     def drop(self, batch_id: int) -> None:
         self.db.execute("DELETE FROM outbox WHERE id = ?", (batch_id,))
 
-    def posted(self, batch: OutboxBatch, last_seq: int) -> None:
-        """The server recorded ``batch``: apply it to ``remote`` and retire it, atomically."""
+    def posted(self, batch: OutboxBatch, results: list[dict], last_seq: int) -> None:
+        """The server recorded ``batch`` (``results``: each change's seq): each change becomes the
+        synced version of its path, and the batch is retired, atomically."""
+        seqs = [r.get("seq", last_seq) for r in results] + [last_seq] * len(batch.changes)
         with self.tx() as db:
-            for c in batch.changes:
+            for c, seq in zip(batch.changes, seqs, strict=False):
+                path = c["path"]
                 if c["op"] == "delete":
-                    db.execute("DELETE FROM remote WHERE path = ?", (c["path"],))
-                    db.execute("DELETE FROM local WHERE path = ? AND hash IS NULL", (c["path"],))
+                    db.execute("DELETE FROM idx WHERE path = ? AND hash IS NULL", (path,))
+                    synced = None
                 else:
-                    db.execute("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?)",
-                               (c["path"], c["hash"], c["size"], c["mtime"]))
+                    i = db.execute("SELECT * FROM idx WHERE path = ?", (path,)).fetchone()
+                    same = i is not None and i["hash"] == c["hash"]
+                    synced = Synced(path, c["hash"], c["size"], i["mtime_ns"] if same else -1,
+                                    i["ino"] if same else -1)
+                if self.mirror is not None:
+                    self.mirror.posted(RemoteFile(path, c["hash"], c["size"], c["mtime"], seq),
+                                       synced, self.fold(path))
             db.execute("DELETE FROM outbox WHERE id = ?", (batch.id,))
             db.execute("INSERT INTO meta VALUES ('last_posted_seq', ?) ON CONFLICT (key)"
                        " DO UPDATE SET value = excluded.value", (json.dumps(last_seq),))
             db.execute("INSERT INTO meta VALUES ('changes_posted', ?) ON CONFLICT (key) DO UPDATE"
                        " SET value = CAST(value AS INTEGER) + excluded.value",
                        (len(batch.changes),))
-
-    def reflected(self, batch: OutboxBatch) -> bool:
-        """True if ``remote`` (fresh from the server) already shows every change of ``batch``.
-        Such a batch is dropped rather than resent: even past the server's idempotency window
-        it cannot be posted twice."""
-        for c in batch.changes:
-            have = self.remote(c["path"])
-            if (c["op"] == "delete") != (have is None):
-                return False
-            if have is not None and have[0] != c["hash"]:
-                return False
-        return True
 
     def queued_count(self) -> int:
         """Changes the server has yet to record (a frozen batch's changes count until posted)."""

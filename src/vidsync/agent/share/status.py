@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vidsync.agent import lockfile
 from vidsync.agent.share.agent import LOCK_FILE
+from vidsync.agent.share.conflicts import kept_here, unresolved
 from vidsync.agent.share.state import DB_NAME, ShareState, state_dir
 
 
@@ -25,7 +26,8 @@ def share_status(root: str | os.PathLike) -> dict | None:
 
     ``{project_id, project_name, server, agent_running, server_reachable, last_error,
     last_posted_seq, queued_changes, outbox_batches, uploads: [{path, sent, size}],
-    bytes_uploaded, files_uploaded, changes_posted, indexed_files}``
+    bytes_uploaded, files_uploaded, changes_posted, indexed_files, last_seq, mode, conflicts,
+    conflicts_kept_here}``
     """
     root = Path(root).resolve()
     if not (state_dir(root) / DB_NAME).exists():
@@ -59,4 +61,8 @@ def _read(root: Path, state: ShareState) -> dict:
         "files_uploaded": int(state.get("files_uploaded", 0)),
         "changes_posted": int(state.get("changes_posted", 0)),
         "indexed_files": len(state.local_paths()),
+        "last_seq": state.get("last_seq"),
+        "mode": state.get("mode") or "two-way",
+        "conflicts": unresolved(state.db),
+        "conflicts_kept_here": kept_here(state_dir(root)),
     }

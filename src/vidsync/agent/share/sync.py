@@ -1,11 +1,14 @@
 """Bring the server up to the local index: upload content, then post the changes, in order.
 
-One pass: (on (re)connect) take the server's ``/files`` as ``remote``; send the outbox; then while
-the index differs from ``remote``: upload the content of the differing files (only blocks the
-server lacks), freeze the changes into outbox batches (at most 1000 changes each, each with a
-fresh idempotency key, stored before the first attempt), and send them. A server that cannot be
-reached, or answers 5xx/429, ends the pass; it is retried with exponential backoff while the
-watcher goes on updating the index, so the next pass sends everything that happened meanwhile.
+One pass: send the outbox; then while the index differs from the synced versions: upload the
+content of the differing files (only blocks the server lacks), freeze the changes into outbox
+batches (at most 1000 changes each, each with a fresh idempotency key, stored before the first
+attempt), and send them. Every change carries ``base``, the hash its local copy was derived from
+(null for a new file): a batch refused with 409 ``conflict`` goes to ``on_conflict``, which keeps
+both versions, and the next pass sends what is left. A server that cannot be reached, or answers
+5xx/429, ends the pass; it is retried with exponential backoff while the watcher goes on updating
+the index, so the next pass sends everything that happened meanwhile. A 403 means this member may
+no longer write (``ReadOnly``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 
@@ -46,7 +49,15 @@ class Refused(Retry):
 
 
 class Fatal(Exception):
-    """The agent cannot go on without the user (token revoked, project deleted, not the owner)."""
+    """The agent cannot go on without the user (token revoked, project deleted)."""
+
+
+class ReadOnly(Exception):
+    """The server no longer takes this member's changes (a viewer now): stop sending."""
+
+
+# conflict handler: (the refused batch, the server's ``conflicts`` list) -> how many it resolved
+OnConflict = Callable[[OutboxBatch, list[dict]], Awaitable[int]]
 
 
 def _classify(e: ApiError, what: str) -> Exception:
@@ -54,8 +65,10 @@ def _classify(e: ApiError, what: str) -> Exception:
         return Retry(f"{what}: {e}")
     if e.status == 401:
         return Fatal("the server rejected the token: run 'vidsync login' again")
-    if e.status in (403, 404):
-        return Fatal(f"{what}: {e.message} (was the project deleted, or is this not your project?)")
+    if e.status == 403:
+        return ReadOnly(f"{what}: {e.message}")
+    if e.status == 404:
+        return Fatal(f"{what}: {e.message} (was the project deleted?)")
     return e
 
 
@@ -95,9 +108,10 @@ class Syncer:
     """The sending half of the agent; ``wake`` asks it for a pass."""
 
     def __init__(self, client: Client, project_id: str, state: ShareState, bars: Bars,
-                 on_stale: Callable[[str], None], heartbeat_s: float = 30.0,
-                 busy: Callable[[], set[str]] = set) -> None:
+                 on_stale: Callable[[str], None], on_conflict: OnConflict,
+                 heartbeat_s: float = 30.0, busy: Callable[[], set[str]] = set) -> None:
         self.client = client
+        self.on_conflict = on_conflict
         self.heartbeat_s = heartbeat_s  # an idle agent checks the server this often
         self.project_id = project_id
         self.state = state
@@ -155,19 +169,17 @@ class Syncer:
                 raise err from e
             return
         if not self.connected:
-            self.wake.set()  # back: take a fresh snapshot and send whatever waited
+            self.wake.set()  # back: send whatever waited
 
     async def sync_pass(self) -> None:
         if not self.connected:
             try:
-                snapshot = await self.client.files(self.project_id)
+                await self.client.me()
             except ApiError as e:
-                raise _classify(e, "reading the project's files") from e
-            self.state.replace_remote(snapshot["files"])
+                raise _classify(e, "checking the token") from e
             self.connected = True
             self.state.set(server_reachable=True, last_error=None)
-            log.info("connected: the server has %d files at seq %d", len(snapshot["files"]),
-                     snapshot["seq"])
+            log.info("connected to the server")
         await self._flush()
         while pending := self._pending():
             ready, stale = await self._upload(pending)
@@ -184,10 +196,6 @@ class Syncer:
 
     async def _flush(self) -> None:
         for batch in self.state.outbox():
-            if self.state.reflected(batch):
-                log.info("batch %s is already on the server; not resending", batch.key)
-                self.state.drop(batch.id)
-                continue
             await self._post(batch)
 
     async def _post(self, batch: OutboxBatch) -> None:
@@ -195,12 +203,20 @@ class Syncer:
         try:
             out = await self.client.post_changes(self.project_id, batch.changes, batch.key)
         except ApiError as e:
+            if e.status == 409 and e.code == "conflict":
+                # Nothing of the batch was appended: keep both versions, then send the rest.
+                resolved = await self.on_conflict(batch, list(e.details.get("conflicts") or []))
+                self.state.drop(batch.id)
+                if not resolved:
+                    raise Refused(f"the server refused a batch as a conflict it did not name ({e})") from e
+                self.wake.set()
+                return
             err = _classify(e, "posting changes")
             if not isinstance(err, ApiError):
                 raise err from e
             self._refused(batch, e)
             return
-        self.state.posted(batch, out["last_seq"])
+        self.state.posted(batch, out.get("results") or [], out["last_seq"])
         first = out["results"][0]["seq"] if out["results"] else out["last_seq"]
         log.info("posted %d change(s), seq %d-%d", len(batch.changes), first, out["last_seq"])
 
@@ -270,6 +286,8 @@ class Syncer:
             result = await self.client.upload_file(self.project_id, self.state.root / f.fspath,
                                                    manifest=f.manifest(), path=f.path,
                                                    on_progress=progress)
+            if result.hash != f.hash:
+                raise ContentMismatch(f"now hashes to {result.hash[:12]}...")
         except (ContentMismatch, OSError) as e:
             log.info("%r changed while uploading (%s); it will be hashed again", f.path, e)
             self.state.invalidate(f.path)
