@@ -182,7 +182,9 @@ def test_a_random_mix_of_three_writers_converges_and_loses_nothing(team):
     """Three writers create, edit, rename and delete for a while (``VIDSYNC_TEST_MIX_SECONDS``).
     Each edits the shared files and owns a folder of its own, where it alone renames and
     deletes. Afterwards every folder and a viewer's mirror hold the same tree, and every
-    version that was the last one a writer wrote to a path is somewhere in it."""
+    version that was the last one a writer wrote to a path is somewhere in it, unless another
+    writer replaced it knowingly (that writer's folder held it when they saved over it: an
+    ordinary edit, not a loss)."""
     shared = [f"shared/{n}.txt" for n in range(5)]
     for path in shared:
         write(team.owner.root, path, f"seed {path}".encode())
@@ -194,6 +196,7 @@ def test_a_random_mix_of_three_writers_converges_and_loses_nothing(team):
 
     rng = random.Random(os.environ.get("VIDSYNC_TEST_SEED", "8"))
     last: dict[tuple[str, str], str | None] = {}  # (writer, path) -> hash of its last write
+    replaced: set[str] = set()  # versions a writer saved over while holding them
     own: dict[str, list[str]] = {w: [] for w in writers}
     counter = 0
     deadline = time.monotonic() + MIX_SECONDS
@@ -223,12 +226,16 @@ def test_a_random_mix_of_three_writers_converges_and_loses_nothing(team):
                 own[w].remove(path)
                 last[(w, path)] = None
                 continue
+        try:
+            replaced.add(hashlib.sha256((root / path).read_bytes()).hexdigest())
+        except FileNotFoundError:
+            pass
         write(root, path, data)
         last[(w, path)] = hashlib.sha256(data).hexdigest()
         time.sleep(rng.uniform(0.02, 0.3))
 
     files = team.converged(timeout=120)
     present = {hashlib.sha256(d).hexdigest() for d in files.values()}
-    lost = {k: v for k, v in last.items() if v is not None and v not in present}
+    lost = {k: v for k, v in last.items() if v is not None and v not in present | replaced}
     assert not lost, f"versions lost: {lost}"
-    assert counter > 20
+    assert counter > 20 and copies(files), "the mix made no conflict: it tested too little"
