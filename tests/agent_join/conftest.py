@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from harness import Api, ServerProcess
 
-from agent_join.helpers import Agent, Owner
+from agent_join.helpers import Agent, Owner, Team
 
 
 @pytest.fixture
@@ -31,3 +31,11 @@ def make_agent(tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     yield make
     for agent in agents:
         agent.kill()
+
+
+@pytest.fixture
+def team(server: ServerProcess, api: Api, tmp_path: Path) -> Iterator[Team]:
+    """An owner with ``vidsync share`` on a folder; ``team.member(name, role)`` adds agents."""
+    made = Team(server, api, tmp_path)
+    yield made
+    made.stop()

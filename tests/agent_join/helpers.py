@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent_share.helpers import Agent as ShareAgent
 from harness import ROOT, VIDSYNC, Api, ServerProcess
 
 from vidsync.client import Client
@@ -150,3 +152,85 @@ class Agent:
 
 def viewer_token(api: Api) -> str:
     return api.register("viewer")[0]
+
+
+# -- several writers: the owner's share agent, editors' and viewers' join agents --------------------
+
+SEND = ["--debounce", "0.2", "--settle", "0.3"]
+COPY = re.compile(r"^(?P<stem>.*) \(conflict (?P<who>.+) \d{4}-\d{2}-\d{2} \d{6}\)(?: \d+)?"
+                  r"(?P<ext>\.[^./ ]*)?$")
+
+
+class Team:
+    """An owner sharing a folder, and members joined with invites of a given role."""
+
+    def __init__(self, server, api: Api, tmp_path: Path) -> None:
+        self.server, self.api, self.tmp = server, api, tmp_path
+        self.owner_token, _ = api.register("Olga")
+        self.owner = ShareAgent(tmp_path / "owner", server.url, self.owner_token,
+                                tmp_path / "owner-config", SEND + ["--rescan-interval", "60"])
+        self.owner.root.mkdir()
+        self.agents: list[ShareAgent | Agent] = [self.owner]
+
+    def start(self) -> Team:
+        self.owner.start()
+        self.project_id = self.owner.project_id()
+        return self
+
+    def invite(self, role: str) -> str:
+        r = self.api.post(f"/api/projects/{self.project_id}/invites", json={"role": role},
+                          token=self.owner_token)
+        assert r.status_code == 201, r.text
+        return r.json()["invite"]["code"]
+
+    def member(self, name: str, role: str = "editor", *extra: str) -> Agent:
+        token, user = self.api.register(name)
+        home = self.tmp / f"{name}-home"
+        home.mkdir()
+        agent = Agent(self.server, token, self.tmp / name, home)
+        agent.user = user
+        agent.start(self.invite(role), *(SEND if role == "editor" else ()), *extra)
+        self.agents.append(agent)
+        return agent
+
+    def folders(self) -> list[Path]:
+        return [a.root if isinstance(a, ShareAgent) else a.mirror for a in self.agents]
+
+    def converged(self, timeout: float = 60) -> dict[str, bytes]:
+        """Wait until every folder holds the same files, byte for byte (and stays so for a
+        moment: nothing is still on its way); that tree."""
+        last: list[dict] = []
+
+        def same() -> bool:
+            nonlocal last
+            last = [tree(f) for f in self.folders()]
+            return all(t == last[0] for t in last)
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                wait_until(same, max(1.0, deadline - time.monotonic()), "every folder to match")
+                time.sleep(1.5)
+                if same():
+                    return last[0]
+            except AssertionError:
+                diffs = {str(f): sorted(p for p in set(t) | set(last[0]) if t.get(p) != last[0].get(p))
+                         for f, t in zip(self.folders(), last, strict=True)}
+                logs = "\n".join(f"--- {a}\n{a.log[-2500:]}" for a in self.agents)
+                raise AssertionError(f"folders differ from the first one at {diffs}\n{logs}") from None
+            if time.monotonic() > deadline:
+                raise AssertionError("folders kept changing")
+
+    def stop(self) -> None:
+        for a in self.agents:
+            a.kill()
+
+
+def write(root: Path, rel: str, data: bytes) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def copies(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {p: d for p, d in files.items() if COPY.match(p.rsplit("/", 1)[-1])}
