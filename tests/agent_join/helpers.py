@@ -20,7 +20,8 @@ RESERVED = ".vidsync"
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` (``.vidsync/`` aside) with its content."""
+    """Every file under ``root`` (``.vidsync/`` aside) with its content. A file an agent moves
+    away while this reads is left out: callers poll until two trees agree."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
@@ -28,7 +29,10 @@ def tree(root: Path) -> dict[str, bytes]:
             dirnames[:] = [d for d in dirnames if d != RESERVED]
         for name in filenames:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            out[rel] = (Path(dirpath) / name).read_bytes()
+            try:
+                out[rel] = (Path(dirpath) / name).read_bytes()
+            except FileNotFoundError:
+                continue
     return out
 
 
