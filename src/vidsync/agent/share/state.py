@@ -278,6 +278,9 @@ class ShareState:
                     synced = None
                 else:
                     i = db.execute("SELECT * FROM idx WHERE path = ?", (path,)).fetchone()
+                    if i is None:  # deleted here while the post was on its way: a delete follows
+                        db.execute("INSERT INTO idx (path, ord) VALUES (?, ?)",
+                                   (path, self._next_ord()))
                     same = i is not None and i["hash"] == c["hash"]
                     synced = Synced(path, c["hash"], c["size"], i["mtime_ns"] if same else -1,
                                     i["ino"] if same else -1)
