@@ -21,7 +21,7 @@ from vidsync.agent.mirror import disk
 from vidsync.agent.mirror.localedits import OURS, UNCHANGED, LocalEdits
 from vidsync.agent.mirror.lock import ApplyLock
 from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
-from vidsync.agent.mirror.state import MirrorState, RemoteFile
+from vidsync.agent.mirror.state import LocalFile, MirrorState, RemoteFile
 
 # fetch(row, temp file path, a local file holding the previous version or None, progress(bytes))
 # -> the SHA-256 of what it wrote, computed as it wrote (None: the applier hashes the temp file).
@@ -110,11 +110,13 @@ class Applier:
                 current = self.state.remote(path)
                 if current is None or current.hash != row.hash:
                     return "superseded"
-                if not (await asyncio.to_thread(disk.look, self.root_fd, path)).same_as(seen):
+                # Look and rename in one go, on one thread: a file saved there a moment ago (a
+                # writer in this folder) is never replaced. A rename that a cancelled task did
+                # not get to record is adopted on the next look (same content as the server's).
+                record = await asyncio.to_thread(self._install_unless_changed, seen, tmp_name,
+                                                 path, row.hash)
+                if record is None:
                     return "superseded"  # changed on disk meanwhile: examined again next round
-                # Rename and record with no await between them, so a cancelled task (the agent
-                # stopping) cannot leave a file in place that the state does not know about.
-                record = disk.install(self.root_fd, self.tmp_fd, tmp_name, path, row.hash)
                 self.state.set_local(record, self.policy.fold(path))
         except ContentRejected:
             # Never resume from bad bytes. Content refused before any byte was written (a
@@ -123,6 +125,18 @@ class Applier:
                 os.unlink(tmp_name, dir_fd=self.tmp_fd)
             raise
         return "updated" if local is not None else "created"
+
+    def _install_unless_changed(self, seen: disk.Seen, tmp_name: str, path: str,
+                                digest: str) -> LocalFile | None:
+        if not disk.look(self.root_fd, path).same_as(seen):
+            return None
+        return disk.install(self.root_fd, self.tmp_fd, tmp_name, path, digest)
+
+    def _remove_unless_changed(self, seen: disk.Seen, path: str) -> bool:
+        if not disk.look(self.root_fd, path).same_as(seen):
+            return False
+        disk.remove(self.root_fd, path)
+        return True
 
     def _verify(self, row: RemoteFile, tmp_path: str, written: str | None) -> None:
         size = os.stat(tmp_path).st_size
@@ -143,8 +157,7 @@ class Applier:
         if verdict != OURS:
             return verdict
         async with self.lock.held():
-            if (await asyncio.to_thread(disk.look, self.root_fd, path)).same_as(seen):
-                disk.remove(self.root_fd, path)  # and record it, with no await in between
+            if await asyncio.to_thread(self._remove_unless_changed, seen, path):
                 self.state.drop_local(path)
                 return "deleted"
         return "superseded"
