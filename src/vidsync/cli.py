@@ -28,6 +28,9 @@ COMMANDS = {
     "ls": "vidsync.agent.mirror.cli",
     "history": "vidsync.agent.versions",
     "restore": "vidsync.agent.versions",
+    "lock": "vidsync.agent.lock_cli",
+    "unlock": "vidsync.agent.lock_cli",
+    "locks": "vidsync.agent.lock_cli",
 }
 
 

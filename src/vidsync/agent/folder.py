@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
 
+from vidsync.agent.locks import LOCK_NOTICES, LockKeeper, guarded_file
 from vidsync.agent.mirror.engine import MirrorAgent
 from vidsync.agent.mirror.safepath import PathPolicy, detect_case_insensitive
 from vidsync.agent.mirror.state import LocalFile, MirrorState
@@ -54,8 +56,13 @@ class FolderAgent:
         self.user_id = state.get("user_id")
         self.who = str(state.get("user_name") or "someone")
         self.receiver.on_notice = self._notice
-        self.receiver.notices = ("project:role",)
+        self.receiver.notices = ("project:role", *LOCK_NOTICES)
+        self.locks = LockKeeper(root, state, client, self.receiver.project_id,
+                                me=lambda: self.user_id, report=ui.line)
+        self.receiver.on_connected = self._connected
+        self._tasks: set[asyncio.Task] = set()
         state.put(mode="two-way" if send is not None else "receive-only")
+        state.on_synced = lambda path, row: self.locks.after_write(path) if row else None
         if send is None:
             return
         share = ShareState(root, mirror=state, fold=policy.fold)
@@ -69,18 +76,40 @@ class FolderAgent:
             # path this folder ignores stays out of the index (neither sent nor deleted).
             if row is None or not sender.rules.ignored(path):
                 share.written(path, row)
+            if row is not None:
+                self.locks.after_write(path)
 
         state.on_synced = synced
+        sender.on_marked = self._marked
+        self.locks.on_unlocked = sender.syncer.release
 
     def close(self) -> None:
         self.receiver.close()
 
     async def run(self, stop: asyncio.Event, follow: bool = True) -> None:
         beside = None
-        if self.sender is not None and follow:
+        if follow:
             await self._learn_who()
+        if self.sender is not None and follow:
             beside = self._send()
-        await self.receiver.run(stop, follow, beside=beside)
+        try:
+            await self.receiver.run(stop, follow, beside=beside)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+
+    def _spawn(self, coro: Coroutine) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _connected(self) -> None:
+        self._spawn(self.locks.refresh())  # lock notices may have been missed meanwhile
+
+    def _marked(self, fspaths: set[str]) -> None:
+        lock_files = {p for p in fspaths if guarded_file(p) is not None}
+        if lock_files:
+            self._spawn(self.locks.lock_files_changed(lock_files))
 
     async def _learn_who(self) -> None:
         """Who this agent is: the name conflict copies made here carry, and the user id role
@@ -108,7 +137,9 @@ class FolderAgent:
         await asyncio.Event().wait()  # the receiving half goes on
 
     def _notice(self, name: str, data: dict) -> None:
-        if name == "project:role" and data.get("user_id") == self.user_id:
+        if name in LOCK_NOTICES:
+            self.locks.on_notice(name, data)
+        elif name == "project:role" and data.get("user_id") == self.user_id:
             role = data.get("role")
             self.state.put(role=role)
             if role == "viewer" and self._send_task is not None and not self._send_task.done():

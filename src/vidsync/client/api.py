@@ -203,6 +203,23 @@ class Client:
     async def remove_member(self, project_id: str, user_id: str) -> None:
         await self.request("DELETE", f"/api/projects/{quote(project_id)}/members/{quote(user_id)}")
 
+    # -- locks --------------------------------------------------------------------------------------
+
+    async def lock(self, project_id: str, path: str) -> dict:
+        """Lock a file for the caller: ``{path, user, acquired_at, expires_at}`` (a lease renewed
+        while the caller is connected). ``ApiError`` 409 ``locked`` (``details["lock"]``) when
+        someone else holds it."""
+        return (await self.request("POST", f"/api/projects/{quote(project_id)}/locks",
+                                   json={"path": path}))["lock"]
+
+    async def unlock(self, project_id: str, path: str) -> None:
+        """Release the caller's lock (the owner may break anyone's)."""
+        await self.request("DELETE", f"/api/projects/{quote(project_id)}/locks",
+                           params={"path": path})
+
+    async def locks(self, project_id: str) -> list[dict]:
+        return (await self.request("GET", f"/api/projects/{quote(project_id)}/locks"))["locks"]
+
     # -- the event log ------------------------------------------------------------------------------
 
     async def post_changes(self, project_id: str, changes: list[dict],

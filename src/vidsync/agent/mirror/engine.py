@@ -77,6 +77,7 @@ class MirrorAgent:
         # Socket.IO notices outside the log (``project:role``, locks) for whoever runs this half.
         self.on_notice: Callable[[str, dict], None] | None = None
         self.notices: tuple[str, ...] = ()
+        self.on_connected: Callable[[], None] | None = None  # (re)connected: notices may be missed
 
     def close(self) -> None:
         self.applier.close()
@@ -164,6 +165,8 @@ class MirrorAgent:
                          ConnectionState.HTTP_FALLBACK):
                 self._offline_until = 0.0  # the server is back: retry applies at once
                 self._wake.set()
+                if self.on_connected is not None:
+                    self.on_connected()
             self.ui.line("connection", state.value)
 
         self._follower = follower = self.client.follow(

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,7 @@ class Sender:
         self.dirty: set[str] = set()
         self.dirty_event = asyncio.Event()
         self.stop = asyncio.Event()
+        self.on_marked: Callable[[set[str]], None] | None = None  # what the watcher saw move
         self.syncer = Syncer(client, project_id, self.state, self.bars,
                              on_stale=lambda p: self.mark({p}), on_conflict=on_conflict,
                              busy=lambda: {sp for fp in self.indexer.unsettled
@@ -105,6 +107,8 @@ class Sender:
     def mark(self, fspaths: set[str]) -> None:
         self.dirty |= fspaths
         self.dirty_event.set()
+        if self.on_marked is not None:
+            self.on_marked(fspaths)
 
     async def run(self) -> None:
         self.state.set(pid=os.getpid(), started_at=time.time(), uploads=[])

@@ -23,6 +23,7 @@ DEFAULT_RULES = (
     "*~", ".#*", "#*#",  # emacs and many others
     "*.tmp", "*.temp", "*.part", "*.crdownload", "*.partial",
     "~$*", ".~lock.*#",  # Microsoft Office and LibreOffice locks
+    "*.prlock", "*.lck",  # Premiere Pro and Avid locks: mapped to project locks (agent/locks.py)
     ".DS_Store", "._*", ".Spotlight-V100/", ".Trashes/", ".fseventsd/", ".TemporaryItems/",
     "Thumbs.db", "ehthumbs.db", "desktop.ini", "$RECYCLE.BIN/",
     ".Trash-*/",

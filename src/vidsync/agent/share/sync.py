@@ -124,6 +124,8 @@ class Syncer:
         self.connected = False
         # (path, hash) the server refused for good (e.g. too large); skipped until they change.
         self.rejected: set[tuple[str, str | None]] = set()
+        # Paths someone else has locked (423): their changes wait for the lock to go.
+        self.held: set[str] = set()
         self.uploads: dict[str, list[int]] = {}
         self._progress_written = 0.0
         self.first_sync = state.get("last_posted_seq") is None
@@ -135,6 +137,9 @@ class Syncer:
                 await asyncio.wait_for(self.wake.wait(), self.heartbeat_s)
             except TimeoutError:
                 await self._heartbeat()
+                if self.held:  # a missed unlock notice costs a heartbeat, not the change
+                    self.held.clear()
+                    self.wake.set()
                 continue
             self.wake.clear()
             try:
@@ -191,8 +196,8 @@ class Syncer:
         self.first_sync = False
 
     def _pending(self) -> list[Pending]:
-        busy = self.busy()
-        return [p for p in self.state.pending(self.rejected) if p.change["path"] not in busy]
+        skip = self.busy() | self.held
+        return [p for p in self.state.pending(self.rejected) if p.change["path"] not in skip]
 
     async def _flush(self) -> None:
         for batch in self.state.outbox():
@@ -211,6 +216,9 @@ class Syncer:
                     raise Refused(f"the server refused a batch as a conflict it did not name ({e})") from e
                 self.wake.set()
                 return
+            if e.status == 423 and e.code == "locked":
+                self._hold_locked(batch, e)
+                return
             err = _classify(e, "posting changes")
             if not isinstance(err, ApiError):
                 raise err from e
@@ -219,6 +227,30 @@ class Syncer:
         self.state.posted(batch, out.get("results") or [], out["last_seq"])
         first = out["results"][0]["seq"] if out["results"] else out["last_seq"]
         log.info("posted %d change(s), seq %d-%d", len(batch.changes), first, out["last_seq"])
+
+    def _hold_locked(self, batch: OutboxBatch, e: ApiError) -> None:
+        """Changes to files someone else has locked wait (kept in the index) until the lock goes
+        (``release``) or the next heartbeat; the rest of the batch goes out again at once."""
+        self.state.drop(batch.id)
+        named = 0
+        for item in e.details.get("locks") or []:
+            index = item.get("index") if isinstance(item, dict) else None
+            if isinstance(index, int) and 0 <= index < len(batch.changes):
+                path = batch.changes[index]["path"]
+                self.held.add(path)
+                holder = ((item.get("lock") or {}).get("user") or {}).get("name") or "someone"
+                log.warning("%r is locked by %s: the change made here waits until it is released",
+                            path, holder)
+                named += 1
+        if not named:
+            raise Refused(f"the server refused a batch as locked without naming a path ({e})")
+        self.wake.set()
+
+    def release(self, path: str) -> None:
+        """A lock went: a change held back for ``path`` goes out now."""
+        if path in self.held:
+            self.held.discard(path)
+            self.wake.set()
 
     def _refused(self, batch: OutboxBatch, e: ApiError) -> None:
         """A 4xx for a whole batch: drop it; the next pass re-derives what is still needed."""
