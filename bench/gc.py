@@ -73,11 +73,12 @@ async def populate(data_dir: Path, blocks: int) -> dict:
     manifests = blocks // PER_MANIFEST
     started = time.monotonic()
     by_version: list[list[Change]] = [[] for _ in range(VERSIONS)]
+    blocks_dir = f"{root}/blocks/"
     for m in range(manifests):
         refs = []
         for b in range(m * PER_MANIFEST, (m + 1) * PER_MANIFEST):
             h = block_hash(b)
-            os.close(os.open(root / "blocks" / h[:2] / h, os.O_CREAT | os.O_WRONLY, 0o644))
+            os.close(os.open(f"{blocks_dir}{h[:2]}/{h}", os.O_CREAT | os.O_WRONLY, 0o644))
             refs.append({"hash": h, "size": 1})
         file_hash = hashlib.sha256(f"file {m}".encode()).hexdigest()
         (root / "manifests" / f"{file_hash}.json").write_bytes(orjson.dumps(
@@ -86,7 +87,7 @@ async def populate(data_dir: Path, blocks: int) -> dict:
         by_version[version].append(Change(f"clips/file{m // VERSIONS:06d}.mov",
                                           "update" if version else "create", file_hash,
                                           PER_MANIFEST, 1))
-        if m % 100_000 == 0 and m:
+        if m % 1000 == 0 and m:
             log(f"{m * PER_MANIFEST:,} blocks written")
     author = Author(user.id, user.name)
     for version, changes in enumerate(by_version):
