@@ -77,3 +77,22 @@ def test_a_folder_restores_as_it_was_at_a_time(owner, api, server, make_agent):
     assert done.returncode == 0, done.stderr
     want = {p: d for p, d in then.items() if p.startswith("edit/")} | {"other.txt": b"o2"}
     wait_until(lambda: tree(agent.mirror) == want, 20, "the folder as it was")
+
+
+def test_the_mirror_empties_its_trash_after_the_retention(owner, api, server, make_agent):
+    """What ``revert`` set aside stays as long as the server keeps old versions (30 days here)."""
+    owner.write("a.txt", b"a")
+    owner.publish()
+    agent = make_agent(server, viewer_token(api))
+    agent.mirror.mkdir()
+    old, recent = agent.mirror / ".vidsync/trash/20260101-000000", \
+        agent.mirror / ".vidsync/trash/20261128-000000"
+    for folder in (old, recent):
+        (folder / "clips").mkdir(parents=True)
+        (folder / "clips/edited.mov").write_bytes(b"my edit")
+    month_ago = time.time() - 31 * 86400
+    os.utime(old, (month_ago, month_ago))
+    agent.start(owner.invite())
+    wait_until(lambda: not old.exists(), 20, "the old trash folder to go")
+    assert (recent / "clips/edited.mov").read_bytes() == b"my edit"
+    assert_mirrors(owner.src, agent.mirror)

@@ -97,13 +97,18 @@ class ContentService:
         self.usages: dict[str, Usage] = {}
         self.pending = PendingUploads(self.blobs.read_block, self._progress)
         self._announce = announce
+        self._measuring: dict[str, asyncio.Future[None]] = {}
 
     async def usage(self, project_id: str) -> Usage:
-        """The project's exact usage, measured at most ``USAGE_TTL_S`` ago."""
+        """The project's exact usage. Measured now the first time; after that the last
+        measurement is answered at once and, once older than ``USAGE_TTL_S``, measured again in
+        the background (a mark of a large project takes seconds)."""
         assert self.collector is not None
         u = self.usages.get(project_id)
-        if u is None or time.time() - u.counted_at > USAGE_TTL_S:
+        if u is None:
             u = self.usages[project_id] = await self.collector.usage(project_id)
+        elif time.time() - u.counted_at > USAGE_TTL_S and project_id not in self._measuring:
+            self._measuring[project_id] = asyncio.ensure_future(self._remeasure(project_id))
         return u
 
     def announce_upload(self, project_id: str, p: Pending, state: str) -> None:
@@ -136,6 +141,13 @@ class ContentService:
         p.announce_due = False
         if not p.complete:
             self.announce_upload(project_id, p, "progress")
+
+    async def _remeasure(self, project_id: str) -> None:
+        assert self.collector is not None
+        try:
+            self.usages[project_id] = await self.collector.usage(project_id)
+        finally:
+            self._measuring.pop(project_id, None)
 
     def manifest_size(self, project_id: str, file_hash: str) -> int | None:
         """The stored file's size (blocking). Manifests never change, so sizes are cached."""

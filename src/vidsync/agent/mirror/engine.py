@@ -22,12 +22,14 @@ from collections.abc import Callable, Coroutine
 from vidsync.agent.mirror.apply import Applier, ContentRejected
 from vidsync.agent.mirror.fetch import Fetcher
 from vidsync.agent.mirror.prefetch import Prefetcher
+from vidsync.agent.mirror.revert import TRASH_DIR, empty_trash
 from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
 from vidsync.agent.mirror.state import MirrorState, RemoteFile
 from vidsync.agent.mirror.ui import Ui, human_bytes
 from vidsync.client import (
     ApiError,
     Client,
+    ClientError,
     ConnectionState,
     Follower,
     ProjectRemoved,
@@ -39,6 +41,7 @@ log = logging.getLogger("vidsync.mirror")
 WORKERS = 4
 HEARTBEAT_S = 1.0
 SCAN_EVERY_S = 300.0
+TRASH_CHECK_S = 24 * 3600.0
 # After the server could not be reached, applies wait 1, 2, 4 ... seconds, at most this long.
 MAX_OFFLINE_WAIT_S = 5.0
 
@@ -105,6 +108,7 @@ class MirrorAgent:
         elif not follow:
             await self.catch_up()
         self.applier.clear_stale_temp()
+        await self.empty_trash()
         if not self.two_way:
             await self.applier.edits.scan()
         files, size = self.state.pending_totals()
@@ -116,7 +120,8 @@ class MirrorAgent:
         if not follow:
             await self.reconcile(until_idle=True)
             return
-        background = [self._follow(), self.reconcile(), self._heartbeat()]
+        background = [self._follow(), self.reconcile(), self._heartbeat(),
+                      self._empty_trash_daily()]
         if beside is not None:
             background.append(beside)
         if not self.two_way:  # two-way: the sending half's watcher and index see every change
@@ -137,6 +142,24 @@ class MirrorAgent:
                 await self._follower.close()
             await self.prefetcher.close()
             self._write_heartbeat(ConnectionState.CLOSED.value)
+
+    async def empty_trash(self) -> None:
+        """Drop what ``revert`` set aside longer ago than the server keeps old versions."""
+        try:
+            usage = (await self.client.project(self.project_id)).get("usage") or {}
+        except ClientError:
+            return  # offline: next time
+        retention = usage.get("retention_s")
+        if isinstance(retention, (int, float)) and retention > 0:
+            removed = await asyncio.to_thread(empty_trash, self.state.dir / TRASH_DIR, retention)
+            if removed:
+                self.ui.message(f"emptied {len(removed)} trash folder(s) older than the "
+                                f"server's retention ({retention / 86400:.0f} days)")
+
+    async def _empty_trash_daily(self) -> None:
+        while True:
+            await asyncio.sleep(TRASH_CHECK_S)
+            await self.empty_trash()
 
     async def snapshot(self) -> None:
         """Take the owner's whole folder (within ``--only``) as the starting point."""

@@ -2,14 +2,18 @@
 
 Each edited, added or deleted path is first moved into ``.vidsync/trash/<time>/`` (nothing the user
 made is destroyed), its record is cleared, and the owner's version is applied like any pending
-change. It takes the same apply lock as a running join agent, so both may run at once.
+change. It takes the same apply lock as a running join agent, so both may run at once. The join
+agent empties what has been in the trash longer than the server keeps old versions
+(``empty_trash``), so the mirror's copies last as long as the project's history does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
+from pathlib import Path
 
 from vidsync.agent.mirror import disk
 from vidsync.agent.mirror.apply import Applier
@@ -52,3 +56,20 @@ async def move_edits_aside(applier: Applier, only: list[str] | None = None) -> l
     finally:
         os.close(trash_fd)
     return moved
+
+
+def empty_trash(trash: Path, max_age_s: float, now: float | None = None) -> list[str]:
+    """Remove the trash's ``<time>/`` folders older than ``max_age_s`` (by mtime: when they were
+    made). Blocking; returns their names."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(trash))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False) \
+                and entry.stat(follow_symlinks=False).st_mtime < now - max_age_s:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
