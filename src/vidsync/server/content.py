@@ -142,6 +142,10 @@ class ContentService:
         if not p.complete:
             self.announce_upload(project_id, p, "progress")
 
+    async def forget_project(self, project_id: str) -> None:
+        """A deleted project's usage is no longer reported (``/metrics``)."""
+        self.usages.pop(project_id, None)
+
     async def _remeasure(self, project_id: str) -> None:
         assert self.collector is not None
         try:
@@ -605,6 +609,7 @@ def setup(app: web.Application) -> None:
     app.on_cleanup.append(stop_pending)
     svc.change_checks.append(content.check_changes)
     svc.on_project_deleted.append(content.blobs.delete_project)
+    svc.on_project_deleted.append(content.forget_project)
     content.collector = Collector(svc.store, content.blobs, svc.config.content.retention_s)
     r = app.router
     base = "/api/projects/{project_id}"
