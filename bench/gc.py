@@ -113,7 +113,8 @@ def timed_gc(data_dir: Path, *extra: str) -> dict:
         raise RuntimeError(f"vidsync gc failed ({status})")
     report = json.loads(out)
     big = next(p for p in report["projects"] if p["project_id"] == "gc-bench-project")
-    return {"seconds": wall, "peak_rss_mib": usage.ru_maxrss / 1024,
+    return {"seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mib": usage.ru_maxrss / 1024,
             "removed_blocks": big["removed_blocks"], "live_bytes": big["live_bytes"],
             "history_bytes": big["history_bytes"], "reclaimable_bytes": big["reclaimable_bytes"]}
 
@@ -142,7 +143,8 @@ def main() -> int:
             log(f"{label}: {load()}")
             r = timed_gc(data_dir, *extra)
             rows.append((label, r))
-            print(f"{label:<42} {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mib']:6.0f} MiB  "
+            print(f"{label:<42} {r['seconds']:7.1f} s ({r['cpu_seconds']:.1f} CPU-s)  peak RSS "
+                  f"{r['peak_rss_mib']:6.0f} MiB  "
                   f"removed {r['removed_blocks']:>9,} blocks", flush=True)
         print(f"({sizes['blocks']:,} blocks, {sizes['manifests']:,} manifests; {load()})")
         if args.skip_fanout:

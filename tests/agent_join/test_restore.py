@@ -93,6 +93,6 @@ def test_the_mirror_empties_its_trash_after_the_retention(owner, api, server, ma
     month_ago = time.time() - 31 * 86400
     os.utime(old, (month_ago, month_ago))
     agent.start(owner.invite())
-    wait_until(lambda: not old.exists(), 20, "the old trash folder to go")
+    wait_until(lambda: not old.exists(), 90, "the old trash folder to go")
     assert (recent / "clips/edited.mov").read_bytes() == b"my edit"
     assert_mirrors(owner.src, agent.mirror)
