@@ -151,7 +151,7 @@ def main() -> int:
             return 0
         fanout.ensure_npm_deps(fanout.LOADGEN)
         run_args = argparse.Namespace(subscribers=args.subscribers, events=args.events,
-                                      interval_ms=args.interval_ms, procs=2,
+                                      interval_ms=args.interval_ms, procs=2, post_mode="open",
                                       drain_timeout_s=120.0)
         p99: dict[str, list[float]] = {"not collecting": [], "collecting": []}
         for _ in range(args.repeat):
