@@ -47,14 +47,18 @@ import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import orjson
 
-from vidsync.content.blocks import MAX_BLOCK_SIZE, Manifest
+from vidsync.content.blocks import MAX_BLOCK_SIZE, BlockRef, Manifest
 
 READ_CHUNK = 1024 * 1024
 USAGE_TTL_S = 60.0
+# fsyncs issued side by side when a batch of small files is made durable: the filesystem's
+# journal commits them together (on ext4 one fsync at a time costs ~5 ms; 32 at once ~0.5 ms each).
+FSYNC_THREADS = 32
 # How long freshly written or touched content is safe from the collector (``--gc-grace``): the
 # longest a client may take between posting a manifest and the change that names it.
 DEFAULT_GC_GRACE_S = 3600.0
@@ -377,6 +381,63 @@ class BlobStore:
             _unlink_quietly(tmp)
         return True
 
+    def put_small_files(self, project_id: str, files: list[tuple[str, bytes]]) -> list[bool]:
+        """Store many small files, each as one block and its single-block manifest; returns, per
+        file, whether it was new. Blocking. The caller has checked each file's bytes against its
+        hash (``files`` is ``(hash, bytes)``) and that each fits in one block.
+
+        Durable as ``put_manifest`` is, but paid per batch, not per file: every temporary file is
+        written, all are fsynced side by side (the journal commits them together), blocks are
+        renamed into place before manifests, and each directory touched is fsynced once."""
+        new = [not _touch(self.manifest_path(project_id, h)) for h, _ in files]
+        todo = {h: data for (h, data), n in zip(files, new, strict=True) if n}
+        if not todo:
+            return new
+        writes: list[tuple[str, str]] = []  # (temporary, final), blocks first
+        manifests: list[tuple[str, str]] = []
+        try:
+            for h, data in todo.items():
+                if data and not _touch(self.block_path(project_id, h)):
+                    writes.append((self._write_tmp(project_id, data), self.block_path(project_id, h)))
+                blocks = (BlockRef(h, len(data)),) if data else ()
+                body = orjson.dumps(Manifest(h, len(data), blocks).to_json())
+                manifests.append((self._write_tmp(project_id, body),
+                                  self.manifest_path(project_id, h)))
+            with ThreadPoolExecutor(FSYNC_THREADS) as pool:
+                list(pool.map(_fsync_path, [tmp for tmp, _ in writes + manifests]))
+                dirs = set()
+                for tmp, final in writes + manifests:  # blocks before the manifests naming them
+                    os.makedirs(os.path.dirname(final), exist_ok=True)
+                    os.replace(tmp, final)
+                    dirs.add(os.path.dirname(final))
+                list(pool.map(_fsync_path, sorted(dirs)))
+        finally:
+            for tmp, _ in writes + manifests:
+                _unlink_quietly(tmp)
+        for _, final in writes:
+            self._add_usage(project_id, os.path.getsize(final))
+        return new
+
+    def _write_tmp(self, project_id: str, data: bytes) -> str:
+        tmp = self._tmp_path(project_id)
+        with open(tmp, "wb", buffering=0) as f:
+            f.write(data)
+        return tmp
+
+    async def store_small_files(self, project_id: str,
+                                files: list[tuple[str, bytes]]) -> list[bool]:
+        """``put_small_files`` on a worker thread, within the quota (``QuotaExceeded``: nothing
+        stored), under the collection lock so a collection running now keeps what it touches."""
+        size = sum(len(data) for _, data in files)
+        await self._reserve(project_id, size)
+        try:
+            def put() -> list[bool]:
+                with self.project_lock(project_id, exclusive=False):
+                    return self.put_small_files(project_id, files)
+            return await asyncio.to_thread(put)
+        finally:
+            self._release(project_id, size)
+
     # -- quota --------------------------------------------------------------------------------------
 
     def _count(self, project_id: str) -> int:
@@ -426,6 +487,14 @@ def _finish(f, tmp: str, final: str, durable: bool) -> None:  # noqa: ANN001 - a
         os.fsync(f.fileno())
     os.makedirs(os.path.dirname(final), exist_ok=True)
     os.replace(tmp, final)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _touch(path: str) -> bool:

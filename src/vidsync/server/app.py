@@ -23,6 +23,7 @@ from vidsync.realtime.hub import Hub
 from vidsync.realtime.transport import RealtimeServer
 from vidsync.server import (
     auth,
+    batch,
     content,
     cookies,
     events,
@@ -228,6 +229,7 @@ async def build_app(config: ServerConfig, store: Store | None = None) -> web.App
     projects.add_routes(app)
     events.add_routes(app)
     content.setup(app)
+    batch.setup(app)
     history.add_routes(app)
     locks.setup(app)
     openapi.add_routes(app)

@@ -166,6 +166,12 @@ class ContentService:
             size = self._sizes[key] = manifest.size
         return size
 
+    def remember_size(self, project_id: str, file_hash: str, size: int) -> None:
+        """Cache a manifest's size just stored, so the post that follows checks it inline."""
+        if len(self._sizes) > 200_000:
+            self._sizes.clear()
+        self._sizes[(project_id, file_hash)] = size
+
     async def check_changes(self, project_id: str, changes: list[Change]) -> None:
         """Refuse a batch with a create/update whose content is not stored at that size. The
         content is kept fresh for the collector first, so it cannot vanish before the append."""

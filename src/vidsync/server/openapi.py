@@ -499,6 +499,35 @@ PATHS: J = {
     "/api/projects/{project_id}/content/{hash}": {"get": op(
         "A whole file (Range supported)", "member", DOWNLOAD_OK,
         params=[*PID, HASH_PARAM, RANGE], errors={400: ["invalid_hash"], **RANGE_ERRORS})},
+    "/api/projects/{project_id}/content/batch": {"post": op(
+        "Store many small files at once (an image sequence): each as one block and its"
+        " single-block manifest, every file's bytes hashed here first; one mismatch refuses the"
+        " whole batch (422 hash_mismatch with its index, nothing stored). At most 1000 files of"
+        " at most 131072 bytes, 16777216 bytes of content and a 25165824-byte body per batch;"
+        " made durable before the answer", "owner or editor",
+        ok(obj(["stored", "files"], stored={**INT, "description": "files not stored before"},
+               files={"type": "array", "items": obj(["hash", "stored"], hash=HASH,
+                                                     stored=BOOL)})),
+        body(obj(["files"], files={"type": "array", "minItems": 1, "maxItems": 1000, "items": obj(
+            ["hash", "data"], hash=HASH, data={
+                "type": "string", "contentEncoding": "base64", "maxLength": 174764,
+                "description": "the file's bytes, base64 (RFC 4648, padded)"})})), PID,
+        errors={400: ["invalid_files"],
+                413: ["batch_too_large", "file_too_large", "quota_exceeded"],
+                422: ["hash_mismatch"]})},
+    "/api/projects/{project_id}/content/batch/get": {"post": op(
+        "Many small files' bytes at once, base64 (the caller checks each against its hash);"
+        " stored files over 131072 bytes are listed in too_large (fetch those whole), unknown"
+        " ones in missing. At most 1000 hashes and 16777216 bytes of content per batch"
+        " (413 batch_too_large)", "member",
+        ok(obj(["files", "missing", "too_large"],
+               files={"type": "array", "items": obj(["hash", "data"], hash=HASH, data={
+                   "type": "string", "contentEncoding": "base64"})},
+               missing={"type": "array", "items": HASH},
+               too_large={"type": "array", "items": HASH})),
+        body(obj(["hashes"], hashes={"type": "array", "minItems": 1, "maxItems": 1000,
+                                     "items": HASH})), PID,
+        errors={400: ["invalid_hashes"], 413: ["batch_too_large"]})},
     "/api/projects/{project_id}/download-links": {"post": op(
         "A short-lived signed URL for a browser download: {path} for a file, {prefix} for a"
         " folder as a zip ('' or '/': the whole project); with inline, a URL to play an"
