@@ -169,3 +169,30 @@ async def test_block_damaged_on_disk_is_sent_again(server: ServerProcess, tmp_pa
         result = await c.upload_file(pid, path)
         assert result.uploaded_bytes == victim.size
         assert stored.read_bytes() == path.read_bytes()[victim.offset:victim.offset + victim.size]
+
+
+async def test_small_files_in_batches(server: ServerProcess) -> None:
+    """put_small_files stores many frames in one request; get_small_files verifies each one and
+    reports a frame whose stored block was damaged on the server's disk instead of returning it."""
+    import hashlib
+
+    from vidsync.content.batches import pack
+
+    c, pid = await owner_client(server)
+    async with c:
+        frames = [os.urandom(2 * KiB) for _ in range(1500)] + [b""]
+        files = [(hashlib.sha256(d).hexdigest(), d) for d in frames]
+        batches = list(pack((f, len(f[1])) for f in files))
+        assert [len(b) for b in batches] == [1000, 501]
+        assert sum([await c.put_small_files(pid, b) for b in batches]) == len(files)
+        assert await c.put_small_files(pid, files[:3]) == 0
+        with pytest.raises(ApiError) as bad:
+            await c.put_small_files(pid, [(files[0][0], b"tampered")])
+        assert bad.value.status == 422 and bad.value.code == "hash_mismatch"
+
+        victim = files[7][0]
+        stored = server.data_dir / "blobs" / pid / "blocks" / victim[:2] / victim
+        stored.write_bytes(b"x" * 2048)
+        got = await c.get_small_files(pid, [h for h, _ in files[:1000]])
+        assert got.damaged == [victim] and not got.missing and not got.too_large
+        assert got.files == {h: d for h, d in files[:1000] if h != victim}

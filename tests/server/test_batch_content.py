@@ -9,7 +9,7 @@ import hashlib
 from harness import content
 
 from server.helpers import assert_error
-from vidsync.server.batch import MAX_BATCH_BODY, MAX_BATCH_FILE_SIZE, MAX_BATCH_FILES
+from vidsync.content.batches import MAX_BATCH_BODY, MAX_BATCH_FILE_SIZE, MAX_BATCH_FILES
 
 
 def _entry(data: bytes) -> dict:

@@ -4,11 +4,12 @@
         result = await c.upload_file(project_id, "clips/a.mov")      # only missing blocks
         await c.post_changes(project_id, [{"path": "clips/a.mov", "op": "create",
                                            "hash": result.hash, "size": result.size}])
+        await c.put_small_files(project_id, [(sha256_hex, frame_bytes), ...])  # 1000 at once
         async for event in c.follow(project_id, since_seq=0):        # exactly once, in order
             ...
 """
 
-from vidsync.client.api import Client
+from vidsync.client.api import Client, SmallFiles
 from vidsync.client.errors import (
     ApiError,
     ClientError,
@@ -22,6 +23,6 @@ from vidsync.content.blocks import BlockRef, Manifest, block_size_for, split_fil
 
 __all__ = [
     "ApiError", "BlockRef", "Client", "ClientError", "ConnectionState", "ContentMismatch",
-    "DownloadResult", "Follower", "Manifest", "ProjectRemoved", "ServerUnreachable", "UploadResult",
-    "block_size_for", "split_file",
+    "DownloadResult", "Follower", "Manifest", "ProjectRemoved", "ServerUnreachable", "SmallFiles",
+    "UploadResult", "block_size_for", "split_file",
 ]

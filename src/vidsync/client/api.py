@@ -8,8 +8,12 @@ answer raises ``ApiError`` with the server's ``code``; a server that cannot be r
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +30,32 @@ from vidsync.client.transfer import (
     upload_file,
 )
 from vidsync.content.blocks import Manifest
+
+
+@dataclass
+class SmallFiles:
+    """What ``get_small_files`` answers: the verified bytes by hash, and what it could not get."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # not stored on the server
+    too_large: list[str] = field(default_factory=list)  # stored, but fetch them whole
+    damaged: list[str] = field(default_factory=list)  # the bytes did not hash to their name
+
+
+def _encode(files: Sequence[tuple[str, bytes]]) -> list[dict]:
+    return [{"hash": h, "data": base64.b64encode(d).decode()} for h, d in files]
+
+
+def _verify(answer: dict) -> SmallFiles:
+    out = SmallFiles(missing=answer["missing"], too_large=answer["too_large"])
+    for f in answer["files"]:
+        data = base64.b64decode(f["data"])
+        if hashlib.sha256(data).hexdigest() == f["hash"]:
+            out.files[f["hash"]] = data
+        else:
+            out.damaged.append(f["hash"])
+    return out
+
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 STREAM_CHUNK = 1024 * 1024
@@ -300,6 +330,22 @@ class Client:
                                      json={"hashes": list(hashes[i:i + 10_000])})
             missing += out["missing"]
         return missing
+
+    async def put_small_files(self, project_id: str,
+                              files: Sequence[tuple[str, bytes]]) -> int:
+        """Store small files' content in one request: ``(hash, bytes)`` each, within the limits
+        of ``vidsync.content.batches`` (cut them with ``pack``). Returns how many were new;
+        ``ApiError`` 422 ``hash_mismatch`` (nothing stored) if some bytes do not match."""
+        body = await asyncio.to_thread(_encode, files)
+        out = await self.request("POST", f"/api/projects/{quote(project_id)}/content/batch",
+                                 json={"files": body})
+        return out["stored"]
+
+    async def get_small_files(self, project_id: str, hashes: Sequence[str]) -> SmallFiles:
+        """Many small files' bytes in one request, each checked against its hash here."""
+        out = await self.request("POST", f"/api/projects/{quote(project_id)}/content/batch/get",
+                                 json={"hashes": list(hashes)})
+        return await asyncio.to_thread(_verify, out)
 
     async def put_block(self, project_id: str, block_hash: str, data: bytes) -> bool:
         """Store one block; True if it was new, False if the server had it already."""

@@ -2,7 +2,8 @@
 
 An image sequence is thousands of files of a few KB. One request per block, per manifest and per
 download would make the round trip, not the disk, the limit; these two routes carry up to
-``MAX_BATCH_FILES`` files (``MAX_BATCH_BYTES`` of content) each way, base64 in JSON:
+``MAX_BATCH_FILES`` files (``MAX_BATCH_BYTES`` of content, limits in
+``vidsync.content.batches``) each way, base64 in JSON:
 
 - ``POST /api/projects/:id/content/batch`` stores each file as one block and its single-block
   manifest (what ``split_file`` makes of a file up to ``MAX_BATCH_FILE_SIZE``). Every file's bytes
@@ -22,20 +23,17 @@ import hashlib
 import orjson
 from aiohttp import web
 
+from vidsync.content.batches import (
+    MAX_BATCH_BODY,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_FILE_SIZE,
+    MAX_BATCH_FILES,
+)
 from vidsync.content.blobstore import QuotaExceeded
-from vidsync.content.blocks import MIN_BLOCK_SIZE, is_hash
+from vidsync.content.blocks import is_hash
 from vidsync.errors import ApiError, bad_request
 from vidsync.server.content import CONTENT, ContentService
 from vidsync.server.http import json_response, require_role, require_writer
-
-# Files per batch, each way.
-MAX_BATCH_FILES = 1000
-# A file in a batch fits in one block, as split_file cuts it (128 KiB).
-MAX_BATCH_FILE_SIZE = MIN_BLOCK_SIZE
-# Content per batch (decoded), each way.
-MAX_BATCH_BYTES = 16 * 1024 * 1024
-# A request body: room for the content in base64 (4/3) plus each file's hash and keys.
-MAX_BATCH_BODY = 24 * 1024 * 1024
 
 
 def _svc(request: web.Request) -> ContentService:
