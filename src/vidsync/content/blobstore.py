@@ -395,21 +395,24 @@ class BlobStore:
             return new
         writes: list[tuple[str, str]] = []  # (temporary, final), blocks first
         manifests: list[tuple[str, str]] = []
+        tmp_dir = self.tmp_dir(project_id)
+        os.makedirs(tmp_dir, exist_ok=True)
         try:
             for h, data in todo.items():
                 if data and not _touch(self.block_path(project_id, h)):
-                    writes.append((self._write_tmp(project_id, data), self.block_path(project_id, h)))
+                    writes.append((_write_tmp(tmp_dir, data), self.block_path(project_id, h)))
                 blocks = (BlockRef(h, len(data)),) if data else ()
                 body = orjson.dumps(Manifest(h, len(data), blocks).to_json())
-                manifests.append((self._write_tmp(project_id, body),
-                                  self.manifest_path(project_id, h)))
+                manifests.append((_write_tmp(tmp_dir, body), self.manifest_path(project_id, h)))
             with ThreadPoolExecutor(FSYNC_THREADS) as pool:
                 list(pool.map(_fsync_path, [tmp for tmp, _ in writes + manifests]))
-                dirs = set()
+                dirs: set[str] = set()
                 for tmp, final in writes + manifests:  # blocks before the manifests naming them
-                    os.makedirs(os.path.dirname(final), exist_ok=True)
+                    parent = os.path.dirname(final)
+                    if parent not in dirs:
+                        os.makedirs(parent, exist_ok=True)
+                        dirs.add(parent)
                     os.replace(tmp, final)
-                    dirs.add(os.path.dirname(final))
                 list(pool.map(_fsync_path, sorted(dirs)))
         finally:
             for tmp, _ in writes + manifests:
@@ -417,12 +420,6 @@ class BlobStore:
         for _, final in writes:
             self._add_usage(project_id, os.path.getsize(final))
         return new
-
-    def _write_tmp(self, project_id: str, data: bytes) -> str:
-        tmp = self._tmp_path(project_id)
-        with open(tmp, "wb", buffering=0) as f:
-            f.write(data)
-        return tmp
 
     async def store_small_files(self, project_id: str,
                                 files: list[tuple[str, bytes]]) -> list[bool]:
@@ -487,6 +484,13 @@ def _finish(f, tmp: str, final: str, durable: bool) -> None:  # noqa: ANN001 - a
         os.fsync(f.fileno())
     os.makedirs(os.path.dirname(final), exist_ok=True)
     os.replace(tmp, final)
+
+
+def _write_tmp(tmp_dir: str, data: bytes) -> str:
+    tmp = os.path.join(tmp_dir, secrets.token_hex(12))
+    with open(tmp, "wb", buffering=0) as f:
+        f.write(data)
+    return tmp
 
 
 def _fsync_path(path: str) -> None:

@@ -14,6 +14,7 @@ no longer write (``ReadOnly``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -26,6 +27,7 @@ from vidsync.agent.share.progress import LARGE_TRANSFER, Bars
 from vidsync.agent.share.state import LocalFile, OutboxBatch, Pending, ShareState
 from vidsync.changes import MAX_CHANGES_PER_BATCH
 from vidsync.client import ApiError, Client, ContentMismatch, ServerUnreachable
+from vidsync.content.batches import MAX_BATCH_FILE_SIZE, pack
 
 log = logging.getLogger("vidsync.share")
 
@@ -33,6 +35,9 @@ log = logging.getLogger("vidsync.share")
 MAX_BATCH_JSON = 3 * 1024 * 1024
 # Files uploaded side by side (each also sends several blocks at once, see Client).
 FILE_CONCURRENCY = 4
+# Batches of small files (up to 1000 each, content/batch) in flight at once: while the server
+# hashes and fsyncs one, the next is being read and sent.
+BATCH_CONCURRENCY = 3
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 # How often "uploads in progress" is written to the state for ``vidsync status``.
@@ -280,14 +285,25 @@ class Syncer:
             self.bars.start(f"uploading {len(files)} file(s)", total)
         failed: set[str] = set()
         slots = asyncio.Semaphore(FILE_CONCURRENCY)
+        batch_slots = asyncio.Semaphore(BATCH_CONCURRENCY)
+        small = [f for f in files if f.size <= MAX_BATCH_FILE_SIZE]
+        large = [f for f in files if f.size > MAX_BATCH_FILE_SIZE]
 
         async def one(f: LocalFile) -> None:
             async with slots:
                 if not await self._upload_one(f, show):
                     failed.add(f.path)
 
+        async def batch(fs: list[LocalFile]) -> None:
+            async with batch_slots:
+                failed.update(await self._upload_small(fs))
+                if show:
+                    self.bars.advance(sum(f.size for f in fs))
+
         try:
-            tasks = [asyncio.ensure_future(one(f)) for f in files]
+            tasks = [asyncio.ensure_future(batch(b))
+                     for b in pack((f, f.size) for f in small)]
+            tasks += [asyncio.ensure_future(one(f)) for f in large]
             try:
                 await asyncio.gather(*tasks)
             finally:
@@ -299,6 +315,56 @@ class Syncer:
             self._clear_uploads()
         ready = [p.change for p in pending if p.change["path"] not in failed]
         return ready, bool(failed)
+
+    async def _upload_small(self, files: list[LocalFile]) -> set[str]:
+        """Upload small files' content in one request (``content/batch``); returns the paths
+        that cannot go out as indexed (changed since they were hashed, or refused)."""
+        root = self.state.root
+
+        def read() -> tuple[list[tuple[str, bytes]], list[LocalFile]]:
+            ok, stale = [], []
+            for f in files:
+                try:
+                    with open(root / f.fspath, "rb") as fh:
+                        data = fh.read(MAX_BATCH_FILE_SIZE + 1)
+                except OSError:
+                    stale.append(f)
+                    continue
+                if hashlib.sha256(data).hexdigest() != f.hash:
+                    stale.append(f)
+                else:
+                    ok.append((f.hash, data))
+            return ok, stale
+
+        contents, stale = await asyncio.to_thread(read)
+        bad = {f.path for f in stale}
+        for f in stale:
+            log.info("%r changed since it was hashed; it will be hashed again", f.path)
+            self.state.invalidate(f.path)
+            self.on_stale(f.fspath)
+        if not contents:
+            return bad
+        try:
+            stored = await self.client.put_small_files(self.project_id, contents)
+        except ApiError as e:
+            err = _classify(e, f"uploading {len(contents)} small file(s)")
+            if not isinstance(err, ApiError):
+                raise err from e
+            # Read and checked above, so a refusal is about the batch as a whole (quota, a
+            # limit): the files are refused until they change, as a single upload would be.
+            for f in files:
+                if f.path not in bad:
+                    self.rejected.add((f.path, f.hash))
+                    bad.add(f.path)
+            log.error("the server refused the content of %d small file(s): %s",
+                      len(contents), e)
+            return bad
+        sent = sum(len(d) for _, d in contents)
+        with self.state.tx() as db:  # one transaction per batch
+            for key, amount in (("bytes_uploaded", sent), ("files_uploaded", stored)):
+                db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                           " SET value = CAST(value AS INTEGER) + excluded.value", (key, amount))
+        return bad
 
     async def _upload_one(self, f: LocalFile, show: bool) -> bool:
         """Upload one file's missing blocks and its manifest; False if it cannot go out as
