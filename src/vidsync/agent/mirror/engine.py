@@ -24,6 +24,7 @@ from vidsync.agent.mirror.fetch import Fetcher
 from vidsync.agent.mirror.prefetch import Prefetcher
 from vidsync.agent.mirror.revert import TRASH_DIR, empty_trash
 from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
+from vidsync.agent.mirror.smallfiles import is_small
 from vidsync.agent.mirror.state import MirrorState, RemoteFile
 from vidsync.agent.mirror.ui import Ui, human_bytes
 from vidsync.client import (
@@ -39,6 +40,8 @@ from vidsync.client import (
 log = logging.getLogger("vidsync.mirror")
 
 WORKERS = 4
+# Small files (fetched in batches) applied at once: their fsyncs then share journal commits.
+SMALL_WORKERS = 16
 HEARTBEAT_S = 1.0
 SCAN_EVERY_S = 300.0
 TRASH_CHECK_S = 24 * 3600.0
@@ -237,8 +240,8 @@ class MirrorAgent:
 
     def _start_ready(self, running: dict[str, asyncio.Task]) -> None:
         blocked: list[str] = list(running)
-        for row in self.state.pending(limit=max(100, 4 * self.workers)):
-            if len(running) >= self.workers:
+        for row in self.state.pending(limit=max(100, 4 * SMALL_WORKERS)):
+            if len(running) >= (SMALL_WORKERS if is_small(row) else self.workers):
                 return
             if any(_nested(row.path, other) for other in blocked):
                 blocked.append(row.path)  # keep the order of changes along one branch
