@@ -511,6 +511,7 @@ PATHS: J = {
         body(obj(["files"], files={"type": "array", "minItems": 1, "maxItems": 1000, "items": obj(
             ["hash", "data"], hash=HASH, data={
                 "type": "string", "contentEncoding": "base64", "maxLength": 174764,
+                "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
                 "description": "the file's bytes, base64 (RFC 4648, padded)"})})), PID,
         errors={400: ["invalid_files"],
                 413: ["batch_too_large", "file_too_large", "quota_exceeded"],
