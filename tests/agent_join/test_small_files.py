@@ -1,4 +1,4 @@
-"""An image sequence into an empty mirror: frames fetched in batches (content/batch/get), each
+"""An image sequence into an empty mirror: frames fetched in batches (content-batch/get), each
 checked against its hash; a frame damaged on the server's disk is never written."""
 
 from __future__ import annotations

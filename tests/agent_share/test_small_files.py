@@ -1,4 +1,4 @@
-"""An image sequence: thousands of small files go up in batches (content/batch) and arrive on the
+"""An image sequence: thousands of small files go up in batches (content-batch) and arrive on the
 server byte for byte, beside a large file that still goes block by block."""
 
 from __future__ import annotations

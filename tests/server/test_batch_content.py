@@ -1,5 +1,5 @@
-"""Small files in batches: POST content/batch stores many files at once (each hash checked),
-content/batch/get reads many back; limits and bad input answer 4xx JSON and store nothing."""
+"""Small files in batches: POST content-batch stores many files at once (each hash checked),
+content-batch/get reads many back; limits and bad input answer 4xx JSON and store nothing."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_batch_round_trip(api, server) -> None:
     token, _ = api.register("owner")
     pid = api.project(token)
     files = [*_frames(300), b"", content(7, MAX_BATCH_FILE_SIZE)]
-    base = f"/api/projects/{pid}/content/batch"
+    base = f"/api/projects/{pid}/content-batch"
     r = api.post(base, token=token, json={"files": [_entry(d) for d in files]})
     assert r.status_code == 200, r.text
     assert r.json()["stored"] == len(files)
@@ -59,9 +59,9 @@ def test_tampered_file_refuses_the_whole_batch(api) -> None:
     pid = api.project(token)
     entries = [_entry(d) for d in _frames(20, seed=1)]
     entries[13]["data"] = base64.b64encode(b"not the frame its hash names").decode()
-    r = api.post(f"/api/projects/{pid}/content/batch", token=token, json={"files": entries})
+    r = api.post(f"/api/projects/{pid}/content-batch", token=token, json={"files": entries})
     assert assert_error(r, 422, "hash_mismatch")["index"] == 13
-    r = api.post(f"/api/projects/{pid}/content/batch/get", token=token,
+    r = api.post(f"/api/projects/{pid}/content-batch/get", token=token,
                  json={"hashes": [e["hash"] for e in entries]})
     assert r.json()["files"] == [] and len(r.json()["missing"]) == 20  # nothing stored
 
@@ -69,7 +69,7 @@ def test_tampered_file_refuses_the_whole_batch(api) -> None:
 def test_batch_limits_and_bad_input(api) -> None:
     token, _ = api.register("owner")
     pid = api.project(token)
-    base = f"/api/projects/{pid}/content/batch"
+    base = f"/api/projects/{pid}/content-batch"
     ok = _entry(b"frame")
 
     def put(body: object, **kw) -> object:
@@ -115,7 +115,7 @@ def test_batch_roles(api) -> None:
     viewer, _ = api.viewer(owner, pid)
     stranger, _ = api.register("stranger")
     body = {"files": [_entry(b"frame")]}
-    base = f"/api/projects/{pid}/content/batch"
+    base = f"/api/projects/{pid}/content-batch"
     assert_error(api.post(base, token=viewer, json=body), 403)
     assert api.post(base, token=stranger, json=body).status_code in (403, 404)
     assert api.post(base, json=body).status_code == 401

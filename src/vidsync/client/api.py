@@ -337,13 +337,13 @@ class Client:
         of ``vidsync.content.batches`` (cut them with ``pack``). Returns how many were new;
         ``ApiError`` 422 ``hash_mismatch`` (nothing stored) if some bytes do not match."""
         body = await asyncio.to_thread(_encode, files)
-        out = await self.request("POST", f"/api/projects/{quote(project_id)}/content/batch",
+        out = await self.request("POST", f"/api/projects/{quote(project_id)}/content-batch",
                                  json={"files": body})
         return out["stored"]
 
     async def get_small_files(self, project_id: str, hashes: Sequence[str]) -> SmallFiles:
         """Many small files' bytes in one request, each checked against its hash here."""
-        out = await self.request("POST", f"/api/projects/{quote(project_id)}/content/batch/get",
+        out = await self.request("POST", f"/api/projects/{quote(project_id)}/content-batch/get",
                                  json={"hashes": list(hashes)})
         return await asyncio.to_thread(_verify, out)
 

@@ -1,4 +1,4 @@
-"""Limits of the small-file batch routes (``content/batch``), shared by server and client, and
+"""Limits of the small-file batch routes (``content-batch``), shared by server and client, and
 how a client packs files into batches that fit them."""
 
 from __future__ import annotations

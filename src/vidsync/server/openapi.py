@@ -499,7 +499,7 @@ PATHS: J = {
     "/api/projects/{project_id}/content/{hash}": {"get": op(
         "A whole file (Range supported)", "member", DOWNLOAD_OK,
         params=[*PID, HASH_PARAM, RANGE], errors={400: ["invalid_hash"], **RANGE_ERRORS})},
-    "/api/projects/{project_id}/content/batch": {"post": op(
+    "/api/projects/{project_id}/content-batch": {"post": op(
         "Store many small files at once (an image sequence): each as one block and its"
         " single-block manifest, every file's bytes hashed here first; one mismatch refuses the"
         " whole batch (422 hash_mismatch with its index, nothing stored). At most 1000 files of"
@@ -516,7 +516,7 @@ PATHS: J = {
         errors={400: ["invalid_files"],
                 413: ["batch_too_large", "file_too_large", "quota_exceeded"],
                 422: ["hash_mismatch"]})},
-    "/api/projects/{project_id}/content/batch/get": {"post": op(
+    "/api/projects/{project_id}/content-batch/get": {"post": op(
         "Many small files' bytes at once, base64 (the caller checks each against its hash);"
         " stored files over 131072 bytes are listed in too_large (fetch those whole), unknown"
         " ones in missing. At most 1000 hashes and 16777216 bytes of content per batch"

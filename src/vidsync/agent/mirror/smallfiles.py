@@ -1,4 +1,4 @@
-"""Small files' content fetched ahead in batches (``content/batch/get``, up to 1000 a request).
+"""Small files' content fetched ahead in batches (``content-batch/get``, up to 1000 a request).
 
 A frame sequence is thousands of files of a few KB: asking for each one's manifest and content
 would make two round trips per file the limit. When the applier wants a small file, this asks

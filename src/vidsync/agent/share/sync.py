@@ -35,7 +35,7 @@ log = logging.getLogger("vidsync.share")
 MAX_BATCH_JSON = 3 * 1024 * 1024
 # Files uploaded side by side (each also sends several blocks at once, see Client).
 FILE_CONCURRENCY = 4
-# Batches of small files (up to 1000 each, content/batch) in flight at once: while the server
+# Batches of small files (up to 1000 each, content-batch) in flight at once: while the server
 # hashes and fsyncs one, the next is being read and sent.
 BATCH_CONCURRENCY = 3
 BACKOFF_FIRST_S = 0.5
@@ -317,7 +317,7 @@ class Syncer:
         return ready, bool(failed)
 
     async def _upload_small(self, files: list[LocalFile]) -> set[str]:
-        """Upload small files' content in one request (``content/batch``); returns the paths
+        """Upload small files' content in one request (``content-batch``); returns the paths
         that cannot go out as indexed (changed since they were hashed, or refused)."""
         root = self.state.root
 
