@@ -93,3 +93,22 @@ def test_roles_authors_and_locks(start_server, new_page, screenshot):
         expect(row(page, "cut.prproj").locator(".lock-badge")).to_have_count(0)
     assert api.call("GET", f"/api/projects/{project_id}/locks", owner_token)["locks"] == []
     expect(ana_page.get_by_role("button", name="Lock cut.prproj")).to_be_visible()
+
+
+def test_conflict_copies_are_marked(start_server, new_page):
+    """A conflict copy (the agents' `<stem> (conflict <who> <time>).<ext>`) carries a marker that
+    names whose version it is; the original beside it, and a file that only looks alike, do not."""
+    server = start_server()
+    api = Api(server.url)
+    owner_token, _ = api.register("Olivia")
+    project_id = api.project(owner_token, "Cut")
+    copy = "edit/cut (conflict Ana 2026-11-29 101500).prproj"
+    api.post_files(owner_token, project_id, {
+        "edit/cut.prproj": b"theirs", copy: b"mine", "edit/cut (conflict notes).txt": b"x"})
+    page = open_project(new_page, server, owner_token, project_id)
+    badge = row(page, copy).locator(".conflict-badge")
+    expect(badge).to_have_text("conflict copy")
+    expect(badge).to_have_attribute("title", re.compile(r"^Ana's version of cut\.prproj"))
+    expect(row(page, "edit/cut.prproj")).to_be_visible()
+    expect(row(page, "edit/cut.prproj").locator(".conflict-badge")).to_have_count(0)
+    expect(row(page, "edit/cut (conflict notes).txt").locator(".conflict-badge")).to_have_count(0)

@@ -1,5 +1,6 @@
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { type CSSProperties, type ReactNode, useCallback, useMemo, useRef, useState } from 'react';
+import { conflictCopy } from '../lib/conflicts';
 import { formatBytes, formatDateTime } from '../lib/format';
 import { isPlayable } from '../lib/media';
 import {
@@ -213,6 +214,7 @@ function FileRow({
     >
       <span className="tree-name" title={node.path}>
         {node.name}
+        <ConflictBadge name={node.name} />
         {extras?.badge?.(node)}
       </span>
       <span className="tree-size">{formatBytes(file.size)}</span>
@@ -230,6 +232,17 @@ function FileRow({
         {extras?.actions?.(node)}
       </span>
     </div>
+  );
+}
+
+function ConflictBadge({ name }: { name: string }) {
+  const copy = conflictCopy(name);
+  if (!copy) return null;
+  const title = `${copy.who}'s version of ${copy.original}, kept when both changed it at once; merge it and delete this copy`;
+  return (
+    <span className="conflict-badge" title={title}>
+      conflict copy
+    </span>
   );
 }
 
