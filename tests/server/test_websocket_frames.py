@@ -39,6 +39,9 @@ def test_fragmented_message_ping_and_close(api: Api, owner, project) -> None:
     ws.send_frame(websocket.ABNF.create_frame(text[9:], websocket.ABNF.OPCODE_CONT, fin=1))
     ack = ws.recv()
     assert ack.startswith("431") and json.loads(ack[3:])[0]["ok"] is True, ack
+    # The subscription's lock snapshot follows its ack; then the pong answers the ping.
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_TEXT and data.startswith(b'42["project:locks"'), data
     ws.ping(b"are you there")
     opcode, data = ws.recv_data(control_frame=True)
     assert (opcode, data) == (websocket.ABNF.OPCODE_PONG, b"are you there")
