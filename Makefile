@@ -36,7 +36,7 @@ SKIPPED := $(VENV)/test-skipped
 
 test: setup lint
 	@rm -f $(SKIPPED)
-	VIDSYNC_SKIP_REPORT=$(SKIPPED) $(PY) -m pytest -q
+	VIDSYNC_SKIP_REPORT=$(SKIPPED) $(PY) -m pytest -q --durations=15
 	@$(TEST_PG)
 	@if [ -s $(SKIPPED) ]; then printf '\nmake test passed, without these (skipped):\n'; \
 	  sed 's/^/  /' $(SKIPPED); fi
