@@ -60,7 +60,8 @@ def test_clip_plays(start_server, new_page, screenshot, name):
         assert r.status == 200 and r.headers["content-type"] == "image/jpeg"
     if name == "clip.webm":
         video.evaluate("v => { v.pause(); v.currentTime = 1.5; }")
-        page.wait_for_function("document.querySelector('.player-media').readyState >= 2")
+        # A function, not an expression: Playwright polls an expression with eval, which the CSP blocks.
+        page.wait_for_function("() => document.querySelector('.player-media').readyState >= 2")
         screenshot(page, "project-player", full_page=False)
     # Only media get a play button.
     expect(page.get_by_role("button", name="Play dailies/notes.txt")).to_have_count(0)
