@@ -300,20 +300,13 @@ class BlobStore:
                    chunk: int = READ_CHUNK) -> Iterator[bytes]:
         """Bytes ``[start, end)`` of the file ``manifest`` describes, from its blocks (blocking:
         call ``next`` on a worker thread)."""
-        for ref in manifest.blocks:
-            b_start, b_end = ref.offset, ref.offset + ref.size
-            if b_end <= start:
-                continue
-            if b_start >= end:
-                break
-            with open(self.block_path(project_id, ref.hash), "rb") as f:
-                pos = max(start, b_start) - b_start
+        for path, pos, remaining in self.pieces(project_id, manifest, start, end):
+            with open(path, "rb") as f:
                 f.seek(pos)
-                remaining = min(end, b_end) - b_start - pos
                 while remaining > 0:
                     data = f.read(min(chunk, remaining))
                     if not data:
-                        raise OSError(f"block {ref.hash} is shorter than its manifest says")
+                        raise OSError(f"block {os.path.basename(path)} is shorter than its manifest says")
                     remaining -= len(data)
                     yield data
 
