@@ -46,7 +46,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -216,8 +216,11 @@ class BlobStore:
         return await asyncio.to_thread(scan)
 
     async def put_block(self, project_id: str, block_hash: str, chunks: AsyncIterator[bytes],
-                        declared_size: int | None) -> tuple[bool, bool]:
-        """Store a block from its streamed bytes: (stored, hash_ok).
+                        declared_size: int | None,
+                        on_stored: Callable[[list[bytes]], None] | None = None
+                        ) -> tuple[bool, bool]:
+        """Store a block from its streamed bytes: (stored, hash_ok). ``on_stored`` gets the bytes
+        (as received, in parts) once they are stored, e.g. for an upload's in-order hash.
 
         ``hash_ok`` False: the bytes do not hash to ``block_hash`` and nothing was stored.
         ``stored`` False with ``hash_ok`` True: it was already there. Raises ``TooLarge`` past
@@ -247,6 +250,8 @@ class BlobStore:
             return False, False
         if stored:
             self._add_usage(project_id, size)
+            if on_stored is not None:
+                on_stored(parts)
         return stored, True
 
     def _store_block(self, project_id: str, block_hash: str, parts: list[bytes]) -> bool | None:

@@ -2,7 +2,8 @@
 
 An owner posts a file's manifest before its blocks (the answer is 409 ``missing_blocks``, the
 list of what to send). From then on this node remembers the manifest and hashes its stored blocks
-in file order on a worker thread, each as soon as it and every block before it are stored. When
+in file order on a worker thread, each as soon as it and every block before it are stored (from
+the bytes just received when they are at hand, else read back from the store). When
 the owner posts the manifest again after the last block, the whole-file identity is already
 established (or nearly): the manifest is stored without reading the file back. This is the only
 extra pass over the bytes, and it runs during the upload instead of after it.
@@ -31,6 +32,9 @@ IDLE_S = 600.0
 MAX_PER_PROJECT = 64
 # Hash this many bytes per worker-thread call (fewer thread hops, still a short critical section).
 HASH_STEP = 8 * 1024 * 1024
+# Bytes of just-stored blocks kept for the in-order hash at most this far ahead of it (a slow
+# early block must not make the rest pile up in memory; past it they are read back).
+KEEP_AHEAD = 32 * 1024 * 1024
 # Blocks stored by another node (shared blob directory) are noticed this often.
 POLL_S = 0.5
 
@@ -56,6 +60,9 @@ class Pending:
     # read as listed (the caller then checks them one by one).
     digest: str | None = None
     _hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+    # Bytes of stored blocks not hashed yet, by block hash (see ``PendingUploads.block_stored``).
+    _kept: dict[str, list[bytes]] = field(default_factory=dict)
+    _first_index: dict[str, int] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _done: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task | None = None
@@ -92,10 +99,15 @@ class PendingUploads:
         pending._task = asyncio.ensure_future(self._advance(pending))
         return pending
 
-    def block_stored(self, project_id: str) -> None:
-        """A block of the project was stored: pending uploads waiting for one look again."""
+    def block_stored(self, project_id: str, block_hash: str | None = None,
+                     parts: list[bytes] | None = None) -> None:
+        """A block of the project was stored: pending uploads waiting for one look again. Given
+        its bytes (``parts``), an upload about to hash that block keeps them, so the block is
+        not read back from the store."""
         for pending in self._by_project.get(project_id, {}).values():
             pending.touched = time.monotonic()
+            if parts is not None and block_hash is not None:
+                _keep(pending, block_hash, parts)
             pending._wake.set()
 
     async def digest(self, pending: Pending, timeout: float) -> str | None:
@@ -157,14 +169,32 @@ class PendingUploads:
         blocks = p.manifest.blocks
         while p.next_index < len(blocks) and size < HASH_STEP:
             ref = blocks[p.next_index]
-            data = self._read(p.project_id, ref.hash)
-            if data is None:
-                break
-            if len(data) != ref.size:
-                raise OSError(f"stored block {ref.hash} has {len(data)} bytes, not {ref.size}")
-            p._hasher.update(data)
+            parts = p._kept.pop(ref.hash, None)
+            if parts is None:
+                data = self._read(p.project_id, ref.hash)
+                if data is None:
+                    break
+                parts = [data]
+            length = sum(len(part) for part in parts)
+            if length != ref.size:
+                raise OSError(f"stored block {ref.hash} has {length} bytes, not {ref.size}")
+            for part in parts:
+                p._hasher.update(part)
             done.append(p.next_index)
             p.next_index += 1
-            p.hashed_bytes += len(data)
-            size += len(data)
+            p.hashed_bytes += length
+            size += length
         return done
+
+
+def _keep(p: Pending, block_hash: str, parts: list[bytes]) -> None:
+    """Keep a stored block's bytes for ``p``'s hash if it will need them soon."""
+    if p._first_index is None:
+        p._first_index = {}
+        for i, ref in enumerate(p.manifest.blocks):
+            p._first_index.setdefault(ref.hash, i)
+    index = p._first_index.get(block_hash)
+    blocks = p.manifest.blocks
+    if index is not None and p.next_index <= index < len(blocks) \
+            and blocks[index].offset - blocks[p.next_index].offset < KEEP_AHEAD:
+        p._kept[block_hash] = parts

@@ -241,7 +241,8 @@ async def put_block(request: web.Request) -> web.Response:
     svc = _content(request)
     try:
         stored, hash_ok = await svc.blobs.put_block(
-            project_id, block_hash, request.content.iter_any(), request.content_length)
+            project_id, block_hash, request.content.iter_any(), request.content_length,
+            on_stored=lambda parts: svc.pending.block_stored(project_id, block_hash, parts))
     except TooLarge:
         raise ApiError(413, "block_too_large",
                        f"a block is at most {MAX_BLOCK_SIZE} bytes") from None
@@ -251,8 +252,6 @@ async def put_block(request: web.Request) -> web.Response:
     if not hash_ok:
         raise ApiError(422, "hash_mismatch", "the bytes sent do not hash to the block's name; "
                        "nothing was stored")
-    if stored:
-        svc.pending.block_stored(project_id)
     return json_response({"hash": block_hash, "stored": stored}, status=201 if stored else 200)
 
 
