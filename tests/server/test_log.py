@@ -238,3 +238,61 @@ def test_paths_filter_files(api: Api, tree) -> None:
         "clipsX/c.mov"]
     assert [f["path"] for f in api.get(url, token=token).json()["files"]] == [
         "audio/b.wav", "audio2/e.wav", "clips/deep/d.mov", "clipsX/c.mov", "docs/f.txt", "root.txt"]
+
+
+def test_files_by_folder(api: Api, tree) -> None:
+    token, project = tree
+    url = f"/api/projects/{project}/files"
+    api.post_changes(token, project, [change("clips/deep/g.mov", n=3, size=5),
+                                      change("clips/deep/er/h.mov", n=4, size=2)])
+    whole = {f["path"]: f for f in api.get(url, token=token).json()["files"]}
+
+    def listing(folder: str, **params: str) -> dict:
+        r = api.get(url, params={"dir": folder, **params}, token=token)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def totals(prefix: str) -> dict:
+        inside = [f for p, f in whole.items() if p.startswith(prefix)]
+        return {"path": prefix, "file_count": len(inside), "size": sum(f["size"] for f in inside),
+                "mtime": max(f["mtime"] for f in inside)}
+
+    root = listing("/")
+    assert root["seq"] == 10
+    assert root["files"] == [whole["root.txt"]]
+    assert root["folders"] == [totals(p) for p in ("audio/", "audio2/", "clips/", "clipsX/", "docs/")]
+    # 'clips' and 'clips/' name the folder; its deep folder counts everything under it.
+    for name in ("clips", "clips/"):
+        body = listing(name)
+        assert body["files"] == [] and body["folders"] == [totals("clips/deep/")]
+    assert totals("clips/deep/")["file_count"] == 3
+    body = listing("clips/deep/")
+    assert [f["path"] for f in body["files"]] == ["clips/deep/d.mov", "clips/deep/g.mov"]
+    assert body["files"][1] == whole["clips/deep/g.mov"]
+    assert body["folders"] == [totals("clips/deep/er/")]
+    # A folder that holds nothing (or is a file) lists empty, as of the log's end.
+    assert listing("nothing/") == {"files": [], "folders": [], "seq": 10}
+    assert listing("root.txt") == {"files": [], "folders": [], "seq": 10}
+    # With paths=, only what is under those prefixes.
+    body = listing("/", paths="clips/deep/er,docs")
+    assert body["files"] == []
+    assert body["folders"] == [{**totals("clips/deep/er/"), "path": "clips/"}, totals("docs/")]
+    # Deleting a folder's last file removes it from its parent's listing.
+    api.post_changes(token, project, [change("docs/f.txt", "delete")])
+    assert [f["path"] for f in listing("/")["folders"]] == ["audio/", "audio2/", "clips/", "clipsX/"]
+
+
+@pytest.mark.parametrize("folder", ["../x", "/a", "a/../b", "a\\b", "", ".vidsync/", "a//b/"])
+def test_files_by_folder_refuses_bad_dir(api: Api, owner, project, folder: str) -> None:
+    token, _ = owner
+    r = api.get(f"/api/projects/{project}/files", params={"dir": folder}, token=token)
+    assert_error(r, 400, "invalid_path")
+
+
+def test_files_by_folder_needs_membership(api: Api, owner, project) -> None:
+    token, _ = owner
+    api.post_changes(token, project, [change("a/b.mov")])
+    url = f"/api/projects/{project}/files"
+    assert_error(api.get(url, params={"dir": "a/"}), 401)
+    stranger, _ = api.register("stranger")
+    assert_error(api.get(url, params={"dir": "a/"}, token=stranger), 404)

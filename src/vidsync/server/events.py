@@ -23,6 +23,7 @@ from vidsync.server.http import (
     int_param,
     json_response,
     not_writer,
+    parse_target,
     read_json,
     require_role,
     require_writer,
@@ -153,10 +154,22 @@ async def get_events(request: web.Request) -> web.Response:
 
 
 async def get_files(request: web.Request) -> web.Response:
+    """Every live file, or with ``dir`` one level of them: the files directly in that folder and
+    its folders with their totals, so a page can show a large project a folder at a time."""
     project_id = request.match_info["project_id"]
     await require_role(request, project_id)
-    files, seq = await services(request).store.files(project_id, _prefixes(request))
-    return json_response({"files": [f.to_json() for f in files], "seq": seq})
+    store = services(request).store
+    prefixes = _prefixes(request)
+    raw_dir = request.query.get("dir")
+    if raw_dir is None:
+        files, seq = await store.files(project_id, prefixes)
+        return json_response({"files": [f.to_json() for f in files], "seq": seq})
+    folder = parse_target(raw_dir, "dir")
+    if folder and not folder.endswith("/"):
+        folder += "/"
+    files, folders, seq = await store.folder(project_id, folder, prefixes)
+    return json_response({"files": [f.to_json() for f in files],
+                          "folders": [f.to_json() for f in folders], "seq": seq})
 
 
 def add_routes(app: web.Application) -> None:

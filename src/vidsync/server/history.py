@@ -20,7 +20,7 @@ import hashlib
 import orjson
 from aiohttp import web
 
-from vidsync.changes import Change, normalize_path
+from vidsync.changes import Change
 from vidsync.errors import ApiError, bad_request
 from vidsync.jsonint import json_int
 from vidsync.server.content import CONTENT
@@ -28,6 +28,7 @@ from vidsync.server.events import append_changes
 from vidsync.server.http import (
     int_param,
     json_response,
+    parse_target,
     read_json,
     require_role,
     require_writer,
@@ -40,20 +41,6 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 # One folder restore is one batch, appended in one transaction: bounded like any request.
 MAX_RESTORE_FILES = 10_000
-
-
-def parse_target(raw: object, name: str = "path") -> str:
-    """A file path, or a folder as 'dir/' (a prefix), or '/' for the whole project."""
-    if raw == "/":
-        return ""
-    if not isinstance(raw, str):
-        raise bad_request(f"'{name}' must be a string", code="invalid_path")
-    folder = raw.endswith("/")
-    try:
-        path = normalize_path(raw.rstrip("/") if folder else raw)
-    except ValueError as e:
-        raise bad_request(f"invalid {name} {raw!r}: {e}", code="invalid_path") from None
-    return path + "/" if folder else path
 
 
 def version_json(event: Event, available: bool) -> dict:

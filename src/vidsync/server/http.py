@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from vidsync.changes import normalize_path
 from vidsync.errors import ApiError, bad_request, forbidden, not_found, unauthorized
 from vidsync.server.cookies import COOKIE, CSRF_HEADER, cookie_token
 from vidsync.store.base import may_write
@@ -100,6 +101,20 @@ async def require_writer(request: web.Request, project_id: str) -> tuple[User, s
 def not_writer() -> ApiError:
     return forbidden("your role in this project cannot change its files (viewers read only;"
                      " the owner can make you an editor)")
+
+
+def parse_target(raw: object, name: str = "path") -> str:
+    """A file path, or a folder as 'dir/' (a prefix), or '/' for the whole project."""
+    if raw == "/":
+        return ""
+    if not isinstance(raw, str):
+        raise bad_request(f"'{name}' must be a string", code="invalid_path")
+    folder = raw.endswith("/")
+    try:
+        path = normalize_path(raw.rstrip("/") if folder else raw)
+    except ValueError as e:
+        raise bad_request(f"invalid {name} {raw!r}: {e}", code="invalid_path") from None
+    return path + "/" if folder else path
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

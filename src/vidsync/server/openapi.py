@@ -169,6 +169,9 @@ SCHEMAS: J = {
                             " the holder is connected to the project"}),
     "File": obj(["path", "hash", "size", "seq"], path=STR, hash=HASH, size=INT,
                 mtime={"type": ["integer", "null"]}, seq=INT),
+    "Folder": obj(["path", "file_count", "size", "mtime"], path={
+        **STR, "description": "with its trailing '/'"}, file_count=INT, size=INT,
+        mtime={"type": ["integer", "null"], "description": "the latest of its files'"}),
     "Version": obj(["seq", "path", "op", "hash", "size", "mtime", "author", "created_at",
                     "available"], seq=INT, path=STR, op={"enum": ["create", "update", "delete"]},
                    hash={"type": ["string", "null"]}, size={"type": ["integer", "null"]},
@@ -427,9 +430,15 @@ PATHS: J = {
                 query("wait", integer(0, 60), "seconds, default 0"), PATHS_Q],
         errors={400: ["invalid_query", "invalid_paths"]})},
     "/api/projects/{project_id}/files": {"get": op(
-        "Every live file and the seq the listing reflects", "member",
-        ok(obj(["files", "seq"], seq=INT, files={"type": "array", "items": ref("File")})),
-        params=[*PID, PATHS_Q], errors={400: ["invalid_paths"]})},
+        "Every live file and the seq the listing reflects; with dir, one level of them: the"
+        " files directly in that folder, and its folders with totals over everything under each",
+        "member",
+        ok(obj(["files", "seq"], seq=INT, files={"type": "array", "items": ref("File")},
+               folders={"type": "array", "items": ref("Folder"),
+                        "description": "with dir only, in path order"})),
+        params=[*PID, PATHS_Q, query("dir", TARGET, "list one folder ('dir/', '/' for the root)"
+                                    " instead of every file")],
+        errors={400: ["invalid_paths", "invalid_path"]})},
     "/api/projects/{project_id}/files/history": {"get": op(
         "A path's versions, newest first (a folder's with 'dir/', the whole project's with"
         " '/'); page with before_seq = the last seq returned", "member",

@@ -142,6 +142,20 @@ class FileEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class FolderEntry:
+    """A folder in a folder listing, with totals over every file under it (at any depth)."""
+
+    path: str  # with its trailing '/'
+    file_count: int
+    size: int
+    mtime: int | None  # the latest of its files' (ms), None when none has one
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "file_count": self.file_count, "size": self.size,
+                "mtime": self.mtime}
+
+
+@dataclass(frozen=True, slots=True)
 class DeletedFile:
     """A path whose last event is a delete, with the last version it had (to restore it)."""
 
@@ -407,6 +421,13 @@ class Store(abc.ABC):
     async def files(self, project_id: str,
                     prefixes: tuple[str, ...] = ()) -> tuple[list[FileEntry], int]:
         """The live files and the seq the listing reflects, read in one snapshot."""
+
+    @abc.abstractmethod
+    async def folder(self, project_id: str, folder: str, prefixes: tuple[str, ...] = ()
+                     ) -> tuple[list[FileEntry], list[FolderEntry], int]:
+        """One level of the live files, read in one snapshot: the files directly in ``folder``
+        ('' for the root, else 'dir/'), the folders directly in it with their totals, and the
+        seq the listing reflects. ``prefixes`` restricts both as in ``files``."""
 
     # version history (docs/protocol.md, "Version history")
     @abc.abstractmethod

@@ -31,6 +31,7 @@ from vidsync.store.base import (
     DeletedFile,
     Event,
     FileEntry,
+    FolderEntry,
     IdempotencyMismatch,
     Invite,
     InviteError,
@@ -516,6 +517,30 @@ class PostgresStore(Store):
         files = [FileEntry(r["path"], r["hash"], r["size"], r["mtime"], r["seq"])
                  for r in rows if r["path"] is not None]
         return files, rows[0]["last_seq"]
+
+    async def folder(self, project_id: str, folder: str, prefixes: tuple[str, ...] = ()
+                     ) -> tuple[list[FileEntry], list[FolderEntry], int]:
+        where, args = path_clause(folder, 4)
+        pwhere, pargs = prefix_clause(prefixes, 4 + len(args))
+        # Where the next '/' is after the folder's own path: 0 for a file directly in it.
+        slash = "strpos(substr(path, $2), '/')"
+        # One statement, so the files, the folders' totals and last_seq are one snapshot.
+        rows = await self.pool.fetch(
+            "SELECT p.last_seq, x.* FROM projects p LEFT JOIN LATERAL ("
+            " SELECT false AS is_folder, path, hash, size, mtime, seq, 1::bigint AS n FROM files"
+            f"  WHERE project_id = p.id{where}{pwhere} AND {slash} = 0"
+            f" UNION ALL SELECT true, left(path, $3 + {slash}), NULL, sum(size)::bigint,"
+            "  max(mtime), max(seq), count(*) FROM files"
+            f"  WHERE project_id = p.id{where}{pwhere} AND {slash} > 0 GROUP BY 2"
+            ") x ON true WHERE p.id = $1 ORDER BY x.is_folder, x.path",
+            project_id, len(folder) + 1, len(folder), *args, *pargs)
+        if not rows:
+            return [], [], 0
+        files = [FileEntry(r["path"], r["hash"], r["size"], r["mtime"], r["seq"])
+                 for r in rows if r["path"] is not None and not r["is_folder"]]
+        folders = [FolderEntry(r["path"], r["n"], r["size"], r["mtime"])
+                   for r in rows if r["is_folder"]]
+        return files, folders, rows[0]["last_seq"]
 
     # -- version history --------------------------------------------------------------------------
 

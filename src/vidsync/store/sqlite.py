@@ -38,6 +38,7 @@ from vidsync.store.base import (
     DeletedFile,
     Event,
     FileEntry,
+    FolderEntry,
     IdempotencyMismatch,
     Invite,
     InviteError,
@@ -631,6 +632,32 @@ class SqliteStore(Store):
             files = [FileEntry(r["path"], r["hash"], r["size"], r["mtime"], r["seq"])
                      for r in rows]
             return files, (last[0] if last else 0)
+
+        return await self._read(q)
+
+    async def folder(self, project_id: str, folder: str, prefixes: tuple[str, ...] = ()
+                     ) -> tuple[list[FileEntry], list[FolderEntry], int]:
+        where, args = path_clause(folder)
+        pwhere, pargs = prefix_clause(prefixes)
+        # Where the next '/' is after the folder's own path: 0 for a file directly in it.
+        slash = "instr(substr(path, ?), '/')"
+        start = len(folder) + 1
+
+        def q(conn: sqlite3.Connection) -> tuple[list[FileEntry], list[FolderEntry], int]:
+            last = conn.execute("SELECT last_seq FROM projects WHERE id = ?",
+                                (project_id,)).fetchone()
+            rows = conn.execute(
+                f"SELECT path, hash, size, mtime, seq FROM files WHERE project_id = ?{where}"
+                f"{pwhere} AND {slash} = 0 ORDER BY path",
+                (project_id, *args, *pargs, start)).fetchall()
+            files = [FileEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            rows = conn.execute(
+                f"SELECT substr(path, 1, ? + {slash}) AS folder, COUNT(*), SUM(size), MAX(mtime)"
+                f" FROM files WHERE project_id = ?{where}{pwhere} AND {slash} > 0"
+                " GROUP BY folder ORDER BY folder",
+                (start - 1, start, project_id, *args, *pargs, start)).fetchall()
+            folders = [FolderEntry(r[0], r[1], r[2], r[3]) for r in rows]
+            return files, folders, (last[0] if last else 0)
 
         return await self._read(q)
 

@@ -7,6 +7,7 @@ import {
   type FileNode,
   type FileTreeModel,
   type FolderNode,
+  OPEN_ALL_MAX,
   type SequenceNode,
   type TreeNode,
   visibleRows,
@@ -24,8 +25,6 @@ export interface FileExtras {
   actions?: (node: FileNode) => ReactNode;
 }
 
-/** Projects up to this many files open with every folder open; larger ones with none. */
-const OPEN_ALL_MAX = 2_000;
 /** Up to this many rows are all in the page (find-in-page sees them); past it, those in view. */
 const ALL_ROWS_MAX = 100;
 /** A row's height before it is measured (one line; narrow screens take two). */
@@ -54,13 +53,18 @@ export function FileTree({ model, version, baseSeq, download, play, showVersions
   const [openByDefault] = useState(() => model.fileCount <= OPEN_ALL_MAX);
   // Paths whose state differs from the default (folders), or that are open (sequences).
   const [toggled, setToggled] = useState<ReadonlySet<string>>(() => new Set());
-  const toggle = useCallback((path: string) => {
-    setToggled((prev) => {
-      const next = new Set(prev);
-      if (!next.delete(path)) next.add(path);
-      return next;
-    });
-  }, []);
+  const toggle = useCallback(
+    (node: FolderNode | SequenceNode) => {
+      // A large project's folder shows its totals until its listing is fetched, on first open.
+      if (node.kind === 'folder') model.open(node);
+      setToggled((prev) => {
+        const next = new Set(prev);
+        if (!next.delete(node.path)) next.add(node.path);
+        return next;
+      });
+    },
+    [model],
+  );
   const isOpen = useCallback(
     (node: FolderNode | SequenceNode) =>
       node.kind === 'folder' ? openByDefault !== toggled.has(node.path) : toggled.has(node.path),
@@ -144,7 +148,7 @@ function GroupRow({
   depth: number;
   expanded: boolean;
   changed: boolean;
-  toggle: (path: string) => void;
+  toggle: (node: FolderNode | SequenceNode) => void;
   download: Download | undefined;
 }) {
   const count = node.fileCount;
@@ -160,13 +164,19 @@ function GroupRow({
         type="button"
         className="tree-name"
         aria-expanded={expanded}
-        onClick={() => toggle(node.path)}
+        onClick={() => toggle(node)}
       >
         <span className="twisty" aria-hidden="true">
           {expanded ? '▾' : '▸'}
         </span>
         {node.kind === 'folder' ? `${node.name}/` : node.name}
         <span className="visually-hidden">, {what}</span>
+        {expanded && node.kind === 'folder' && !node.loaded && (
+          <span className="tree-note">
+            {' '}
+            {node.loadError ? `cannot load: ${node.loadError}` : 'loading…'}
+          </span>
+        )}
         {node.kind === 'sequence' && (
           <span className="tree-note" aria-hidden="true">
             {' '}

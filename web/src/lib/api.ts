@@ -90,6 +90,22 @@ export interface FileEntry {
   seq: number;
 }
 
+/** A folder in a folder listing, with totals over everything under it. */
+export interface FolderEntry {
+  /** With its trailing slash: `clips/day01/`. */
+  path: string;
+  file_count: number;
+  size: number;
+  mtime: number | null;
+}
+
+/** One level of the project's files (`GET /files?dir=`), as of `seq`. */
+export interface FolderListing {
+  files: FileEntry[];
+  folders: FolderEntry[];
+  seq: number;
+}
+
 /** One version of a path, from the event log (`available`: its content is still stored). */
 export interface Version {
   seq: number;
@@ -264,6 +280,13 @@ export const api = {
 
   files: (token: string, id: string) =>
     request<{ files: FileEntry[]; seq: number }>('GET', `/api/projects/${enc(id)}/files`, token),
+  /** The files directly in a folder (`''` the root, else `dir/`) and its folders' totals. */
+  folder: (token: string, id: string, dir: string) =>
+    request<FolderListing>(
+      'GET',
+      `/api/projects/${enc(id)}/files?${new URLSearchParams({ dir: dir || '/' })}`,
+      token,
+    ),
   /** A short-lived URL the browser opens without a header: a file, or a folder as a zip. */
   downloadLink: (token: string, id: string, target: { path: string } | { prefix: string }) =>
     request<{ url: string; expires_at: string }>(

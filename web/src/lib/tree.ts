@@ -1,8 +1,15 @@
-// The project's files as a tree that is built once from the snapshot (`GET /files`) and then
-// changed in place by each event, so a 100,000-file project costs one build, and an event costs
-// the depth of its path. A folder's children are sorted (and its frame sequences grouped) only
-// when the folder is shown, and again only after something inside it changed.
-import type { FileEntry, ProjectEvent } from './api';
+// The project's files as a tree that is built from the server's listings and then changed in
+// place by each event, so an event costs the depth of its path. A small project loads whole
+// (`GET /files`); a large one a folder at a time (`GET /files?dir=`): the root first, then each
+// folder when it is opened, a folder not yet loaded showing only its totals. A folder's children
+// are sorted (and its frame sequences grouped) only when the folder is shown, and again only after
+// something inside it changed.
+//
+// Each loaded folder remembers the seq of its listing. An event is applied only if it is newer
+// than every loaded folder on its path (older ones are already in those listings), and one that
+// falls inside a folder not yet loaded waits for that folder's listing, which it asks for: the
+// totals above stay exact, and nothing is missed or counted twice.
+import type { FileEntry, FolderListing, ProjectEvent } from './api';
 import { type FrameName, MIN_FRAMES, parseFrameName, sequenceLabel } from './sequences';
 
 export interface FileNode {
@@ -12,6 +19,12 @@ export interface FileNode {
   path: string;
   file: FileEntry;
 }
+
+/** Projects up to this many files load whole and open with every folder open. */
+export const OPEN_ALL_MAX = 2_000;
+
+/** Fetches one folder's listing (`''` the root, else `dir/`). */
+export type LoadFolder = (path: string) => Promise<FolderListing>;
 
 /** Many frames of one image sequence, shown as one expandable line. */
 export interface SequenceNode {
@@ -42,6 +55,11 @@ export class FolderNode {
   readonly folders = new Map<string, FolderNode>();
   /** Files directly in this folder, by name. */
   readonly files = new Map<string, FileEntry>();
+  /** The seq of the listing its contents come from; null while only its totals are known. */
+  loadedAt: number | null;
+  /** Its listing is being fetched, or could not be (the message). */
+  loading = false;
+  loadError: string | null = null;
   private sorted: TreeNode[] | null = null;
   private latest: number | null = null;
   private latestStale = false;
@@ -51,7 +69,14 @@ export class FolderNode {
     /** Full path with a trailing slash (`clips/`), `''` for the root. */
     readonly path: string,
     readonly parent: FolderNode | null,
-  ) {}
+    loadedAt: number | null,
+  ) {
+    this.loadedAt = loadedAt;
+  }
+
+  get loaded(): boolean {
+    return this.loadedAt !== null;
+  }
 
   /** Latest mtime inside (ms), null if no file inside has one. Recounted after a removal. */
   get mtime(): number | null {
@@ -81,6 +106,25 @@ export class FolderNode {
   /** Something directly inside changed: re-sort on next show. */
   touch(): void {
     this.sorted = null;
+  }
+
+  /** Totals from a listing, for a folder whose contents are not loaded. */
+  setTotals(size: number, fileCount: number, mtime: number | null): void {
+    this.size = size;
+    this.fileCount = fileCount;
+    this.latest = mtime;
+    this.latestStale = false;
+  }
+
+  /** Its contents changed wholesale (a listing arrived): recount the latest mtime when asked. */
+  recount(): void {
+    this.latestStale = true;
+    this.sorted = null;
+  }
+
+  /** The latest mtime as last counted, without recounting (what the ancestors compared to). */
+  get countedMtime(): number | null {
+    return this.latest;
   }
 
   /** A file was added or removed below: totals up to the root. */
@@ -143,13 +187,32 @@ function groupFiles(folderPath: string, files: FileEntry[]): (FileNode | Sequenc
 
 /** The live tree of one project: `apply` each batch of events, then read `root`. */
 export class FileTreeModel {
-  readonly root = new FolderNode('', '', null);
-  private readonly folders = new Map<string, FolderNode>([['', this.root]]);
+  readonly root: FolderNode;
+  private readonly folders = new Map<string, FolderNode>();
+  /** Events inside a folder whose listing is on its way, in order. */
+  private readonly waiting = new Map<FolderNode, ProjectEvent[]>();
   /** Bumped by every change, for React to notice. */
   version = 0;
+  /** Called after a folder's listing arrived (or failed) outside `apply`. */
+  onChange: (() => void) | null = null;
 
-  constructor(files: Iterable<FileEntry> = []) {
-    for (const file of files) this.put(file);
+  /**
+   * The whole project from `GET /files` (`seq`: the snapshot's), or, with `load`, the root's
+   * listing, the rest fetched by `load` as folders open or change.
+   */
+  constructor(
+    files: Iterable<FileEntry> = [],
+    seq = 0,
+    private readonly load: LoadFolder | null = null,
+    rootListing: FolderListing | null = null,
+  ) {
+    this.root = new FolderNode('', '', null, null);
+    this.folders.set('', this.root);
+    if (rootListing) this.fill(this.root, rootListing);
+    else {
+      this.root.loadedAt = seq;
+      for (const file of files) this.put(file);
+    }
   }
 
   get fileCount(): number {
@@ -162,18 +225,106 @@ export class FileTreeModel {
   }
 
   apply(events: readonly ProjectEvent[]): void {
-    for (const { seq, change } of events) {
-      if (change.op === 'delete') this.remove(change.path);
-      else
-        this.put({
-          path: change.path,
-          hash: change.hash ?? '',
-          size: change.size ?? 0,
-          mtime: change.mtime,
-          seq,
-        });
-    }
+    for (const event of events) this.applyOne(event);
     this.version += 1;
+  }
+
+  /** Fetches a folder's contents (once; again after a failure). */
+  open(folder: FolderNode): void {
+    if (folder.loaded || folder.loading || !this.load) return;
+    folder.loading = true;
+    folder.loadError = null;
+    this.load(folder.path).then(
+      (listing) => {
+        folder.loading = false;
+        if (this.folders.get(folder.path) !== folder) return; // removed meanwhile
+        this.fill(folder, listing);
+        const waiting = this.waiting.get(folder) ?? [];
+        this.waiting.delete(folder);
+        for (const event of waiting) this.applyOne(event);
+        // Emptied since its parent's listing: kept until the waiting events were checked
+        // against its seq, then dropped like any empty folder.
+        this.prune(folder);
+        this.changed();
+      },
+      (err: unknown) => {
+        folder.loading = false;
+        folder.loadError = err instanceof Error ? err.message : String(err);
+        this.changed();
+      },
+    );
+  }
+
+  private changed(): void {
+    this.version += 1;
+    this.onChange?.();
+  }
+
+  private applyOne(event: ProjectEvent): void {
+    const { seq, change } = event;
+    // Down the loaded folders on the path: stop where the event is already counted, or where
+    // the folder's contents are not known yet (it waits there).
+    let folder = this.root;
+    let start = 0;
+    for (;;) {
+      if (folder.loadedAt === null) {
+        let queue = this.waiting.get(folder);
+        if (!queue) this.waiting.set(folder, (queue = []));
+        queue.push(event);
+        this.open(folder);
+        return;
+      }
+      if (seq <= folder.loadedAt) return;
+      const cut = change.path.indexOf('/', start);
+      if (cut < 0) break;
+      const child = folder.folders.get(change.path.slice(start, cut));
+      if (!child) break; // a folder new since the listing: its events are all it holds
+      folder = child;
+      start = cut + 1;
+    }
+    if (change.op === 'delete') this.remove(change.path);
+    else
+      this.put({
+        path: change.path,
+        hash: change.hash ?? '',
+        size: change.size ?? 0,
+        mtime: change.mtime,
+        seq,
+      });
+  }
+
+  /** A folder's listing replaces what was known of it (its totals); the ancestors follow. */
+  private fill(folder: FolderNode, listing: FolderListing): void {
+    const oldSize = folder.size;
+    const oldCount = folder.fileCount;
+    const oldMtime = folder.countedMtime;
+    let size = 0;
+    let count = 0;
+    for (const entry of listing.folders) {
+      const name = entry.path.slice(folder.path.length, -1);
+      let child = folder.folders.get(name);
+      if (!child) {
+        child = new FolderNode(name, entry.path, folder, null);
+        folder.folders.set(name, child);
+        this.folders.set(entry.path, child);
+      }
+      child.setTotals(entry.size, entry.file_count, entry.mtime);
+      size += entry.size;
+      count += entry.file_count;
+    }
+    for (const file of listing.files) {
+      folder.files.set(file.path.slice(folder.path.length), file);
+      size += file.size;
+      count += 1;
+    }
+    folder.loadedAt = listing.seq;
+    folder.size = size;
+    folder.fileCount = count;
+    folder.recount();
+    const parent = folder.parent;
+    if (!parent) return;
+    parent.touch();
+    parent.account(size - oldSize, count - oldCount, folder.mtime, oldMtime);
   }
 
   private put(file: FileEntry): void {
@@ -188,13 +339,17 @@ export class FileTreeModel {
 
   private remove(path: string): void {
     const cut = path.lastIndexOf('/') + 1;
-    let folder = this.folders.get(path.slice(0, cut));
+    const folder = this.folders.get(path.slice(0, cut));
     const old = folder?.files.get(path.slice(cut));
     if (!folder || !old) return;
     folder.files.delete(path.slice(cut));
     folder.touch();
     folder.account(-old.size, -1, null, old.mtime);
-    // Folders exist only for the files in them: drop the ones this emptied.
+    this.prune(folder);
+  }
+
+  /** Folders exist only for the files in them: drop the ones that are empty now. */
+  private prune(folder: FolderNode): void {
     while (folder.parent && folder.fileCount === 0) {
       folder.parent.folders.delete(folder.name);
       folder.parent.touch();
@@ -208,7 +363,8 @@ export class FileTreeModel {
     if (folder) return folder;
     const cut = path.lastIndexOf('/', path.length - 2) + 1;
     const parent = this.folderFor(path.slice(0, cut));
-    folder = new FolderNode(path.slice(cut, -1), path, parent);
+    // New since its parent's listing, so complete as of it.
+    folder = new FolderNode(path.slice(cut, -1), path, parent, parent.loadedAt);
     parent.folders.set(folder.name, folder);
     parent.touch();
     this.folders.set(path, folder);

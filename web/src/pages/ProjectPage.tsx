@@ -26,7 +26,7 @@ import {
 } from '../lib/api';
 import { useAuth } from '../lib/auth';
 import { ROLE_AS_YOU, mayWrite } from '../lib/roles';
-import { FileTreeModel } from '../lib/tree';
+import { FileTreeModel, OPEN_ALL_MAX } from '../lib/tree';
 import { Link } from '../lib/router';
 import { usePageTitle } from '../lib/usePageTitle';
 
@@ -81,22 +81,35 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
     void loadInfo();
   }, [loadInfo]);
 
-  // The snapshot first; live events then resume from its seq, so nothing falls in between.
+  // The listing first; live events then resume from its seq, so nothing falls in between. A
+  // small project loads whole; a large one shows its top folder, the rest loading as it opens.
   useEffect(() => {
     let cancelled = false;
     (async () => {
-      const snapshot = await api.files(token, projectId);
+      const top = await api.folder(token, projectId, '');
+      let model: FileTreeModel;
+      let seq: number;
+      const total = top.files.length + top.folders.reduce((n, f) => n + f.file_count, 0);
+      if (total <= OPEN_ALL_MAX) {
+        const snapshot = await api.files(token, projectId);
+        model = new FileTreeModel(snapshot.files, snapshot.seq);
+        seq = snapshot.seq;
+      } else {
+        model = new FileTreeModel([], 0, (dir) => api.folder(token, projectId, dir), top);
+        seq = top.seq;
+      }
       if (cancelled) return;
-      setTree(new FileTreeModel(snapshot.files));
-      setBaseSeq(snapshot.seq);
-      setLastSeq(snapshot.seq);
+      model.onChange = () => !cancelled && setTreeVersion(model.version);
+      setTree(model);
+      setBaseSeq(seq);
+      setLastSeq(seq);
       const recent = await api.events(token, projectId, {
-        sinceSeq: Math.max(0, snapshot.seq - FEED_PREFILL),
+        sinceSeq: Math.max(0, seq - FEED_PREFILL),
         limit: FEED_PREFILL,
       });
       if (cancelled) return;
       // Live events may already be in the feed; these are older, so they go below.
-      const older = recent.events.filter((e) => e.seq <= snapshot.seq).reverse();
+      const older = recent.events.filter((e) => e.seq <= seq).reverse();
       setFeed((prev) => [...prev, ...older].slice(0, FEED_MAX));
     })().catch((err: unknown) => !cancelled && setLoadError(describeLoadError(err)));
     return () => {
