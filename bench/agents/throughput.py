@@ -4,6 +4,11 @@
 
 Each step of ours is followed at once by the same step with rsync (to an ``rsync --daemon`` on
 127.0.0.1), so both see the same machine load; the 1-minute load average is printed per step.
+rsync runs twice per step: as it comes (its receiver leaves the file in the page cache, not yet
+on disk) and with ``--fsync`` (the file on disk when it ends, as ours is: the mirror fsyncs
+before the rename, the server before it accepts a manifest). Steps 1 and 2 are repeated
+``--repeat`` times (a new project each time) and their medians printed: on a VM a single write
+of a GiB can vary twofold from one run to the next.
 
 1. upload: the owner's SDK ``upload_file`` (hashing included) of a random file, then its post;
    beside ``rsync --whole-file`` of the same file into an empty destination.
@@ -32,6 +37,7 @@ import hashlib
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -67,6 +73,10 @@ async def publish(url: str, token: str, project_id: str, path: Path, name: str,
         await c.post_changes(project_id, [{"path": name, "op": op, "hash": up.hash, "size": up.size,
                                            "mtime": int(time.time() * 1000)}])
         return time.perf_counter() - t, up.uploaded_bytes, time.perf_counter()
+
+
+def _medians(rounds: list[tuple[float, ...]]) -> tuple[float, ...]:
+    return tuple(statistics.median(column) for column in zip(*rounds, strict=True))
 
 
 def written_bytes(pid: int) -> int:
@@ -122,6 +132,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--edit-mib", type=int, default=1)
     parser.add_argument("--dir", help="where the scratch folders go (default: the temp dir)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of steps 1 and 2")
     args = parser.parse_args()
     size = args.size_mib * MiB
 
@@ -129,7 +140,8 @@ def main() -> None:
     server = Server(scratch / "server")
     rsyncd = RsyncDaemon(scratch)
     follower: Proc | None = None
-    rows: list[tuple[str, float, float, float]] = []  # (step, ours s, rsync s, load)
+    # (step, ours s, rsync s, rsync --fsync s, load)
+    rows: list[tuple[str, float, float, float, float]] = []
     try:
         owner = asyncio.run(account(server.url, "owner"))
         viewer = asyncio.run(account(server.url, "viewer"))
@@ -139,27 +151,44 @@ def main() -> None:
         print(f"writing {args.size_mib} MiB of random data ...")
         write_random(src, size)
         digest = sha256(src)
-        project_id, code = asyncio.run(new_project(server.url, owner))
 
-        # 1. upload
-        up_s, up_bytes, _ = asyncio.run(publish(server.url, owner, project_id, src, "big.mov",
-                                                "create"))
-        rsync_up_s, rsync_bytes = rsyncd.send(src, "--whole-file")
-        assert sha256(rsyncd.dest / "big.mov") == digest
-        rows.append(("owner upload (hash, upload, post)", up_s, rsync_up_s, load()))
+        def rsync_both(path: Path, *options: str) -> tuple[float, float, int]:
+            """(seconds, seconds with --fsync, bytes on the wire) of rsync into an empty dest."""
+            (rsyncd.dest / path.name).unlink(missing_ok=True)
+            plain_s, wire = rsyncd.send(path, *options)
+            (rsyncd.dest / path.name).unlink()
+            fsync_s, _ = rsyncd.send(path, "--fsync", *options)
+            return plain_s, fsync_s, wire
 
-        # 2. download
         def join_once(*where: str) -> float:
             t = time.perf_counter()
             subprocess.run([*VIDSYNC, "join", "--once", *where], env=viewer_env, check=True,
                            timeout=JOIN_TIMEOUT_S, stdout=subprocess.DEVNULL)
             return time.perf_counter() - t
 
-        join_s = join_once(code, str(mirror))
-        (rsyncd.dest / "big.mov").unlink()
-        rsync_down_s, _ = rsyncd.send(src, "--whole-file")
-        assert sha256(mirror / "big.mov") == digest
-        rows.append(("vidsync join --once (download)", join_s, rsync_down_s, load()))
+        # 1. upload and 2. download, --repeat rounds (a new project each), medians
+        ups, downs = [], []
+        for round_ in range(args.repeat):
+            pid, invite = asyncio.run(new_project(server.url, owner))
+            if round_ == 0:
+                project_id = pid
+            up_s, up_bytes, _ = asyncio.run(publish(server.url, owner, pid, src, "big.mov",
+                                                    "create"))
+            ups.append((up_s, *rsync_both(src, "--whole-file")[:2], load()))
+            where = mirror if round_ == 0 else scratch / f"mirror{round_}"
+            join_s = join_once(invite, str(where))
+            assert sha256(where / "big.mov") == digest
+            if round_:
+                shutil.rmtree(where)
+            down = rsync_both(src, "--whole-file")
+            downs.append((join_s, *down[:2], load()))
+            print(f"round {round_ + 1}: upload {up_s:.2f} s, rsync {ups[-1][1]:.2f} / "
+                  f"{ups[-1][2]:.2f} s; join --once {join_s:.2f} s, rsync {down[0]:.2f} / "
+                  f"{down[1]:.2f} s")
+        assert sha256(rsyncd.dest / "big.mov") == digest
+        rsync_bytes = down[2]
+        rows.append(("owner upload (hash, upload, post)", *_medians(ups)))
+        rows.append(("vidsync join --once (download)", *_medians(downs)))
         idle_s = join_once(str(mirror))  # nothing to do: start-up, catch-up, local scan
 
         # 3. owner's write -> collaborator verified, with a following join agent
@@ -175,8 +204,9 @@ def main() -> None:
             time.sleep(0.005)
         pipe_s = time.perf_counter() - t0
         assert sha256(mirror / "take2.mov") == digest2
-        rsync_pipe_s, _ = rsyncd.send(take2, "--whole-file")
-        rows.append(("owner's write -> collaborator verified", pipe_s, rsync_pipe_s, load()))
+        rsync_pipe_s, rsync_pipe_fsync_s, _ = rsync_both(take2, "--whole-file")
+        rows.append(("owner's write -> collaborator verified", pipe_s, rsync_pipe_s,
+                     rsync_pipe_fsync_s, load()))
 
         # 4. the edit
         with open(src, "r+b") as f:
@@ -193,12 +223,17 @@ def main() -> None:
         edit_written = written_bytes(follower.proc.pid) - io_before
         assert sha256(mirror / "big.mov") == new_digest
         fetched = re.search(r"updated\s+big\.mov.*fetched ([\d.]+ \w+)", follower.log)
+        # rsync's delta run against the previous version, as it comes and with --fsync
+        shutil.copyfile(rsyncd.dest / "big.mov", scratch / "big.prev")
         edit_rsync_s, edit_rsync_bytes = rsyncd.send(src)
         assert sha256(rsyncd.dest / "big.mov") == new_digest
+        shutil.copyfile(scratch / "big.prev", rsyncd.dest / "big.mov")
+        (scratch / "big.prev").unlink()
+        edit_rsync_fsync_s, _ = rsyncd.send(src, "--fsync")
         rows.append((f"{args.edit_mib} MiB edit: owner hash+upload+post", edit_up_s, edit_rsync_s,
-                     load()))
+                     edit_rsync_fsync_s, load()))
         rows.append((f"{args.edit_mib} MiB edit: post -> verified in the mirror", edit_s,
-                     edit_rsync_s, load()))
+                     edit_rsync_s, edit_rsync_fsync_s, load()))
 
         def rate(seconds: float) -> float:
             return size / MiB / seconds
@@ -208,8 +243,9 @@ def main() -> None:
         results = {
             "machine": machine(), "filesystem": fs, "size_mib": args.size_mib,
             "edit_mib": args.edit_mib,
-            "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "load_1m": lo}
-                      for n, a, b, lo in rows],
+            "repeat": args.repeat,
+            "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "rsync_fsync_s": c, "load_1m": lo}
+                      for n, a, b, c, lo in rows],
             "upload_bytes": up_bytes, "rsync_bytes": rsync_bytes, "join_idle_run_s": idle_s,
             "pipelined_owner_s": pipe_owner_s,
             "edit": {"owner_upload_bytes": edit_up_bytes, "mirror_written_bytes": edit_written,
@@ -217,10 +253,12 @@ def main() -> None:
                      "rsync_bytes": edit_rsync_bytes},
         }
         print(f"\n{args.size_mib} MiB file on {fs}, {os.cpu_count()} cores")
-        print(f"{'step':44} {'vidsync':>16} {'rsync':>16} {'ratio':>6} {'load':>5}")
-        for name, ours, ref, lo in rows:
+        print(f"{'step':44} {'vidsync':>16} {'rsync':>16} {'ratio':>6} "
+              f"{'rsync --fsync':>16} {'ratio':>6} {'load':>5}")
+        for name, ours, ref, ref_fsync, lo in rows:
             print(f"{name:44} {ours:6.2f} s {rate(ours):5.0f} M/s {ref:6.2f} s {rate(ref):5.0f} M/s "
-                  f"{ours / ref:5.2f}x {lo:5.1f}")
+                  f"{ours / ref:5.2f}x {ref_fsync:6.2f} s {rate(ref_fsync):5.0f} M/s "
+                  f"{ours / ref_fsync:5.2f}x {lo:5.1f}")
         print(f"(the owner's part of step 3: {pipe_owner_s:.2f} s; a join --once with nothing to "
               f"fetch: {idle_s:.2f} s)")
         print(f"{args.edit_mib} MiB edit: owner uploads {edit_up_bytes / MiB:.1f} MiB, the mirror "
