@@ -152,3 +152,38 @@ def test_an_idle_agent_notices_the_server_going_and_coming_back(tmp_path: Path, 
     wait_until(lambda: agent.status()["server_reachable"] is False, 10, "unreachable", agent)
     server.start()
     wait_until(lambda: agent.status()["server_reachable"] is True, 15, "reachable again", agent)
+
+
+def test_a_file_rewritten_behind_its_stat_before_upload_goes_up_as_it_is_now(
+        tmp_path: Path, server_factory, agents):
+    """The indexer keeps a small file's bytes from hashing for the upload. A rewrite that puts
+    size and mtime back (the index cannot see it) before the upload must not send the kept,
+    outdated bytes: the ctime moved, so the file is read again, found changed, hashed again and
+    posted as it is now."""
+    server = server_factory()
+    api = Api(server.url)
+    token = api.register("owner")[0]
+    root = tmp_path / "film"
+    write(root / "first.txt", "first")
+    agent = agents(root, server.url, token)
+    project_id = agent.project_id()
+    converge(api, token, agent)
+
+    server.stop()
+    write(root / "first.txt", "first, edited")  # the agent notices the outage
+    wait_until(lambda: agent.status()["server_reachable"] is False, 20, "the outage seen", agent)
+    frame = root / "frame.0001.exr"
+    write(frame, b"old bytes")
+    wait_until(lambda: agent.status()["queued_changes"] == 2, 20, "the frame hashed", agent)
+    st = frame.stat()
+    time.sleep(0.05)  # a later ctime, whatever the clock's granularity
+    frame.write_bytes(b"new bytes")
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (frame.stat().st_size, frame.stat().st_mtime_ns, frame.stat().st_ino) == (
+        st.st_size, st.st_mtime_ns, st.st_ino)
+
+    server.start()
+    converge(api, token, agent, timeout=60)
+    events = all_events(api, token, project_id)
+    posted = [e["change"]["hash"] for e in events if e["change"]["path"] == "frame.0001.exr"]
+    assert posted == [hashlib.sha256(b"new bytes").hexdigest()]

@@ -14,7 +14,9 @@ from vidsync.content.blocks import (
     MIN_BLOCK_SIZE,
     Manifest,
     block_size_for,
+    iter_blocks,
     read_block,
+    read_small,
     split_file,
 )
 
@@ -48,6 +50,23 @@ def test_split_file_matches_hashlib(tmp_path: Path) -> None:
     assert Manifest.from_json(m.to_json()) == m
     path.write_bytes(b"x" + data[1:])
     assert read_block(path, m.blocks[0]) is None and read_block(path, m.blocks[1]) is not None
+
+
+@pytest.mark.parametrize("size", [0, 1, 2048, 128 * KiB, 128 * KiB + 1])
+def test_a_small_file_is_read_whole_into_the_same_manifest(tmp_path: Path, size: int) -> None:
+    """``read_small`` (one read, one hash) gives what the streaming split gives, and the bytes;
+    a file past one block is left to the streaming split."""
+    data = bytes(i % 251 for i in range(size))
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    refs = tuple(ref for ref, _ in iter_blocks(path))
+    streamed = Manifest(hashlib.sha256(data).hexdigest(), size, refs)
+    small = read_small(path)
+    if size > MIN_BLOCK_SIZE:
+        assert small is None and len(split_file(path).blocks) == 2
+        return
+    assert small == (streamed, data)
+    assert split_file(path) == streamed
 
 
 def test_split_file_streams(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ class Sender:
                              on_stale=lambda p: self.mark({p}), on_conflict=on_conflict,
                              busy=lambda: {sp for fp in self.indexer.unsettled
                                            if (sp := server_path(fp)) is not None},
-                             heartbeat_s=options.heartbeat_s)
+                             heartbeat_s=options.heartbeat_s, kept=self.indexer.take_content)
 
     def mark(self, fspaths: set[str]) -> None:
         self.dirty |= fspaths

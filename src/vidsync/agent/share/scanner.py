@@ -28,6 +28,7 @@ class Entry:
     size: int
     mtime_ns: int
     ino: int
+    ctime_ns: int = -1  # not part of ``sig``: only the upload of kept bytes checks it
 
     @property
     def sig(self) -> tuple[int, int, int]:
@@ -79,7 +80,7 @@ def walk(root: Path, rules: IgnoreRules, start: str = "") -> Iterator[Entry]:
                 elif stat.S_ISREG(st.st_mode):
                     path = server_path(rel)
                     if path is not None and not rules.ignored(path):
-                        yield Entry(path, rel, st.st_size, st.st_mtime_ns, st.st_ino)
+                        yield Entry(path, rel, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def probe(root: Path, rules: IgnoreRules, fspath: str) -> Entry | str | None:
@@ -108,4 +109,19 @@ def probe(root: Path, rules: IgnoreRules, fspath: str) -> Entry | str | None:
         return None if rules.ignored(path, is_dir=True) else "dir"
     if not stat.S_ISREG(st.st_mode) or rules.ignored(path):
         return None
-    return Entry(path, fspath, st.st_size, st.st_mtime_ns, st.st_ino)
+    return Entry(path, fspath, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def restat(root: Path, entry: Entry) -> Entry | None:
+    """``entry`` as it is now on disk (same names, fresh stat), or None if no regular file is
+    there. The cheap re-check after hashing a file ``walk`` just listed: its ancestors and the
+    ignore rules were looked at moments ago, and a file swapped under a renamed ancestor shows
+    up as another inode."""
+    try:
+        st = os.lstat(root / entry.fspath)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return Entry(entry.path, entry.fspath, st.st_size, st.st_mtime_ns, st.st_ino,
+                 st.st_ctime_ns)

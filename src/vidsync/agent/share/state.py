@@ -160,20 +160,54 @@ class ShareState:
         self._ord += 1
         return self._ord
 
+    def stats(self, paths: list[str]) -> dict[str, tuple[tuple[int, int, int], str]]:
+        """``path -> ((size, mtime_ns, ino), fspath)`` for those of ``paths`` that are indexed
+        (live), in a few queries rather than one per file."""
+        out = {}
+        for i in range(0, len(paths), 500):
+            chunk = paths[i:i + 500]
+            for r in self.db.execute(
+                    "SELECT path, size, mtime_ns, ino, fspath FROM idx WHERE hash IS NOT NULL"
+                    f" AND path IN ({','.join('?' * len(chunk))})", chunk):
+                out[r[0]] = ((r[1], r[2], r[3]), r[4])
+        return out
+
+    def indexed_inos(self) -> set[int]:
+        """The inodes ``same_file`` could find: only files with these need that lookup."""
+        return {r[0] for r in self.db.execute(
+            "SELECT ino FROM idx WHERE hash IS NOT NULL AND blocks IS NOT NULL")}
+
     def put_local(self, f: LocalFile) -> None:
-        """Record a hashed file. The change's place in the send order moves only if the content
-        did (a touch that leaves the bytes alone is not a change). A file back at its synced
-        content is no local change any more: the synced version takes its new stat."""
+        self.put_many([f])
+
+    def put_many(self, files: list[LocalFile]) -> None:
+        """Record hashed files, in one transaction. A change's place in the send order moves
+        only if the content did (a touch that leaves the bytes alone is not a change). A file
+        back at its synced content is no local change any more: the synced version takes its
+        new stat."""
+        if not files:
+            return
         with self.tx() as db:
-            old = db.execute("SELECT hash, ord FROM idx WHERE path = ?", (f.path,)).fetchone()
-            ord_ = old["ord"] if old and old["hash"] == f.hash else self._next_ord()
-            db.execute("INSERT OR REPLACE INTO idx VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (f.path, f.fspath, f.size, f.mtime_ns, f.ino, f.hash, f.block_size,
-                        f.blocks, ord_))
-            if db.execute("UPDATE local SET size = ?, mtime_ns = ?, ino = ?, ctime_ns = NULL"
-                          " WHERE path = ?"
-                          " AND hash = ?", (f.size, f.mtime_ns, f.ino, f.path, f.hash)).rowcount:
-                db.execute("DELETE FROM edits WHERE path = ?", (f.path,))
+            old = {}
+            for i in range(0, len(files), 500):
+                chunk = [f.path for f in files[i:i + 500]]
+                old.update((r[0], (r[1], r[2])) for r in db.execute(
+                    f"SELECT path, hash, ord FROM idx WHERE path IN ({','.join('?' * len(chunk))})",
+                    chunk))
+            rows = []
+            for f in files:
+                prev = old.get(f.path)
+                ord_ = prev[1] if prev and prev[0] == f.hash else self._next_ord()
+                old[f.path] = (f.hash, ord_)  # a path twice in one call keeps its first place
+                rows.append((f.path, f.fspath, f.size, f.mtime_ns, f.ino, f.hash, f.block_size,
+                             f.blocks, ord_))
+            db.executemany("INSERT OR REPLACE INTO idx VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            # Back at the synced content: no pending edit, and the synced version's new stat.
+            db.executemany("DELETE FROM edits WHERE path = ? AND EXISTS (SELECT 1 FROM local"
+                           " WHERE path = ? AND hash = ?)", [(f.path, f.path, f.hash) for f in files])
+            db.executemany("UPDATE local SET size = ?, mtime_ns = ?, ino = ?, ctime_ns = NULL"
+                           " WHERE path = ? AND hash = ?",
+                           [(f.size, f.mtime_ns, f.ino, f.path, f.hash) for f in files])
 
     def remove_local(self, paths: Iterable[str]) -> int:
         """Files gone from the folder: tombstones if they were synced, else forgotten."""

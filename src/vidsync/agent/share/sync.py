@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import random
 import time
 import uuid
@@ -63,6 +64,8 @@ class ReadOnly(Exception):
 
 # conflict handler: (the refused batch, the server's ``conflicts`` list) -> how many it resolved
 OnConflict = Callable[[OutboxBatch, list[dict]], Awaitable[int]]
+# a small file's content as it was hashed: ((size, mtime_ns, ino, ctime_ns) then, hash, bytes)
+Kept = tuple[tuple[int, int, int, int], str, bytes]
 
 
 def _classify(e: ApiError, what: str) -> Exception:
@@ -114,7 +117,8 @@ class Syncer:
 
     def __init__(self, client: Client, project_id: str, state: ShareState, bars: Bars,
                  on_stale: Callable[[str], None], on_conflict: OnConflict,
-                 heartbeat_s: float = 30.0, busy: Callable[[], set[str]] = set) -> None:
+                 heartbeat_s: float = 30.0, busy: Callable[[], set[str]] = set,
+                 kept: Callable[[str], Kept | None] = lambda _: None) -> None:
         self.client = client
         self.on_conflict = on_conflict
         self.heartbeat_s = heartbeat_s  # an idle agent checks the server this often
@@ -125,6 +129,8 @@ class Syncer:
         # Paths being written right now: the index's entry for them is stale, so no change is
         # derived for them (else a file still settling would be reverted or deleted remotely).
         self.busy = busy
+        # A small file's bytes as the indexer hashed them (by fspath), so it is not read twice.
+        self.kept = kept
         self.wake = asyncio.Event()
         self.connected = False
         # (path, hash) the server refused for good (e.g. too large); skipped until they change.
@@ -320,10 +326,24 @@ class Syncer:
         """Upload small files' content in one request (``content-batch``); returns the paths
         that cannot go out as indexed (changed since they were hashed, or refused)."""
         root = self.state.root
+        kept = {f.path: k for f in files if (k := self.kept(f.fspath)) is not None}
 
         def read() -> tuple[list[tuple[str, bytes]], list[LocalFile]]:
             ok, stale = [], []
             for f in files:
+                k = kept.get(f.path)
+                if k is not None and k[1] == f.hash and k[0][:3] == (f.size, f.mtime_ns, f.ino):
+                    # The bytes the indexer hashed, if the file has not moved since: the stat
+                    # check that lets a rescan skip a file, plus the ctime, which no write can
+                    # put back.
+                    try:
+                        st = os.lstat(root / f.fspath)
+                    except OSError:
+                        stale.append(f)
+                        continue
+                    if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == k[0]:
+                        ok.append((f.hash, k[2]))
+                        continue
                 try:
                     with open(root / f.fspath, "rb") as fh:
                         data = fh.read(MAX_BATCH_FILE_SIZE + 1)
