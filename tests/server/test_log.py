@@ -296,3 +296,20 @@ def test_files_by_folder_needs_membership(api: Api, owner, project) -> None:
     assert_error(api.get(url, params={"dir": "a/"}), 401)
     stranger, _ = api.register("stranger")
     assert_error(api.get(url, params={"dir": "a/"}, token=stranger), 404)
+
+
+def test_files_by_folder_with_many_folders(api: Api, owner, project) -> None:
+    """More subfolders than a listing seeks one by one (the SQLite store groups the rest)."""
+    token, _ = owner
+    paths = [f"many/f{i:03d}/{name}" for i in range(130) for name in ["a.mov", "b/c.mov"][:1 + i % 2]]
+    api.post_changes(token, project, [change(p, n=i % 5, size=1 + i % 3) for i, p in enumerate(paths)]
+                     + [change("many/top.txt"), change("many0.txt")])
+    whole = api.get(f"/api/projects/{project}/files", token=token).json()["files"]
+    body = api.get(f"/api/projects/{project}/files", params={"dir": "many/"}, token=token).json()
+    assert [f["path"] for f in body["files"]] == ["many/top.txt"]
+    expected = []
+    for i in range(130):
+        inside = [f for f in whole if f["path"].startswith(f"many/f{i:03d}/")]
+        expected.append({"path": f"many/f{i:03d}/", "file_count": len(inside),
+                         "size": sum(f["size"] for f in inside), "mtime": max(f["mtime"] for f in inside)})
+    assert body["folders"] == expected

@@ -74,6 +74,10 @@ def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
 
+# A folder listing seeks this many subfolders one by one before it groups the rest.
+SEEK_FOLDERS = 100
+
+
 def prefix_clause(prefixes: tuple[str, ...], column: str = "path") -> tuple[str, list[str]]:
     """SQL matching paths under any prefix, as index-friendly ranges: 'a/' <= path < 'a0'
     ('0' is the character after '/')."""
@@ -637,26 +641,45 @@ class SqliteStore(Store):
 
     async def folder(self, project_id: str, folder: str, prefixes: tuple[str, ...] = ()
                      ) -> tuple[list[FileEntry], list[FolderEntry], int]:
-        where, args = path_clause(folder)
         pwhere, pargs = prefix_clause(prefixes)
         # Where the next '/' is after the folder's own path: 0 for a file directly in it.
         slash = "instr(substr(path, ?), '/')"
         start = len(folder) + 1
+        below, below_args = (" AND path < ?", [folder[:-1] + "0"]) if folder else ("", [])
 
         def q(conn: sqlite3.Connection) -> tuple[list[FileEntry], list[FolderEntry], int]:
             last = conn.execute("SELECT last_seq FROM projects WHERE id = ?",
                                 (project_id,)).fetchone()
             rows = conn.execute(
-                f"SELECT path, hash, size, mtime, seq FROM files WHERE project_id = ?{where}"
-                f"{pwhere} AND {slash} = 0 ORDER BY path",
-                (project_id, *args, *pargs, start)).fetchall()
+                f"SELECT path, hash, size, mtime, seq FROM files WHERE project_id = ?"
+                f" AND path >= ?{below}{pwhere} AND {slash} = 0 ORDER BY path",
+                (project_id, folder, *below_args, *pargs, start)).fetchall()
             files = [FileEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-            rows = conn.execute(
-                f"SELECT substr(path, 1, ? + {slash}) AS folder, COUNT(*), SUM(size), MAX(mtime)"
-                f" FROM files WHERE project_id = ?{where}{pwhere} AND {slash} > 0"
-                " GROUP BY folder ORDER BY folder",
-                (start - 1, start, project_id, *args, *pargs, start)).fetchall()
-            folders = [FolderEntry(r[0], r[1], r[2], r[3]) for r in rows]
+            # Each folder is found by one seek and totalled over its own key range, which
+            # reads no expression per file: 2 to 3 times faster than a GROUP BY on the folder
+            # name. Past SEEK_FOLDERS folders (many small ones) the GROUP BY does the rest.
+            folders: list[FolderEntry] = []
+            after = folder
+            while len(folders) < SEEK_FOLDERS:
+                row = conn.execute(
+                    f"SELECT substr(path, 1, ? + {slash}) FROM files WHERE project_id = ?"
+                    f" AND path >= ?{below}{pwhere} AND {slash} > 0 ORDER BY path LIMIT 1",
+                    (start - 1, start, project_id, after, *below_args, *pargs, start)).fetchone()
+                if row is None:
+                    break
+                name, after = row[0], row[0][:-1] + "0"
+                count, size, mtime = conn.execute(
+                    "SELECT COUNT(*), SUM(size), MAX(mtime) FROM files WHERE project_id = ?"
+                    f" AND path >= ? AND path < ?{pwhere}",
+                    (project_id, name, after, *pargs)).fetchone()
+                folders.append(FolderEntry(name, count, size, mtime))
+            else:
+                rows = conn.execute(
+                    f"SELECT substr(path, 1, ? + {slash}) AS folder, COUNT(*), SUM(size),"
+                    f" MAX(mtime) FROM files WHERE project_id = ? AND path >= ?{below}{pwhere}"
+                    f" AND {slash} > 0 GROUP BY folder ORDER BY folder",
+                    (start - 1, start, project_id, after, *below_args, *pargs, start)).fetchall()
+                folders += [FolderEntry(r[0], r[1], r[2], r[3]) for r in rows]
             return files, folders, (last[0] if last else 0)
 
         return await self._read(q)

@@ -196,23 +196,24 @@ export class FileTreeModel {
   /** Called after a folder's listing arrived (or failed) outside `apply`. */
   onChange: (() => void) | null = null;
 
-  /**
-   * The whole project from `GET /files` (`seq`: the snapshot's), or, with `load`, the root's
-   * listing, the rest fetched by `load` as folders open or change.
-   */
-  constructor(
-    files: Iterable<FileEntry> = [],
-    seq = 0,
-    private readonly load: LoadFolder | null = null,
-    rootListing: FolderListing | null = null,
-  ) {
+  /** The whole project, from `GET /files` as of `seq`. */
+  static whole(files: Iterable<FileEntry>, seq: number): FileTreeModel {
+    const model = new FileTreeModel(null);
+    model.root.loadedAt = seq;
+    for (const file of files) model.put(file);
+    return model;
+  }
+
+  /** The root's listing; `load` fetches the rest as folders open, or change inside. */
+  static byFolder(root: FolderListing, load: LoadFolder): FileTreeModel {
+    const model = new FileTreeModel(load);
+    model.fill(model.root, root);
+    return model;
+  }
+
+  private constructor(private readonly load: LoadFolder | null) {
     this.root = new FolderNode('', '', null, null);
     this.folders.set('', this.root);
-    if (rootListing) this.fill(this.root, rootListing);
-    else {
-      this.root.loadedAt = seq;
-      for (const file of files) this.put(file);
-    }
   }
 
   get fileCount(): number {

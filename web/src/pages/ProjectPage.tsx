@@ -92,10 +92,10 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
       const total = top.files.length + top.folders.reduce((n, f) => n + f.file_count, 0);
       if (total <= OPEN_ALL_MAX) {
         const snapshot = await api.files(token, projectId);
-        model = new FileTreeModel(snapshot.files, snapshot.seq);
+        model = FileTreeModel.whole(snapshot.files, snapshot.seq);
         seq = snapshot.seq;
       } else {
-        model = new FileTreeModel([], 0, (dir) => api.folder(token, projectId, dir), top);
+        model = FileTreeModel.byFolder(top, (dir) => api.folder(token, projectId, dir));
         seq = top.seq;
       }
       if (cancelled) return;
