@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from vidsync.client.errors import ApiError, ContentMismatch
 from vidsync.content.blocks import BlockRef, Manifest, split_file
+from vidsync.writeback import start_writeback
 
 if TYPE_CHECKING:
     from vidsync.client.api import Client
@@ -111,15 +112,6 @@ class _Window:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Start writing a range out now (no wait), so the final fsync has little left to do."""
-    if hasattr(os, "sync_file_range"):
-        try:
-            os.sync_file_range(fd, offset, length, os.SYNC_FILE_RANGE_WRITE)
-        except OSError:
-            pass
 
 
 # -- upload -----------------------------------------------------------------------------------------
@@ -222,7 +214,7 @@ async def download_file(client: Client, project_id: str, manifest: Manifest | st
                 raise ContentMismatch(f"block {ref.hash} from the server does not match its hash")
             with write_lock:
                 os.pwrite(fd, data, ref.offset)
-            _start_writeback(fd, ref.offset, ref.size)
+                start_writeback(fd, ref.offset, ref.size)  # the final fsync finds it on disk
 
         await asyncio.to_thread(check_and_write)
         hasher.keep(index, data)

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import orjson
 
 from vidsync.content.blocks import MAX_BLOCK_SIZE, BlockRef, Manifest
+from vidsync.writeback import start_writeback
 
 READ_CHUNK = 1024 * 1024
 USAGE_TTL_S = 60.0
@@ -270,7 +271,8 @@ class BlobStore:
             with open(tmp, "wb", buffering=0) as f:
                 for part in parts:
                     f.write(part)
-                _start_writeback(f.fileno())
+                # The fsync that makes a manifest's blocks durable then finds them on disk.
+                start_writeback(f.fileno())
                 _finish(f, tmp, final, False)
         finally:
             _unlink_quietly(tmp)
@@ -505,16 +507,6 @@ def _touch(path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _start_writeback(fd: int) -> None:
-    """Ask the kernel to start writing the file out now, without waiting: the fsync that makes
-    a manifest's blocks durable then finds most of them on disk already."""
-    if hasattr(os, "sync_file_range"):
-        try:
-            os.sync_file_range(fd, 0, 0, os.SYNC_FILE_RANGE_WRITE)
-        except OSError:
-            pass
 
 
 def _unlink_quietly(path: str) -> None:
