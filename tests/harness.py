@@ -1,6 +1,8 @@
-"""What the tests share: real ``vidsync serve`` processes on free ports, a small HTTP helper, and
-test changes with real content. (Fixtures are in conftest.py; this module has a name of its own so
-``from harness import ...`` means the same module whichever folders a run collects.)
+"""What the tests share: real ``vidsync serve`` processes on free ports (``ServerProcess`` and
+``free_port``, from ``vidsync.testing``, which the benchmarks use too), PostgreSQL scratch
+databases, a small HTTP helper, and test changes with real content. (Fixtures are in
+conftest.py; this module has a name of its own so ``from harness import ...`` means the same
+module whichever folders a run collects.)
 
 Set ``VIDSYNC_TEST_DATABASE`` to a PostgreSQL URL (a server where the test user may create
 databases) to run every server on a fresh scratch database there instead of SQLite.
@@ -10,10 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -23,15 +21,9 @@ from typing import Any
 import httpx
 
 from vidsync.content.blocks import block_size_for
+from vidsync.testing import VIDSYNC, ServerProcess, free_port  # noqa: F401 - the tests import them from here
 
 ROOT = Path(__file__).resolve().parent.parent
-VIDSYNC = [sys.executable, "-m", "vidsync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scratch_database(base: str | None = None) -> str | None:
@@ -51,68 +43,6 @@ def scratch_database(base: str | None = None) -> str | None:
 
 # Scratch databases this run created, as (server URL, name), dropped when it ends.
 SCRATCH_DATABASES: list[tuple[str, str]] = []
-
-
-class ServerProcess:
-    """A real server process. ``stop`` sends SIGTERM, ``kill`` SIGKILL; ``start`` again reuses
-    the same data directory and database, as a restarted server would."""
-
-    def __init__(self, data_dir: Path, args: list[str] | None = None,
-                 database: str | None = None, port: int | None = None,
-                 env: dict[str, str] | None = None, command: list[str] | None = None,
-                 cwd: Path = ROOT) -> None:
-        self.env = env  # the server's whole environment (None: this process's)
-        self.command = command or VIDSYNC  # e.g. the vidsync script of another install
-        self.cwd = cwd
-        self.data_dir = data_dir
-        self.args = args or []
-        self.database = database
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.log_path = data_dir / "server.log"
-
-    # 30 s: a server starts in well under a second, but on a loaded 2-core box it has taken 17-20 s.
-    def start(self, timeout: float = 30) -> ServerProcess:
-        cmd = [*self.command, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
-               *self.args]
-        if self.database:
-            cmd += ["--database", self.database]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                     env=self.env)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("server did not start in time")
-
-    def stop(self) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 class Api:

@@ -90,7 +90,7 @@ def test_the_installed_wheel_serves_the_ui(installed: Path, tmp_path: Path) -> N
     assert where.startswith(str(installed)), where
 
     server = ServerProcess(tmp_path / "data")
-    server.start_command = [str(installed / "bin" / "vidsync")]
+    server.command = [str(installed / "bin" / "vidsync")]
     server.cwd = tmp_path  # not the checkout: nothing of it is on the path
     server.start()
     try:

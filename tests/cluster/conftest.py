@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import redis
-from harness import ServerProcess, free_port, scratch_database
+from harness import ServerProcess, scratch_database
 
-from cluster.helpers import wait_until
+from vidsync import testing
 
 # The PostgreSQL server the nodes share: the configured one, else the machine's.
 PG_URL = os.environ.get("VIDSYNC_TEST_DATABASE") or "postgresql://127.0.0.1:5432/test"
@@ -39,38 +37,11 @@ def _require_services() -> None:
         pytest.skip(problem)
 
 
-class RedisProcess:
-    """A redis-server on a free port, keeping nothing on disk; ``kill`` and ``start`` again keep
-    the port, as a restarted Redis would."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> RedisProcess:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir),
-             "--logfile", str(self.workdir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self.ping, 10, "redis-server to start")
-        return self
-
-    def ping(self) -> bool:
-        try:
-            return self.client().ping()
-        except redis.RedisError:
-            return False
+class RedisProcess(testing.RedisProcess):
+    """The private redis-server, with a client to it."""
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture

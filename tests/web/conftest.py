@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from web_support import LATENCIES, ROOT, Server, sign_in
+from web_support import LATENCIES, ROOT, sign_in
+
+from vidsync.testing import ServerProcess
 
 STATIC_INDEX = ROOT / "src" / "vidsync" / "web" / "static" / "index.html"
 CHROMIUM = "/usr/bin/chromium"
@@ -50,12 +52,13 @@ def browser(built_ui) -> Iterator:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """``start_server("--no-websocket")``: a new server on its own data dir, stopped afterwards."""
-    servers: list[Server] = []
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """``start_server("--no-websocket")``: a new server on its own data dir, stopped afterwards.
+    Ready once it serves the UI's page, not only /healthz."""
+    servers: list[ServerProcess] = []
 
-    def start(*args: str) -> Server:
-        server = Server(tmp_path / f"server{len(servers)}", list(args))
+    def start(*args: str) -> ServerProcess:
+        server = ServerProcess(tmp_path / f"server{len(servers)}", list(args), ready_path="/")
         servers.append(server)
         return server.start()
 

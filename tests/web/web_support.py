@@ -1,13 +1,10 @@
-"""Helpers for the browser tests: a ``vidsync serve`` process and a small HTTP API client."""
+"""Helpers for the browser tests: a small HTTP API client, the projects they set up, signing in.
+(Their servers are ``vidsync.testing.ServerProcess``, started in conftest.py.)"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -38,52 +35,6 @@ def sign_in(page, base_url: str, token: str) -> None:  # noqa: ANN001 - a Playwr
     if not page.url.startswith(base_url):
         page.goto(base_url + "/login")
     page.evaluate("localStorage.setItem('vidsync.signedIn', '1')")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``vidsync serve`` on a free port; ``stop`` then ``start`` is a restart on the same data."""
-
-    def __init__(self, data_dir: Path, args: list[str]) -> None:
-        self.data_dir = data_dir
-        self.args = args
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 20) -> Server:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.data_dir / "server.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vidsync", "serve", "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), *self.args],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + "/", timeout=1) as res:
-                    if res.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start in time")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 class Api:
