@@ -4,6 +4,7 @@ agent as a real ``vidsync join`` process, and byte-for-byte comparison of two fo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ from agent_share.helpers import Agent as ShareAgent
 from harness import ROOT, VIDSYNC, Api, ServerProcess
 
 from vidsync.client import Client
+from vidsync.content.batches import pack
 
 RESERVED = ".vidsync"
 
@@ -106,6 +108,18 @@ class Owner:
             if not changes:
                 return -1
             return (await client.post_changes(self.project_id, changes))["last_seq"]
+
+
+async def publish_small(url: str, token: str, project_id: str, files: dict[str, bytes]) -> None:
+    """Publish small files as a share agent does: content in batches, then the changes."""
+    async with Client(url, token) as c:
+        content = [(hashlib.sha256(d).hexdigest(), d) for d in files.values()]
+        for batch in pack((f, len(f[1])) for f in content):
+            await c.put_small_files(project_id, batch)
+        changes = [{"path": p, "op": "create", "hash": hashlib.sha256(d).hexdigest(),
+                    "size": len(d), "mtime": int(time.time() * 1000)} for p, d in files.items()]
+        for i in range(0, len(changes), 1000):
+            await c.post_changes(project_id, changes[i:i + 1000])
 
 
 class Agent:

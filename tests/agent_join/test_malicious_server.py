@@ -9,6 +9,7 @@ long-polling fallback. The agent itself is the real ``vidsync join`` process.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -49,6 +50,8 @@ class FakeServer:
         self.events_open = threading.Event()  # events are served once the test says so
         self.manifests: dict[str, dict] = {}
         self.blocks: dict[str, bytes] = {}
+        self.batches = False  # serve small files through content-batch/get too
+        self.batch_asked: set[str] = set()  # hashes asked for there
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -91,12 +94,28 @@ class FakeServer:
         async def block(request: web.Request) -> web.Response:
             return web.Response(body=self.blocks[request.match_info["hash"]])
 
+        async def batch(request: web.Request) -> web.Response:
+            """Small files' bytes as the blocks their manifests list (so, for a forged file,
+            bytes that are not what its hash names)."""
+            files, missing = [], []
+            for h in (await request.json())["hashes"]:
+                self.batch_asked.add(h)
+                m = self.manifests.get(h)
+                if m is None:
+                    missing.append(h)
+                    continue
+                data = b"".join(self.blocks[b["hash"]] for b in m["blocks"])
+                files.append({"hash": h, "data": base64.b64encode(data).decode()})
+            return web.json_response({"files": files, "missing": missing, "too_large": []})
+
         app.router.add_post("/api/projects/join", join)
         app.router.add_get("/api/projects", projects)
         app.router.add_get(base + "/files", files)
         app.router.add_get(base + "/events", events)
         app.router.add_get(base + "/manifests/{hash}", manifest)
         app.router.add_get(base + "/blocks/{hash}", block)
+        if self.batches:
+            app.router.add_post(base + "/content-batch/get", batch)
         return app
 
     def start(self) -> FakeServer:
@@ -157,6 +176,7 @@ def test_hostile_paths_and_content_never_land(fake: FakeServer, tmp_path: Path):
         {"project_id": PROJECT, "seq": 4, "created_at": "2026-01-01T00:00:00.000Z",
          "change": {"path": "../outside", "op": "delete", "hash": None, "size": None, "mtime": None}},
     ]
+    fake.batches = True
     fake.start()
     (outside / "keep.txt").write_text("must survive")
     before = all_files(tmp_path)
@@ -184,6 +204,8 @@ def test_hostile_paths_and_content_never_land(fake: FakeServer, tmp_path: Path):
         for path in ("good.txt", "wrong-hash.txt", "bad-block.txt"):
             assert status["failures"][path].startswith("rejected"), status["failures"]
         assert not (mirror / "wrong-hash.txt").exists() and not (mirror / "bad-block.txt").exists()
+        # They came through the small-file batch first, and were not written from it either.
+        assert {sha(CLAIMED), sha(CORRUPTED)} <= fake.batch_asked
         # Nothing was written anywhere else; the symlinked folder's target is untouched.
         after = all_files(tmp_path)
         new = {p for p in after - before if not p.startswith(("box/mirror/", "home/"))}

@@ -3,6 +3,8 @@ with the mirror equal to the source, nothing lost and nothing applied twice."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
 import sqlite3
@@ -10,8 +12,17 @@ import time
 
 from harness import Api
 
-from agent_join.helpers import Owner, assert_mirrors, viewer_token, wait_until
+from agent_join.helpers import (
+    Owner,
+    assert_mirrors,
+    publish_small,
+    tree,
+    viewer_token,
+    wait_until,
+)
 from vidsync.agent.mirror.status import mirror_status
+
+FRAMES = 3000
 
 
 def recorded_seq(mirror) -> int:
@@ -43,6 +54,45 @@ def test_join_agent_killed_mid_transfer_resumes(owner, api, server, make_agent):
     assert list(tmp.iterdir()) == []
     status = mirror_status(agent.mirror)
     assert (status["pending_downloads"], status["failures"], status["local_edits"]) == (0, {}, {})
+
+
+def recorded_files(mirror) -> dict[str, str]:
+    db = sqlite3.connect(mirror / ".vidsync/mirror.db")
+    try:
+        return dict(db.execute("SELECT path, hash FROM local"))
+    finally:
+        db.close()
+
+
+def test_join_agent_killed_during_batches_of_small_files_resumes(owner, api, server, make_agent):
+    """Small files are installed in batches (temp files fsynced together, renamed, folders
+    fsynced, one transaction). A kill -9 at any moment leaves each file absent or whole, and
+    records only files that are on disk as recorded; the restarted agent finishes with every
+    file identical, adopting without complaint what was renamed but not yet recorded."""
+    frames = {f"sh020/comp_{i // 1000:03d}/sh020_comp.{i:07d}.exr": os.urandom(1024 + i % 7)
+              for i in range(FRAMES)}
+    asyncio.run(publish_small(server.url, owner.token, owner.project_id, frames))
+    agent = make_agent(server, viewer_token(api))
+    invite: str | None = owner.invite()
+    for at_least in (1, FRAMES // 3):  # killed in the first batches, then further on
+        agent.start(invite)
+        invite = None
+        wait_until(lambda n=at_least: len(tree(agent.mirror)) >= n, 60, f"{at_least} frames")
+        agent.kill()
+        got = tree(agent.mirror)
+        assert len(got) < FRAMES, "the kill should land before the last batch"
+        assert all(frames[p] == d for p, d in got.items())  # never a partial or foreign file
+        for path, digest in recorded_files(agent.mirror).items():
+            assert hashlib.sha256(got[path]).hexdigest() == digest, path  # nothing recorded early
+
+    agent.start()
+    wait_until(lambda: tree(agent.mirror) == frames, 120, "every frame")
+    wait_until(lambda: mirror_status(agent.mirror)["pending_downloads"] == 0, 30, "nothing pending")
+    status = mirror_status(agent.mirror)
+    assert (status["failures"], status["local_edits"]) == ({}, {})
+    recorded = recorded_files(agent.mirror)
+    assert recorded == {p: hashlib.sha256(d).hexdigest() for p, d in frames.items()}
+    assert list((agent.mirror / ".vidsync" / "tmp").iterdir()) == []
 
 
 def test_server_stopped_for_a_while(server_factory, tmp_path, make_agent):

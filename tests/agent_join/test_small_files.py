@@ -1,36 +1,25 @@
-"""An image sequence into an empty mirror: frames fetched in batches (content-batch/get), each
-checked against its hash; a frame damaged on the server's disk is never written."""
+"""An image sequence into an empty mirror: frames fetched (content-batch/get) and installed in
+batches, each checked against its hash; a frame damaged on the server's disk is never written."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
-import time
 
-from agent_join.helpers import tree, viewer_token
-from vidsync.client import Client
-from vidsync.content.batches import pack
+from agent_join.helpers import publish_small, tree, viewer_token
+from vidsync.agent.mirror.apply import Applier, ContentRejected
+from vidsync.agent.mirror.safepath import PathPolicy
+from vidsync.agent.mirror.state import MirrorState
 
 FRAMES = 2000
-
-
-async def publish(url: str, token: str, project_id: str, frames: dict[str, bytes]) -> None:
-    async with Client(url, token) as c:
-        files = [(hashlib.sha256(d).hexdigest(), d) for d in frames.values()]
-        for batch in pack((f, len(f[1])) for f in files):
-            await c.put_small_files(project_id, batch)
-        changes = [{"path": p, "op": "create", "hash": hashlib.sha256(d).hexdigest(),
-                    "size": len(d), "mtime": int(time.time() * 1000)} for p, d in frames.items()]
-        for i in range(0, len(changes), 1000):
-            await c.post_changes(project_id, changes[i:i + 1000])
 
 
 def test_join_once_fetches_a_frame_sequence_in_batches(api, server, owner, make_agent, tmp_path):
     frames = {f"sh010/comp/sh010_comp.{i:07d}.exr": os.urandom(2048 + i % 5)
               for i in range(FRAMES)}
     frames["sh010/notes.txt"] = b""
-    asyncio.run(publish(server.url, owner.token, owner.project_id, frames))
+    asyncio.run(publish_small(server.url, owner.token, owner.project_id, frames))
     damaged = "sh010/comp/sh010_comp.0000777.exr"
     digest = hashlib.sha256(frames[damaged]).hexdigest()
     block = server.data_dir / "blobs" / owner.project_id / "blocks" / digest[:2] / digest
@@ -42,3 +31,45 @@ def test_join_once_fetches_a_frame_sequence_in_batches(api, server, owner, make_
     assert damaged not in got, "a frame that does not match its hash was written"
     assert got == {p: d for p, d in frames.items() if p != damaged}, out.stdout[-2000:]
     assert damaged in out.stdout + out.stderr
+
+
+def test_a_batch_installs_only_what_hashes_right_and_never_over_a_local_edit(tmp_path):
+    """The batch installer checks each file's bytes itself (whoever fetched them): a file whose
+    bytes are not its hash is refused and nothing of it is written; a file edited here is kept;
+    the rest are installed, durable and recorded, in one go (real files, bytes from a dict)."""
+    good, edited, tampered = b"frame 1", b"frame 2", b"frame 3"
+    root = tmp_path / "mirror"
+    (root / "seq").mkdir(parents=True)
+    (root / "seq/2.exr").write_bytes(b"painted over here")
+
+    async def never(row, tmp, reuse, progress):
+        raise AssertionError("a batch fetches nothing")
+
+    async def scenario() -> dict:
+        state = MirrorState(root)
+        applier = Applier(root, state, PathPolicy(str(root), False, False), never, lambda *a: None)
+        try:
+            state.record_events([
+                {"seq": i + 1, "change": {"path": f"seq/{i + 1}.exr", "op": "create",
+                                          "hash": hashlib.sha256(d).hexdigest(), "size": len(d),
+                                          "mtime": 1_700_000_000_000}}
+                for i, d in enumerate((good, edited, tampered))])
+            rows = {r.path: r for r in state.pending()}
+            outcomes = await applier.apply_small([
+                (rows["seq/1.exr"], good), (rows["seq/2.exr"], edited),
+                (rows["seq/3.exr"], b"frame 4")])  # same size, other bytes
+            assert state.local("seq/1.exr").hash == hashlib.sha256(good).hexdigest()
+            assert state.local("seq/3.exr") is None
+            assert [r.path for r in state.pending()] == ["seq/3.exr"]
+            assert state.edits() == {"seq/2.exr": "added"}
+            return outcomes
+        finally:
+            applier.close()
+            state.close()
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes["seq/1.exr"] == "created" and outcomes["seq/2.exr"] == "held"
+    assert isinstance(outcomes["seq/3.exr"], ContentRejected), outcomes
+    assert tree(root) == {"seq/1.exr": good, "seq/2.exr": b"painted over here"}
+    assert os.stat(root / "seq/1.exr").st_mtime_ns == 1_700_000_000_000 * 1_000_000
+    assert list((root / ".vidsync/tmp").iterdir()) == []

@@ -1,8 +1,8 @@
-"""Looking at and changing one path of a mirror on disk, through descriptors opened from its root.
+"""Looking at and changing paths of a mirror on disk, through descriptors opened from its root.
 
-Every function takes a path already checked by ``PathPolicy`` and reaches it with ``open_parent``,
-so no operation here follows a symlink out of the mirror. The functions block (they hash, fsync,
-rename): callers run them on a worker thread.
+Every function takes paths already checked by ``PathPolicy`` and reaches them with ``open_parent``
+(``Parents`` for many paths), so no operation here follows a symlink out of the mirror. The
+functions block (they hash, fsync, rename): callers run them on a worker thread.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import errno
 import hashlib
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from vidsync.agent.mirror.safepath import UnsafePath, open_parent
+from vidsync.agent.mirror.safepath import Parents, UnsafePath, open_parent
 from vidsync.agent.mirror.state import LocalFile
 
 HASH_CHUNK = 1 << 20
@@ -48,16 +49,26 @@ def _sig(st: os.stat_result) -> tuple:
 def look(root_fd: int, path: str) -> Seen:
     """Stat ``path`` without following a symlink (at the end or on the way). Behind a parent
     that is a symlink or a file, the path is absent as far as the mirror is concerned."""
+    return look_many(root_fd, [path])[0]
+
+
+def look_many(root_fd: int, paths: list[str]) -> list[Seen]:
+    """``look`` at each path, walking to each folder once."""
+    with Parents(root_fd, create=False) as parents:
+        return [_look(parents, path) for path in paths]
+
+
+def _look(parents: Parents, path: str) -> Seen:
     try:
-        with open_parent(root_fd, path, create=False) as parent:
-            if parent is None:
-                return Seen(None)
-            try:
-                return Seen(os.stat(_name(path), dir_fd=parent, follow_symlinks=False))
-            except FileNotFoundError:
-                return Seen(None)
+        parent = parents.of(path)
     except UnsafePath:
         return Seen(None, blocked=True)
+    if parent is None:
+        return Seen(None)
+    try:
+        return Seen(os.stat(_name(path), dir_fd=parent, follow_symlinks=False))
+    except FileNotFoundError:
+        return Seen(None)
 
 
 def hash_file(root_fd: int, path: str) -> str | None:
@@ -93,18 +104,76 @@ def finish_temp(tmp_path: str, mtime_ms: int | None) -> None:
         os.close(fd)
 
 
-def install(root_fd: int, tmp_dir_fd: int, tmp_name: str, path: str, digest: str) -> LocalFile:
-    """Rename the finished temp file over ``path`` (making its folders) and fsync the folder:
-    after a crash the path holds either the old file or the whole new one."""
-    with open_parent(root_fd, path, create=True) as parent:
-        assert parent is not None
-        name = _name(path)
-        try:
-            os.rename(tmp_name, name, src_dir_fd=tmp_dir_fd, dst_dir_fd=parent)
-        except IsADirectoryError:
-            raise FileExistsError(errno.EISDIR, f"a folder is in the way of {path!r}") from None
-        os.fsync(parent)
-        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+def write_temp(tmp_dir_fd: int, tmp_name: str, data: bytes, mtime_ms: int | None) -> None:
+    """Write ``data`` (already verified) into a temp file, durable before it is renamed."""
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o666, dir_fd=tmp_dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if mtime_ms is not None:
+            os.utime(fd, ns=(mtime_ms * 1_000_000, mtime_ms * 1_000_000))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_temps(tmp_dir_fd: int, items: list[tuple[str, bytes, int | None]],
+                threads: int) -> list[OSError | None]:
+    """``write_temp`` for each ``(temp name, data, mtime)``, on ``threads`` threads at once: the
+    filesystem commits fsyncs that wait together in one journal commit. Each item's error, or
+    None."""
+    out: list[OSError | None] = [None] * len(items)
+
+    def run(first: int, step: int) -> None:
+        for i in range(first, len(items), step):
+            try:
+                write_temp(tmp_dir_fd, *items[i])
+            except OSError as e:
+                out[i] = e
+
+    n = max(1, min(threads, len(items)))
+    with ThreadPoolExecutor(n) as pool:
+        for done in [pool.submit(run, first, n) for first in range(n)]:
+            done.result()
+    return out
+
+
+def install(root_fd: int, tmp_dir_fd: int, items: list[tuple[str, str, Seen, str]]
+            ) -> list[LocalFile | None | OSError | UnsafePath]:
+    """For each ``(temp name, path, what was seen there, content hash)``: unless the path changed
+    since it was seen (then None: a file saved there meanwhile is never replaced), rename the
+    finished temp file over it (making its folders). Then every folder written in, and every
+    folder a folder was made in, is fsynced once: after a crash each path holds either the old
+    file or the whole new one, and nothing is returned before it is durable. Each item's record,
+    None, or the error that stopped it."""
+    out: list[LocalFile | None | OSError | UnsafePath] = []
+    with Parents(root_fd, create=True) as parents:
+        written: set[int] = set()
+        for tmp_name, path, seen, digest in items:
+            try:
+                out.append(_install(parents, tmp_dir_fd, tmp_name, path, seen, digest, written))
+            except (OSError, UnsafePath) as e:
+                out.append(e)
+        for fd in written | parents.made:
+            os.fsync(fd)
+    return out
+
+
+def _install(parents: Parents, tmp_dir_fd: int, tmp_name: str, path: str, seen: Seen,
+             digest: str, written: set[int]) -> LocalFile | None:
+    if not _look(parents, path).same_as(seen):
+        return None
+    parent = parents.of(path)
+    assert parent is not None
+    name = _name(path)
+    try:
+        os.rename(tmp_name, name, src_dir_fd=tmp_dir_fd, dst_dir_fd=parent)
+    except IsADirectoryError:
+        raise FileExistsError(errno.EISDIR, f"a folder is in the way of {path!r}") from None
+    written.add(parent)
+    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
     return LocalFile(path, digest, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 

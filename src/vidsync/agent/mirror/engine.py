@@ -17,7 +17,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 
 from vidsync.agent.mirror.apply import Applier, ContentRejected
 from vidsync.agent.mirror.fetch import Fetcher
@@ -36,12 +36,16 @@ from vidsync.client import (
     ProjectRemoved,
     ServerUnreachable,
 )
+from vidsync.content.batches import MAX_BATCH_BYTES
 
 log = logging.getLogger("vidsync.mirror")
 
 WORKERS = 4
-# Small files (fetched in batches) applied at once: their fsyncs then share journal commits.
-SMALL_WORKERS = 16
+# Small files are fetched and installed in batches of at most this many files and bytes...
+BATCH_FILES = 500
+BATCH_BYTES = MAX_BATCH_BYTES
+# ... this many batches at once (one is fetched while another is written).
+SMALL_BATCHES = 2
 HEARTBEAT_S = 1.0
 SCAN_EVERY_S = 300.0
 TRASH_CHECK_S = 24 * 3600.0
@@ -53,8 +57,36 @@ class AgentStopped(Exception):
     """The agent cannot go on (removed from the project, token revoked): the message says why."""
 
 
-def _nested(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+class _Paths:
+    """Paths being applied (or waiting behind one), to tell whether another is inside one of
+    them or holds one: such a path waits, so changes along one branch keep their order."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+        self.folders: set[str] = set()  # every folder holding one of ``paths``
+
+    def add(self, path: str) -> None:
+        self.paths.add(path)
+        folder = path
+        while "/" in folder:
+            folder = folder.rpartition("/")[0]
+            if folder in self.folders:
+                break
+            self.folders.add(folder)
+
+    def update(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            self.add(path)
+
+    def nested(self, path: str) -> bool:
+        if path in self.paths or path in self.folders:
+            return True
+        folder = path
+        while "/" in folder:
+            folder = folder.rpartition("/")[0]
+            if folder in self.paths:
+                return True
+        return False
 
 
 class MirrorAgent:
@@ -212,8 +244,10 @@ class MirrorAgent:
     # -- applying -------------------------------------------------------------------------------
 
     async def reconcile(self, until_idle: bool = False) -> None:
-        """Apply pending paths, ``WORKERS`` at a time, oldest change first."""
-        running: dict[str, asyncio.Task] = {}
+        """Apply pending paths, oldest change first: ``WORKERS`` files at a time, and small files
+        in batches (``SMALL_BATCHES`` of them at once, so one is fetched while another is
+        written)."""
+        running: dict[asyncio.Task, tuple[bool, list[RemoteFile]]] = {}  # (a batch?, its rows)
         try:
             while True:
                 self._wake.clear()
@@ -228,26 +262,55 @@ class MirrorAgent:
                     if until_idle:
                         return
                 timeout = self._next_wakeup(now)
-                waiters = [asyncio.ensure_future(self._wake.wait()), *running.values()]
+                waiters = [asyncio.ensure_future(self._wake.wait()), *running]
                 await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 waiters[0].cancel()
-                for path in [p for p, t in running.items() if t.done()]:
-                    running.pop(path).result()
+                for task in [t for t in running if t.done()]:
+                    del running[task]
+                    task.result()
         finally:
-            for task in running.values():
+            for task in running:
                 task.cancel()
-            await asyncio.gather(*running.values(), return_exceptions=True)
+            await asyncio.gather(*running, return_exceptions=True)
 
-    def _start_ready(self, running: dict[str, asyncio.Task]) -> None:
-        blocked: list[str] = list(running)
-        for row in self.state.pending(limit=max(100, 4 * SMALL_WORKERS)):
-            if len(running) >= (SMALL_WORKERS if is_small(row) else self.workers):
-                return
-            if any(_nested(row.path, other) for other in blocked):
-                blocked.append(row.path)  # keep the order of changes along one branch
+    def _start_ready(self, running: dict[asyncio.Task, tuple[bool, list[RemoteFile]]]) -> None:
+        blocked = _Paths()
+        for _, rows in running.values():
+            blocked.update(r.path for r in rows)
+        batches = sum(1 for batch, _ in running.values() if batch)
+        singles = len(running) - batches
+        batch: list[RemoteFile] = []
+        batch_bytes = 0
+        for row in self.state.pending(limit=SMALL_BATCHES * BATCH_FILES + 2 * self.workers):
+            if blocked.nested(row.path):
+                blocked.add(row.path)  # keep the order of changes along one branch
                 continue
-            blocked.append(row.path)
-            running[row.path] = asyncio.ensure_future(self._apply_one(row))
+            blocked.add(row.path)
+            if not self._batched(row):
+                if singles < self.workers:
+                    singles += 1
+                    self._start(running, False, [row], self._apply_one(row))
+                continue
+            if batches >= SMALL_BATCHES:
+                continue
+            batch.append(row)
+            batch_bytes += row.size or 0
+            if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                batches += 1
+                self._start(running, True, batch, self._apply_batch(batch))
+                batch, batch_bytes = [], 0
+        if batch:
+            self._start(running, True, batch, self._apply_batch(batch))
+
+    def _batched(self, row: RemoteFile) -> bool:
+        """Small files are fetched and installed in batches, unless a batch could not get them."""
+        return is_small(row) and row.hash not in self.fetcher.small.unbatched
+
+    def _start(self, running: dict[asyncio.Task, tuple[bool, list[RemoteFile]]], batch: bool,
+               rows: list[RemoteFile], work: Coroutine) -> None:
+        for row in rows:
+            self.busy[row.path] = row
+        running[asyncio.ensure_future(work)] = (batch, rows)
 
     def _next_wakeup(self, now: float) -> float | None:
         candidates = []
@@ -259,39 +322,78 @@ class MirrorAgent:
         return min(candidates) if candidates else None
 
     async def _apply_one(self, row: RemoteFile) -> None:
-        self.busy[row.path] = row
         try:
             with self.ui.transfer(row.path, row.size) as progress:
                 outcome = await self.applier.apply(row, progress)
             self._offline_wait = 0.0
             fetched, reused = self.fetcher.results.pop(row.path, (0, 0))
-            if outcome in ("created", "updated"):
-                detail = human_bytes(row.size or 0)
-                if reused:
-                    detail += f", fetched {human_bytes(fetched)}, reused {human_bytes(reused)}"
-                self.ui.line(outcome, row.path, detail)
-            elif outcome == "deleted":
-                self.ui.line(outcome, row.path)
+            detail = human_bytes(row.size or 0)
+            if reused:
+                detail += f", fetched {human_bytes(fetched)}, reused {human_bytes(reused)}"
+            self._show([(row, outcome, detail)])
         except ServerUnreachable as e:
-            self._offline_wait = min(MAX_OFFLINE_WAIT_S, max(1.0, self._offline_wait * 2))
-            self._offline_until = time.monotonic() + self._offline_wait
-            log.info("server unreachable while fetching %s: %s", row.path, e)
-        except ApiError as e:
-            if e.status == 401:
-                raise AgentStopped("the server refused the token: run 'vidsync login' again") from None
-            self._failed(row, "failed", f"{e.code}: {e.message}")
-        except ContentRejected as e:
-            self._failed(row, "rejected", str(e))
-        except UnsafePath as e:  # found at write time, e.g. a parent replaced by a symlink
-            self._failed(row, "refused", str(e))
-        except OSError as e:
-            self._failed(row, "failed", f"cannot write: {e.strerror or e}")
-        except Exception as e:  # one file's bug must not stop the mirror: log it, retry later
-            log.exception("applying %s", row.path)
-            self._failed(row, "failed", f"internal error: {e!r}")
+            self._unreachable(row.path, e)
+        except Exception as e:
+            self._error(row, e)
         finally:
             self.busy.pop(row.path, None)
             self._wake.set()
+
+    async def _apply_batch(self, rows: list[RemoteFile]) -> None:
+        """Small files: their bytes in as few requests as fit, then installed together. What
+        the batch could not get is applied file by file (which fetches it again, verifies it,
+        and reports what is wrong)."""
+        try:
+            got = await self.fetcher.small.get_many(rows)
+            files = [(row, got[row.hash]) for row in rows if row.hash in got]  # type: ignore[index]
+            outcomes = await self.applier.apply_small(files)
+            self._offline_wait = 0.0
+            self.ui.advance(sum(len(data) for _, data in files))
+            shown = []
+            for row, _ in files:
+                outcome = outcomes[row.path]
+                if isinstance(outcome, Exception):
+                    self._error(row, outcome)
+                else:
+                    shown.append((row, outcome, human_bytes(row.size or 0)))
+            self._show(shown)
+        except ServerUnreachable as e:
+            self._unreachable(f"{len(rows)} small files", e)
+        except AgentStopped:
+            raise
+        except Exception as e:  # the whole batch stopped: each of its files is told why
+            for row in rows:
+                self._error(row, e)
+        finally:
+            for row in rows:
+                self.busy.pop(row.path, None)
+            self._wake.set()
+
+    def _show(self, applied: list[tuple[RemoteFile, str, str]]) -> None:
+        self.ui.lines([(outcome, row.path, detail if outcome != "deleted" else "")
+                       for row, outcome, detail in applied
+                       if outcome in ("created", "updated", "deleted")])
+
+    def _unreachable(self, what: str, e: ServerUnreachable) -> None:
+        self._offline_wait = min(MAX_OFFLINE_WAIT_S, max(1.0, self._offline_wait * 2))
+        self._offline_until = time.monotonic() + self._offline_wait
+        log.info("server unreachable while fetching %s: %s", what, e)
+
+    def _error(self, row: RemoteFile, e: Exception) -> None:
+        """Record why ``row`` could not be applied; it is retried later."""
+        if isinstance(e, ApiError):
+            if e.status == 401:
+                raise AgentStopped("the server refused the token: run 'vidsync login' again") from None
+            self._failed(row, "failed", f"{e.code}: {e.message}")
+        elif isinstance(e, ContentRejected):
+            self._failed(row, "rejected", str(e))
+        elif isinstance(e, UnsafePath):  # found at write time, e.g. a parent replaced by a symlink
+            self._failed(row, "refused", str(e))
+        elif isinstance(e, OSError):
+            self._failed(row, "failed", f"cannot write: {e.strerror or e}")
+        else:  # one file's bug must not stop the mirror: log it, retry later
+            log.error("applying %s", row.path, exc_info=e)
+            self._failed(row, "failed", f"internal error: {e!r}")
 
     def _failed(self, row: RemoteFile, what: str, error: str) -> None:
         """Record the failure (``what: error``, shown by status) and retry later, backing off."""

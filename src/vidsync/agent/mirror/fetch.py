@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from vidsync.agent.mirror.apply import ContentRejected
 from vidsync.agent.mirror.copier import Copier
-from vidsync.agent.mirror.smallfiles import SmallFiles, is_small
+from vidsync.agent.mirror.smallfiles import SmallFiles
 from vidsync.agent.mirror.state import MirrorState, RemoteFile
 from vidsync.client import ApiError, BlockRef, Client, ContentMismatch
 from vidsync.content.blocks import EMPTY_HASH, Manifest
@@ -38,7 +38,7 @@ class Fetcher:
         self.results: dict[str, tuple[int, int]] = {}
         self.copier = Copier()
         self.prefetcher: Prefetcher | None = None  # set by the agent that follows uploads
-        self.small = SmallFiles(client, project_id, state)
+        self.small = SmallFiles(client, project_id)  # small files' bytes, in batches
 
     async def __call__(self, row: RemoteFile, tmp_path: str, reuse: str | None,
                        progress: Callable[[int], None]) -> str | None:
@@ -48,13 +48,6 @@ class Fetcher:
             with open(tmp_path, "wb"):  # noqa: ASYNC230 - creating an empty file does not block
                 self.results[row.path] = (0, 0)
                 return EMPTY_HASH
-        if is_small(row):
-            data = await self.small.get(row)
-            if data is not None:  # checked against row.hash already
-                with open(tmp_path, "wb") as f:  # noqa: ASYNC230 - at most 128 KiB, no fsync
-                    f.write(data)
-                self.results[row.path] = (len(data), 0)
-                return row.hash
         manifest = await self._manifest(row.hash)
         if manifest is None:
             raise ContentRejected(f"{row.path}: the server has no content for {row.hash[:12]}...")

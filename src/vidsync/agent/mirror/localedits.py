@@ -23,13 +23,15 @@ import watchfiles
 from vidsync.agent.mirror import disk
 from vidsync.agent.mirror.lock import ApplyLock
 from vidsync.agent.mirror.safepath import PathPolicy, UnsafePath
-from vidsync.agent.mirror.state import MirrorState
+from vidsync.agent.mirror.state import LocalFile, MirrorState
 from vidsync.changes import RESERVED_DIR
 
 # examine's verdicts
 OURS = "ours"  # the disk holds what the agent last wrote there (or nothing, where it wrote nothing)
 UNCHANGED = "unchanged"  # the disk already holds what the owner has now
 HELD = "held"  # a local edit: recorded and left alone
+# Paths examined under one hold of the apply lock by a scan.
+SCAN_BATCH = 500
 
 
 class LocalEdits:
@@ -45,51 +47,64 @@ class LocalEdits:
 
     async def examine(self, path: str) -> tuple[str, disk.Seen]:
         """Compare ``path`` on disk with what the agent wrote and what the owner has."""
-        async with self.lock.held():
-            return await self._examine(path)
+        return (await self.examine_many([path]))[0]
 
-    async def _examine(self, path: str) -> tuple[str, disk.Seen]:
-        local, remote = self.state.local(path), self.state.remote(path)
-        want = remote.hash if remote is not None else None
-        seen = await asyncio.to_thread(disk.look, self.root_fd, path)
+    async def examine_many(self, paths: list[str]) -> list[tuple[str, disk.Seen]]:
+        """``examine`` each path, under one hold of the lock: the records are read together and
+        the disk is looked at in one go (each folder walked to once)."""
+        async with self.lock.held():
+            local, remote = self.state.locals_of(paths), self.state.remotes(paths)
+            edited = self.state.edited(paths)
+            seen = await asyncio.to_thread(disk.look_many, self.root_fd, paths)
+            out = []
+            for path, st in zip(paths, seen, strict=True):
+                want = remote[path].hash if path in remote else None
+                out.append((await self._judge(path, local.get(path), want, st, path in edited), st))
+            return out
+
+    async def _judge(self, path: str, local: LocalFile | None, want: str | None, seen: disk.Seen,
+                     edited: bool) -> str:
         if seen.absent and local is None:
-            self._clear(path)
-            return OURS, seen
+            self._clear(path, edited)
+            return OURS
         if seen.regular and local is not None and local.matches(seen.st):
-            self._clear(path)
-            return (UNCHANGED if local.hash == want else OURS), seen
+            self._clear(path, edited)
+            return UNCHANGED if local.hash == want else OURS
         if seen.absent and want is None:
             self.state.drop_local(path)  # the owner deleted what was deleted here too
-            self._clear(path)
-            return UNCHANGED, seen
+            self._clear(path, edited)
+            return UNCHANGED
         if seen.st is not None and stat.S_ISDIR(seen.st.st_mode) and local is None and want is None:
-            return OURS, seen  # a folder where no file is meant to be: nothing to say
+            return OURS  # a folder where no file is meant to be: nothing to say
         if seen.regular:
             found = await asyncio.to_thread(disk.hash_file, self.root_fd, path)
             if found is not None and (found == want or (local is not None and found == local.hash)):
                 # Same content, new stat (a crash before the record, a touch, a copy): adopt it.
                 self.state.set_local(disk.adopt(path, found, seen), self.policy.fold(path))
-                self._clear(path)
-                return (UNCHANGED if found == want else OURS), seen
+                self._clear(path, edited)
+                return UNCHANGED if found == want else OURS
         kind = "added" if local is None else "deleted" if seen.absent else "modified"
         if self.state.set_edit(path, kind):
             self.report("local-edit", path, kind)
-        return HELD, seen
+        return HELD
 
-    def _clear(self, path: str) -> None:
-        if self.state.clear_edit(path):
+    def _clear(self, path: str, edited: bool) -> None:
+        if edited and self.state.clear_edit(path):
             self.report("edit-gone", path, "")
 
     async def scan(self) -> None:
         """Examine every file on disk and every file the agent wrote."""
         on_disk = await asyncio.to_thread(self._walk)
+        paths = []
         for path in sorted(on_disk | set(self.state.all_local()) | set(self.state.edits())):
             try:
                 if self.policy.check(path) != path:
                     raise UnsafePath("not NFC")
             except UnsafePath:
                 continue  # a name the owner's side could never send: not ours to judge
-            await self.examine(path)
+            paths.append(path)
+        for i in range(0, len(paths), SCAN_BATCH):  # the lock is let go between batches
+            await self.examine_many(paths[i:i + SCAN_BATCH])
 
     def _walk(self) -> set[str]:
         """Relative paths of the files and symlinks under the root, ``.vidsync/`` aside."""

@@ -141,6 +141,70 @@ def open_parent(root_fd: int, path: str, create: bool) -> Iterator[int | None]:
         os.close(fd)
 
 
+class Parents:
+    """``open_parent`` for many paths at once: each folder is walked to (from ``root_fd``, one
+    segment at a time, never following a symlink) once, and its descriptor kept until ``close``.
+    ``made`` lists the descriptors of folders in which a folder was created."""
+
+    def __init__(self, root_fd: int, create: bool) -> None:
+        self.root_fd = root_fd
+        self.create = create
+        # A folder's descriptor, None (missing), the segment refused there, or the error met.
+        self._fds: dict[str, int | None | str | OSError] = {}
+        self.made: set[int] = set()
+
+    def __enter__(self) -> Parents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            if isinstance(fd, int):
+                os.close(fd)
+        self._fds.clear()
+
+    def of(self, path: str) -> int | None:
+        """The descriptor of the folder holding ``path`` (already checked); None if it does not
+        exist and folders are not made. ``UnsafePath`` for a parent that is a symlink or a file."""
+        folder = path.rpartition("/")[0]
+        return self.root_fd if not folder else self._folder(folder, path)
+
+    def _folder(self, folder: str, path: str) -> int | None:
+        known = self._fds.get(folder, False)
+        if known is False:
+            up, _, segment = folder.rpartition("/")
+            parent = self.root_fd if not up else self._folder(up, path)
+            try:
+                known = None if parent is None else self._open(segment, parent, path)
+            except UnsafePath:  # the same answer for every path below it, naming each path
+                known = segment
+            except OSError as e:
+                known = e
+            self._fds[folder] = known
+        if isinstance(known, str):
+            raise UnsafePath(f"{path!r}: parent {known!r} is a symlink or not a directory")
+        if isinstance(known, OSError):
+            raise known
+        return known
+
+    def _open(self, segment: str, parent: int, path: str) -> int | None:
+        try:
+            return os.open(segment, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not self.create:
+                return None
+        except OSError as e:
+            raise _refusal(e, segment, path) from None
+        try:
+            os.mkdir(segment, 0o777, dir_fd=parent)
+            self.made.add(parent)
+        except FileExistsError:
+            pass  # made meanwhile (or a dangling symlink: the open below refuses it)
+        return _open_dir(segment, parent, path)
+
+
 def _open_dir(segment: str, dir_fd: int, path: str) -> int:
     try:
         return os.open(segment, _DIR_FLAGS, dir_fd=dir_fd)

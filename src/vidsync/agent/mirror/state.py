@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from vidsync.changes import RESERVED_DIR
 DB_NAME = "mirror.db"
 # A failing file is retried after 2, 4, 8 ... seconds, at most this long apart.
 MAX_RETRY_S = 300.0
+# Keys per ``IN (...)`` query (SQLite allows 999 variables in builds before 3.32).
+MAX_VARIABLES = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,17 @@ class MirrorState:
                               (path,)).fetchone()
         return RemoteFile(*row) if row else None
 
+    def remotes(self, paths: list[str]) -> dict[str, RemoteFile]:
+        """``remote`` for many paths at once (those the owner's side has a row for)."""
+        return {r[0]: RemoteFile(*r) for r in self._where_in(
+            "SELECT path, hash, size, mtime, seq FROM remote WHERE path IN", paths)}
+
+    def _where_in(self, query: str, keys: list[str]) -> Iterator[tuple]:
+        """``query (?, ?, ...)`` over ``keys``, a few hundred at a time."""
+        for i in range(0, len(keys), MAX_VARIABLES):
+            chunk = keys[i:i + MAX_VARIABLES]
+            yield from self.db.execute(f"{query} ({', '.join('?' * len(chunk))})", chunk)
+
     # -- what differs ---------------------------------------------------------------------------
 
     _DIFFERS = """
@@ -214,8 +227,17 @@ class MirrorState:
                               (path,)).fetchone()
         return LocalFile(*row) if row else None
 
-    def locals_folding_to(self, fold: str) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT path FROM local WHERE fold = ?", (fold,))]
+    def locals_of(self, paths: list[str]) -> dict[str, LocalFile]:
+        """``local`` for many paths at once (those this side has a synced version of)."""
+        return {r[0]: LocalFile(*r) for r in self._where_in(
+            "SELECT path, hash, size, mtime_ns, ino, ctime_ns FROM local WHERE path IN", paths)}
+
+    def locals_folding_to(self, folds: list[str]) -> dict[str, list[str]]:
+        """The synced paths stored under each of ``folds`` (case-folded keys)."""
+        found: dict[str, list[str]] = {}
+        for path, fold in self._where_in("SELECT path, fold FROM local WHERE fold IN", folds):
+            found.setdefault(fold, []).append(path)
+        return found
 
     def local_paths_under(self, folder: str) -> list[str]:
         """Paths the agent wrote inside ``folder`` (``a/b`` for ``a/b/...``)."""
@@ -230,10 +252,17 @@ class MirrorState:
 
     def set_local(self, row: LocalFile, fold: str) -> None:
         """This agent wrote ``row`` (or found the server's content already there)."""
+        self.set_locals([(row, fold)])
+
+    def set_locals(self, rows: list[tuple[LocalFile, str]]) -> None:
+        """``set_local`` for each ``(row, fold)``, in one transaction."""
+        if not rows:
+            return
         with self._tx():
-            self._set_local(row, fold)
-            if self.on_synced is not None:
-                self.on_synced(row.path, row)
+            for row, fold in rows:
+                self._set_local(row, fold)
+                if self.on_synced is not None:
+                    self.on_synced(row.path, row)
 
     def _set_local(self, row: LocalFile, fold: str) -> None:
         self.db.execute(
@@ -307,6 +336,10 @@ class MirrorState:
             return False  # the common case, read-only: a scan of a big mirror writes nothing
         with self._tx():
             return self.db.execute("DELETE FROM edits WHERE path = ?", (path,)).rowcount > 0
+
+    def edited(self, paths: list[str]) -> set[str]:
+        """Which of ``paths`` are recorded as local edits."""
+        return {r[0] for r in self._where_in("SELECT path FROM edits WHERE path IN", paths)}
 
     def edits(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT path, kind FROM edits ORDER BY path"))

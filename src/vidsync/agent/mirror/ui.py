@@ -20,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from vidsync.text import printable
 
@@ -54,10 +55,19 @@ class Ui:
         self.progress.stop()
 
     def line(self, what: str, path: str, detail: str = "") -> None:
+        self.lines([(what, path, detail)])
+
+    def lines(self, items: list[tuple[str, str, str]]) -> None:
+        """One line per ``(what, path, detail)``, printed at once (a batch of small files prints
+        a thousand lines: one by one, printing would cost more than installing them)."""
+        if not items:
+            return
         stamp = time.strftime("%H:%M:%S")
-        style = _STYLES.get(what, "")
-        text = f"{stamp} {what:<10} {path}" + (f"  ({detail})" if detail else "")
-        self.console.print(printable(text), style=style, markup=False, highlight=False)
+        text = Text()
+        for i, (what, path, detail) in enumerate(items):
+            line = f"{stamp} {what:<10} {path}" + (f"  ({detail})" if detail else "")
+            text.append(("\n" if i else "") + printable(line), style=_STYLES.get(what, ""))
+        self.console.print(text, markup=False, highlight=False)
 
     def message(self, text: str) -> None:
         self.console.print(printable(text), markup=False, highlight=False)
@@ -65,6 +75,11 @@ class Ui:
     def start_overall(self, files: int, total_bytes: int) -> None:
         if self._overall is None and files:
             self._overall = self.progress.add_task(f"first sync: {files} files", total=total_bytes)
+
+    def advance(self, n: int) -> None:
+        """``n`` more bytes of the first sync are in place (for a batch, without a transfer)."""
+        if self._overall is not None:
+            self.progress.advance(self._overall, n)
 
     def finish_overall(self) -> None:
         if self._overall is not None:
@@ -81,8 +96,7 @@ class Ui:
         def advance(n: int) -> None:
             if task is not None:
                 self.progress.advance(task, n)
-            if self._overall is not None:
-                self.progress.advance(self._overall, n)
+            self.advance(n)
 
         try:
             yield advance
