@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,12 +36,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vidsync.testing import HOST, Process, ServerProcess, free_port
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 LOADGEN = BENCH / "loadgen"
 NODE_REF = BENCH / "node-ref"
 RESULTS = BENCH / "results"
-HOST = "127.0.0.1"  # every process started here listens, and all traffic goes, only here
 SERVERS = ("vidsync", "node-ref")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -62,12 +62,6 @@ def ensure_npm_deps(package_dir: Path) -> None:
     log(f"npm ci in {package_dir.relative_to(REPO)}")
     subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=package_dir, check=True,
                    stdout=sys.stderr)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def process_tree(pid: int) -> list[int]:
@@ -132,40 +126,6 @@ class RssSampler(threading.Thread):
         self.join()
 
 
-class ServerProcess:
-    """A server under test in its own process group, so that stopping it stops all of it."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def wait_listening(self, port: int, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; "
-                                   f"see {self.log_path}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.5):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} is not listening on {port} after {timeout_s} s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-
-
 # ---- HTTP setup (vidsync only; node-ref needs none) --------------------------------------
 
 
@@ -222,29 +182,34 @@ class RunResult:
         return (self.rss_subscribed_bytes - self.rss_idle_bytes) / self.subscribers
 
 
-def start_server(name: str, port: int, workdir: Path, extra: tuple[str, ...] = ()) -> ServerProcess:
+def node_ref(log_path: Path) -> Process:
+    """The Node reference server (bench/node-ref) on a free port, its npm dependencies installed
+    when missing; ``start`` it. Ready once socket.io answers a handshake."""
+    ensure_npm_deps(NODE_REF)
+    port = free_port()
+    return Process(["node", str(NODE_REF / "server.js"), "--host", HOST, "--port", str(port)], port,
+                   name="node-ref", ready_path="/socket.io/?EIO=4&transport=polling",
+                   log_path=log_path, cwd=REPO)
+
+
+def start_server(name: str, workdir: Path, extra: tuple[str, ...] = ()) -> Process:
     if name == "vidsync":
-        # Warnings only: the reference logs nothing per request, and an access-log line per
-        # post would be charged to our server alone.
-        argv = [str(Path(sys.executable).parent / "vidsync"), "serve", "--host", HOST,
-                "--port", str(port), "--data-dir", str(workdir / "data"), "--log-level", "warning",
-                *extra]
+        server = ServerProcess(workdir / "data", list(extra), quiet=True, cwd=REPO,
+                               log_path=workdir / "vidsync.log")
     else:
-        argv = ["node", str(NODE_REF / "server.js"), "--host", HOST, "--port", str(port)]
-    server = ServerProcess(name, argv, workdir / f"{name}.log")
-    server.wait_listening(port)
-    return server
+        server = node_ref(workdir / "node-ref.log")
+    return server.start()
 
 
 def run_one(name: str, args: argparse.Namespace, workdir: Path,
             server_args: tuple[str, ...] = ()) -> RunResult:
     """One server under load; ``server_args`` are added to ``vidsync serve`` (bench/gc.py)."""
     result = RunResult(server=name, subscribers=args.subscribers)
-    port = free_port()
-    base_url = f"http://{HOST}:{port}"
-    log(f"{name}: starting on {base_url}")
-    server = start_server(name, port, workdir, server_args)
-    sampler = RssSampler(server.proc.pid)
+    log(f"{name}: starting")
+    server = start_server(name, workdir, server_args)
+    base_url = server.url
+    log(f"{name}: ready on {base_url}")
+    sampler = RssSampler(server.pid)
     sampler.start()
     try:
         if name == "vidsync":
@@ -254,7 +219,7 @@ def run_one(name: str, args: argparse.Namespace, workdir: Path,
             token, project_id = "", f"bench-{uuid.uuid4().hex[:8]}"
             mode = "seed"
         time.sleep(0.5)  # let start-up allocations settle before the idle reading
-        result.rss_idle_bytes = rss_bytes(server.proc.pid)
+        result.rss_idle_bytes = rss_bytes(server.pid)
         # The peak that matters is under load, not during set-up (hashing the bench user's
         # password alone can take tens of MiB for a moment).
         sampler.reset_peak()
@@ -267,7 +232,7 @@ def run_one(name: str, args: argparse.Namespace, workdir: Path,
             argv += ["--token", token]
         result.loadgen = run_loadgen(argv, server, result, args)
         time.sleep(1.0)  # let the server notice the closed connections and free them
-        result.rss_after_bytes = rss_bytes(server.proc.pid)
+        result.rss_after_bytes = rss_bytes(server.pid)
     except Exception as e:  # noqa: BLE001 - reported in the table; the next server still runs
         result.error = f"{type(e).__name__}: {e}"
         log(f"{name}: {result.error} (server log: {server.log_path})")
@@ -278,7 +243,7 @@ def run_one(name: str, args: argparse.Namespace, workdir: Path,
     return result
 
 
-def run_loadgen(argv: list[str], server: ServerProcess, result: RunResult,
+def run_loadgen(argv: list[str], server: Process, result: RunResult,
                 args: argparse.Namespace) -> dict:
     """Run the load generator, reading its progress lines to time the server readings."""
     # Connecting, posting and draining, with generous room; past this something hangs.
@@ -297,14 +262,14 @@ def run_loadgen(argv: list[str], server: ServerProcess, result: RunResult,
         for line in proc.stdout:
             msg = json.loads(line)
             if msg["type"] == "subscribed":
-                result.rss_subscribed_bytes = rss_bytes(server.proc.pid)
+                result.rss_subscribed_bytes = rss_bytes(server.pid)
             elif msg["type"] == "posting":
-                server_cpu, machine_cpu = cpu_seconds(server.proc.pid), machine_busy_seconds()
+                server_cpu, machine_cpu = cpu_seconds(server.pid), machine_busy_seconds()
                 wall_start = time.monotonic()
             elif msg["type"] == "result":
                 if wall_start is not None:
                     wall = time.monotonic() - wall_start
-                    result.server_cpu_seconds = cpu_seconds(server.proc.pid) - server_cpu
+                    result.server_cpu_seconds = cpu_seconds(server.pid) - server_cpu
                     result.server_cpu_cores = result.server_cpu_seconds / wall
                     result.machine_cpu_cores = (machine_busy_seconds() - machine_cpu) / wall
                 report = msg
@@ -485,8 +450,6 @@ def main(argv: list[str] | None = None) -> int:
     # A plain `kill` must still run the finally blocks that stop the servers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_npm_deps(LOADGEN)
-    if "node-ref" in args.servers:
-        ensure_npm_deps(NODE_REF)
     workdir = Path(tempfile.mkdtemp(prefix="vidsync-fanout-"))
     results = []
     load = os.getloadavg()

@@ -7,46 +7,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 from vidsync.agent.mirror.status import mirror_status
 from vidsync.client import Client
+from vidsync.testing import VIDSYNC, ServerProcess
 
-VIDSYNC = [sys.executable, "-m", "vidsync"]
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([*VIDSYNC, "serve", "--port", str(self.port), "--data-dir",
-                                      str(data_dir), "--log-level", "warning"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.proc.kill()
-        raise SystemExit("the server did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
+def start_server(data_dir: Path) -> ServerProcess:
+    """``vidsync serve`` on a free port, warnings only (``quiet``), its log in ``data_dir``."""
+    return ServerProcess(data_dir, quiet=True).start()
 
 
 async def account(url: str, name: str) -> str:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Proc, Server, account, env_for, machine, percentile, save, wait_connected
+from harness import Proc, account, env_for, machine, percentile, save, start_server, wait_connected
 
 from vidsync.agent.share import share_status
 from vidsync.client import Client
@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-"))
-    server = Server(scratch / "server")
+    server = start_server(scratch / "server")
     procs: list[Proc] = []
     try:
         owner = asyncio.run(account(server.url, "owner"))

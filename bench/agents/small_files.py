@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import VIDSYNC, Proc, Server, account, env_for, machine, save
+from harness import VIDSYNC, Proc, account, env_for, machine, save, start_server
 from throughput import RsyncDaemon, load
 
 from vidsync.agent.share.status import share_status
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-", dir=args.dir))
-    server = Server(scratch / "server")
+    server = start_server(scratch / "server")
     rsyncd = RsyncDaemon(scratch)
     sharer: Proc | None = None
     rows: list[tuple[str, float, float, float]] = []

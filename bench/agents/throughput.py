@@ -43,9 +43,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import VIDSYNC, Proc, Server, account, env_for, free_port, machine, save, wait_connected
+from harness import VIDSYNC, Proc, account, env_for, machine, save, start_server, wait_connected
 
 from vidsync.client import Client, split_file
+from vidsync.testing import Process, free_port
 
 MiB = 1024 * 1024
 JOIN_TIMEOUT_S = 1800
@@ -105,9 +106,10 @@ class RsyncDaemon:
         conf.write_text(f"use chroot = no\n[bench]\npath = {self.dest}\nread only = no\n"
                         f"uid = {os.getuid()}\ngid = {os.getgid()}\n")
         self.port = free_port()
-        self.proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--port={self.port}",
-                                      f"--config={conf}", "--address=127.0.0.1"])
-        time.sleep(0.5)
+        # Ready once it accepts connections on its port.
+        self.daemon = Process(["rsync", "--daemon", "--no-detach", f"--port={self.port}",
+                               f"--config={conf}", "--address=127.0.0.1"], self.port,
+                              log_path=scratch / "rsyncd.log").start()
 
     def send(self, path: Path, *options: str) -> tuple[float, int]:
         """(seconds, bytes sent + received on the wire)."""
@@ -123,8 +125,7 @@ class RsyncDaemon:
         return seconds, total("sent") + total("received")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        self.daemon.stop()
 
 
 def main() -> None:
@@ -137,7 +138,7 @@ def main() -> None:
     size = args.size_mib * MiB
 
     scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-", dir=args.dir))
-    server = Server(scratch / "server")
+    server = start_server(scratch / "server")
     rsyncd = RsyncDaemon(scratch)
     follower: Proc | None = None
     # (step, ours s, rsync s, rsync --fsync s, load)

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Proc, Server, account, env_for, machine, percentile, save, wait_connected
+from harness import Proc, account, env_for, machine, percentile, save, start_server, wait_connected
 from latency import summary, wait_for
 
 from vidsync.agent.share import share_status
@@ -72,7 +72,7 @@ def main() -> None:
     timing = ["--debounce", str(args.debounce), "--settle", str(args.settle)]
 
     scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-"))
-    server = Server(scratch / "server")
+    server = start_server(scratch / "server")
     procs: list[Proc] = []
     try:
         owner = asyncio.run(account(server.url, "owner"))

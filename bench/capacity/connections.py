@@ -20,9 +20,11 @@ import time
 import uuid
 
 from api import Api, change, timed_path
-from procs import CpuWindow, Stack, load_average, log, profiled
+from procs import CpuWindow, Stack, load_average, log, profiled, rss_bytes
 from report import kib, mib, ms, scaled, standalone, summary, table
 from swarm import Swarm
+
+from vidsync.testing import Process
 
 SERVERS = ("vidsync", "node-ref")
 WAIT_S = 60.0  # one event reaching every subscriber; past this the run is reported as failed
@@ -37,10 +39,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    f"{', '.join(SERVERS)}")
 
 
-async def settle_rss(server, seconds: float = 2.0) -> int:
+async def settle_rss(server: Process, seconds: float = 2.0) -> int:
     """RSS once it stopped moving for a moment (allocations after a burst land late)."""
     await asyncio.sleep(seconds)
-    return server.rss()
+    return rss_bytes(server.pid)
 
 
 async def prime_seed(api: Api, project: str, swarm: Swarm) -> int:

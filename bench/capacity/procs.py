@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,12 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
+from vidsync.testing import Process, RedisProcess, ServerProcess
 
 BENCH = Path(__file__).resolve().parent.parent
 REPO = BENCH.parent
-NODE_REF = BENCH / "node-ref"
-HOST = "127.0.0.1"  # every process started here listens, and all traffic goes, only here
+sys.path.insert(0, str(BENCH))
+import fanout  # noqa: E402 - its Node reference server, started the same way here
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DEFAULT_POSTGRES = os.environ.get("VIDSYNC_TEST_DATABASE", "postgresql://127.0.0.1:5432/test")
@@ -35,12 +35,6 @@ DEFAULT_POSTGRES = os.environ.get("VIDSYNC_TEST_DATABASE", "postgresql://127.0.0
 
 def log(message: str) -> None:
     print(f"[capacity] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def rss_bytes(pid: int) -> int:
@@ -128,59 +122,6 @@ class CpuWindow:
         return self.machine_s / self.wall_s if self.wall_s else 0.0
 
 
-def spawn_quiet(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-
-
-class Server:
-    """A server under test in its own process group, so stopping it stops all of it."""
-
-    def __init__(self, name: str, argv: list[str], port: int, log_path: Path,
-                 env: dict | None = None) -> None:
-        self.name = name
-        self.port = port
-        self.url = f"http://{HOST}:{port}"
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                     env={**os.environ, **(env or {})})
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def rss(self) -> int:
-        return rss_bytes(self.pid)
-
-    async def wait_ready(self, path: str, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; "
-                                       f"see {self.log_path}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with http.get(self.url + path) as r:
-                        if r.status < 500:
-                            return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"{self.name} is not ready on {self.url} after {timeout_s} s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-
-
 class Stack(contextlib.AsyncExitStack):
     """Owns a scratch directory and everything started for one benchmark."""
 
@@ -190,66 +131,36 @@ class Stack(contextlib.AsyncExitStack):
         self.callback(shutil.rmtree, self.workdir, ignore_errors=True)
         return self
 
-    def _own(self, server: Server) -> Server:
-        self.callback(server.stop)
-        return server
+    async def _start(self, process: Process) -> Process:
+        """Start ``process`` (in a thread: the event loop goes on) and stop it when the stack
+        closes. 60 s to be ready: the machine may be busy with the previous benchmark's end."""
+        self.callback(process.stop)
+        await asyncio.to_thread(process.start, 60)
+        return process
 
     async def vidsync(self, name: str = "vidsync", database: str | None = None,
-                      redis: str | None = None, blob_dir: Path | None = None) -> Server:
+                      redis: str | None = None, blob_dir: Path | None = None) -> Process:
         """``vidsync serve`` from this checkout, on SQLite in a fresh data dir unless
-        ``database`` names PostgreSQL. Warnings only: an access-log line per request would be
-        charged to the server under test."""
-        port = free_port()
-        argv = [str(Path(sys.executable).parent / "vidsync"), "serve", "--host", HOST,
-                "--port", str(port), "--data-dir", str(self.workdir / name),
-                "--log-level", "warning"]
-        if database:
-            argv += ["--database", database]
+        ``database`` names PostgreSQL, warnings only (``quiet``); ready once /readyz says so."""
+        args = []
         if redis:
-            argv += ["--redis", redis]
+            args += ["--redis", redis]
         if blob_dir:
-            argv += ["--blob-dir", str(blob_dir)]
-        server = self._own(Server(name, argv, port, self.workdir / f"{name}.log"))
-        await server.wait_ready("/readyz")
-        return server
+            args += ["--blob-dir", str(blob_dir)]
+        return await self._start(ServerProcess(
+            self.workdir / name, args, database, quiet=True, ready_path="/readyz", cwd=REPO,
+            name=name, log_path=self.workdir / f"{name}.log"))
 
-    async def node_ref(self) -> Server:
-        """The Node socket.io reference server (bench/node-ref), installed with ``npm ci``
-        when missing."""
-        if not (NODE_REF / "node_modules" / ".package-lock.json").exists():
-            log("npm ci in bench/node-ref")
-            await asyncio.to_thread(subprocess.run, ["npm", "ci", "--no-audit", "--no-fund"],
-                                    cwd=NODE_REF, check=True, stdout=sys.stderr)
-        port = free_port()
-        argv = ["node", str(NODE_REF / "server.js"), "--host", HOST, "--port", str(port)]
-        server = self._own(Server("node-ref", argv, port, self.workdir / "node-ref.log"))
-        await server.wait_ready("/socket.io/?EIO=4&transport=polling")
-        return server
+    async def node_ref(self) -> Process:
+        """The Node socket.io reference server (bench/node-ref)."""
+        return await self._start(await asyncio.to_thread(fanout.node_ref,
+                                                         self.workdir / "node-ref.log"))
 
     async def redis(self) -> str:
-        """A private redis-server on a free port, no persistence."""
+        """A private redis-server on a free port, no persistence; its URL."""
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed")
-        port = free_port()
-        proc = spawn_quiet(["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
-                            "--appendonly", "no", "--dir", str(self.workdir)])
-
-        def stop() -> None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-        self.callback(stop)
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.5):
-                return f"redis://{HOST}:{port}/0"
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            await asyncio.sleep(0.05)
+        return (await self._start(RedisProcess(self.workdir))).url
 
     async def postgres(self, base: str = DEFAULT_POSTGRES) -> str:
         """A scratch database on the machine's PostgreSQL, dropped when the stack closes."""
