@@ -26,8 +26,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,9 +35,10 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from vidsync.testing import Process, RedisProcess, ServerProcess
+
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-HOST = "127.0.0.1"
 CONTENT = b"vidsync cluster fan-out bench\n"
 CONTENT_HASH = hashlib.sha256(CONTENT).hexdigest()
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -49,24 +48,10 @@ def log(message: str) -> None:
     print(f"[cluster-fanout] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def wait_for(check, what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -179,7 +164,7 @@ def setup(url: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:
-    procs: list[subprocess.Popen] = []
+    procs: list[Process] = []  # stopped in reverse order: the nodes, then Redis
     db_name = "vidsync_bench_" + uuid.uuid4().hex[:10]
     with psycopg.connect(args.postgres, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
@@ -187,25 +172,18 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     try:
         extra: list[str] = []
         if args.nodes > 1:
-            redis_port = free_port()
-            procs.append(subprocess.Popen(
-                ["redis-server", "--port", str(redis_port), "--bind", HOST, "--save", "",
-                 "--appendonly", "no", "--dir", str(workdir)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            extra = ["--redis", f"redis://{HOST}:{redis_port}/0"]
-        urls, nodes = [], []
-        for n in range(args.nodes):
-            port = free_port()
-            node = subprocess.Popen(
-                [str(Path(sys.executable).parent / "vidsync"), "serve", "--host", HOST, "--port",
-                 str(port), "--data-dir", str(workdir / f"node{n}"), "--database", database,
-                 "--blob-dir", str(workdir / "blobs"), "--log-level", "warning", *extra],
-                stdout=open(workdir / f"node{n}.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-            procs.append(node)
-            nodes.append(node)
-            urls.append(f"http://{HOST}:{port}")
-        for url in urls:
-            wait_for(lambda url=url: _ready(url), f"{url}/readyz")
+            redis = RedisProcess(workdir)
+            procs.append(redis)
+            extra = ["--redis", redis.start().url]
+        nodes = [ServerProcess(workdir / f"node{n}", ["--blob-dir", str(workdir / "blobs"), *extra],
+                               database, quiet=True, ready_path="/readyz",
+                               log_path=workdir / f"node{n}.log") for n in range(args.nodes)]
+        procs += nodes
+        for node in nodes:  # all start at once, then each is waited for
+            node.spawn()
+        for node in nodes:
+            node.wait_ready()
+        urls = [node.url for node in nodes]
         token, pid = setup(urls[0])
 
         ctx = mp.get_context("spawn")
@@ -231,12 +209,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             w.join()
     finally:
         for p in reversed(procs):
-            p.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(15)
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+            p.stop()
         with psycopg.connect(args.postgres, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
     same = [x for c in clients for x in c["same"]]
@@ -254,12 +227,6 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "node_cpu_cores": [round(c, 2) for c in node_cores],
         "deliveries_per_s": round((len(same) + len(cross)) / wall),
     }
-
-
-def _ready(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(url + "/readyz", timeout=2).status_code == 200
-    return False
 
 
 def print_report(r: dict) -> None:

@@ -13,39 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from vidsync.client import Client, split_file
+from vidsync.testing import ServerProcess
 
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vidsync", "serve", "--port", str(port),
-                             "--data-dir", str(data_dir), "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("server did not start")
 
 
 async def run(url: str, path: Path, size: int, out: Path, concurrency: int) -> None:
@@ -85,12 +60,12 @@ def main() -> None:
         with open(path, "wb") as f:
             for _ in range(args.size_mib):
                 f.write(os.urandom(MiB))
-        proc, url = start_server(root / "server")
+        server = ServerProcess(root / "server", quiet=True).start()
         try:
-            asyncio.run(run(url, path, args.size_mib * MiB, root / "output.bin", args.concurrency))
+            asyncio.run(run(server.url, path, args.size_mib * MiB, root / "output.bin",
+                            args.concurrency))
         finally:
-            proc.terminate()
-            proc.wait(10)
+            server.stop()
 
 
 if __name__ == "__main__":

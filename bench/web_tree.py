@@ -25,9 +25,7 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,8 @@ import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+from vidsync.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -64,12 +64,6 @@ WATCH = """(() => {
       if (!(row.dataset.path in window.rowSeenAt)) window.rowSeenAt[row.dataset.path] = Date.now();
   }).observe(document, { childList: true, subtree: true });
 })()"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api:
@@ -193,26 +187,11 @@ def measure(browser, url: str, n: int, changes: int) -> dict:
 
 def run_size(browser, n: int, changes: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="vidsync-webtree-") as data:
-        port = free_port()
-        with open(os.path.join(data, "server.log"), "wb") as log:
-            proc = subprocess.Popen(
-            [sys.executable, "-m", "vidsync", "serve", "--port", str(port), "--data-dir", data],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        url = f"http://127.0.0.1:{port}"
+        server = ServerProcess(Path(data), cwd=ROOT).start()
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(url + "/healthz", timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("the server did not start") from None
-                    time.sleep(0.1)
-            return measure(browser, url, n, changes)
+            return measure(browser, server.url, n, changes)
         finally:
-            proc.terminate()
-            proc.wait(15)
+            server.stop()
 
 
 def main() -> None:

@@ -204,10 +204,9 @@ class ServerProcess(Process):
             cmd += ["--database", self.database]
         return cmd + self.args
 
-    def start(self, timeout: float = 30) -> Self:
+    def spawn(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        super().start(timeout)
-        return self
+        super().spawn()
 
 
 class RedisProcess(Process):
