@@ -10,6 +10,7 @@ from harness import Api, ServerProcess, change
 from server.helpers import assert_error
 
 from content.helpers import manifest_of, missing, put_block, sha, split, store_file
+from vidsync.content.blobstore import BlobStore
 from vidsync.content.blocks import EMPTY_HASH, MAX_BLOCK_SIZE
 
 KiB = 1024
@@ -220,3 +221,23 @@ def test_deleting_a_project_removes_its_content(api: Api, server: ServerProcess,
     assert block_files(server, project)
     assert api.delete(f"/api/projects/{project}", token=owner).status_code == 204
     assert not (server.data_dir / "blobs" / project).exists()
+
+
+def test_an_interrupted_small_file_batch_accepts_none_of_it(tmp_path: Path) -> None:
+    """A batch of small files that fails half-way through (here the 601st entry cannot be
+    written, after 600 were written and handed to the fsync pool) leaves no manifest, so no file
+    of it counts as stored, and no temporary file; the batch sent again is stored whole."""
+    blobs = BlobStore(str(tmp_path / "blobs"), 2**40)
+    files = [(sha(data), data) for data in (os.urandom(2048) for _ in range(1000))]
+    with pytest.raises(TypeError):
+        blobs.put_small_files("p1", [*files[:600], (sha(b"lost"), None), *files[600:]])
+    assert [h for h, _ in files if blobs.has_manifest("p1", h)] == []
+    assert os.listdir(blobs.tmp_dir("p1")) == []
+
+    assert blobs.put_small_files("p1", files) == [True] * len(files)
+    assert blobs.put_small_files("p1", files[:10]) == [False] * 10
+    for h, data in files:
+        manifest = blobs.get_manifest("p1", h)
+        assert manifest is not None and manifest.size == len(data)
+        assert b"".join(blobs.read_range("p1", manifest, 0, manifest.size)) == data
+    assert os.listdir(blobs.tmp_dir("p1")) == []

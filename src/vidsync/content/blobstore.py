@@ -45,6 +45,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,8 @@ USAGE_TTL_S = 60.0
 # fsyncs issued side by side when a batch of small files is made durable: the filesystem's
 # journal commits them together (on ext4 one fsync at a time costs ~5 ms; 32 at once ~0.5 ms each).
 FSYNC_THREADS = 32
+# Temporary files of a batch open at once (written, waiting for their fsync).
+MAX_OPEN_SMALL_FILES = 256
 # How long freshly written or touched content is safe from the collector (``--gc-grace``): the
 # longest a client may take between posting a manifest and the change that names it.
 DEFAULT_GC_GRACE_S = 3600.0
@@ -386,38 +389,68 @@ class BlobStore:
         file, whether it was new. Blocking. The caller has checked each file's bytes against its
         hash (``files`` is ``(hash, bytes)``) and that each fits in one block.
 
-        Durable as ``put_manifest`` is, but paid per batch, not per file: every temporary file is
-        written, all are fsynced side by side (the journal commits them together), blocks are
-        renamed into place before manifests, and each directory touched is fsynced once."""
+        Durable as ``put_manifest`` is, but paid per batch, not per file: each temporary file is
+        created (``O_EXCL``, names from one random prefix per batch), written and handed to a
+        pool that fsyncs and closes it while the next ones are written (the journal commits
+        them together); then blocks are renamed into place before the manifests naming them,
+        and each directory touched is fsynced once. Until its rename nothing is under a final
+        name, so an interrupted batch leaves only temporary files (removed here, or by the
+        collector after a crash). Per file: create, write, fsync, close, rename."""
         new = [not _touch(self.manifest_path(project_id, h)) for h, _ in files]
         todo = {h: data for (h, data), n in zip(files, new, strict=True) if n}
         if not todo:
             return new
-        writes: list[tuple[str, str]] = []  # (temporary, final), blocks first
-        manifests: list[tuple[str, str]] = []
         tmp_dir = self.tmp_dir(project_id)
         os.makedirs(tmp_dir, exist_ok=True)
+        prefix = os.path.join(tmp_dir, secrets.token_hex(12))
+        blocks: list[tuple[str, str]] = []  # (temporary, final)
+        manifests: list[tuple[str, str]] = []
+        renamed = 0
+        open_fds = threading.BoundedSemaphore(MAX_OPEN_SMALL_FILES)
         try:
-            for h, data in todo.items():
-                if data and not _touch(self.block_path(project_id, h)):
-                    writes.append((_write_tmp(tmp_dir, data), self.block_path(project_id, h)))
-                blocks = (BlockRef(h, len(data)),) if data else ()
-                body = orjson.dumps(Manifest(h, len(data), blocks).to_json())
-                manifests.append((_write_tmp(tmp_dir, body), self.manifest_path(project_id, h)))
             with ThreadPoolExecutor(FSYNC_THREADS) as pool:
-                list(pool.map(_fsync_path, [tmp for tmp, _ in writes + manifests]))
+                syncs = []
+
+                def write(tmp: str, data: bytes) -> None:
+                    open_fds.acquire()
+                    try:
+                        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                     0o644)
+                    except BaseException:
+                        open_fds.release()
+                        raise
+                    try:
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view):]
+                    except BaseException:
+                        _close_released(fd, open_fds)
+                        raise
+                    syncs.append(pool.submit(_fsync_close, fd, open_fds))
+
+                for i, (h, data) in enumerate(todo.items()):
+                    if data and not _touch(self.block_path(project_id, h)):
+                        blocks.append((f"{prefix}.{i}.block", self.block_path(project_id, h)))
+                        write(blocks[-1][0], data)
+                    body = orjson.dumps(Manifest(h, len(data), (BlockRef(h, len(data)),)
+                                                 if data else ()).to_json())
+                    manifests.append((f"{prefix}.{i}.json", self.manifest_path(project_id, h)))
+                    write(manifests[-1][0], body)
+                for done in syncs:
+                    done.result()  # every temporary file durable before any is renamed
                 dirs: set[str] = set()
-                for tmp, final in writes + manifests:  # blocks before the manifests naming them
+                for tmp, final in blocks + manifests:  # blocks before the manifests naming them
                     parent = os.path.dirname(final)
                     if parent not in dirs:
                         os.makedirs(parent, exist_ok=True)
                         dirs.add(parent)
                     os.replace(tmp, final)
+                    renamed += 1
                 list(pool.map(_fsync_path, sorted(dirs)))
         finally:
-            for tmp, _ in writes + manifests:
+            for tmp, _ in (blocks + manifests)[renamed:]:
                 _unlink_quietly(tmp)
-        for _, final in writes:
+        for _, final in blocks:
             self._add_usage(project_id, os.path.getsize(final))
         return new
 
@@ -486,11 +519,18 @@ def _finish(f, tmp: str, final: str, durable: bool) -> None:  # noqa: ANN001 - a
     os.replace(tmp, final)
 
 
-def _write_tmp(tmp_dir: str, data: bytes) -> str:
-    tmp = os.path.join(tmp_dir, secrets.token_hex(12))
-    with open(tmp, "wb", buffering=0) as f:
-        f.write(data)
-    return tmp
+def _fsync_close(fd: int, open_fds: threading.BoundedSemaphore) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        _close_released(fd, open_fds)
+
+
+def _close_released(fd: int, open_fds: threading.BoundedSemaphore) -> None:
+    try:
+        os.close(fd)
+    finally:
+        open_fds.release()
 
 
 def _fsync_path(path: str) -> None:

@@ -39,6 +39,9 @@ FILE_CONCURRENCY = 4
 # Batches of small files (up to 1000 each, content-batch) in flight at once: while the server
 # hashes and fsyncs one, the next is being read and sent.
 BATCH_CONCURRENCY = 3
+# Changes uploaded per step of a pass: the posts of one step go out while the next one's content
+# is uploaded (a window of small files is BATCH_CONCURRENCY content-batch requests).
+SEND_WINDOW = BATCH_CONCURRENCY * 1000
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 # How often "uploads in progress" is written to the state for ``vidsync status``.
@@ -198,13 +201,40 @@ class Syncer:
             log.info("connected to the server")
         await self._flush()
         while pending := self._pending():
-            ready, stale = await self._upload(pending)
-            if ready:
-                self.state.freeze([(str(uuid.uuid4()), b) for b in split_batches(ready)])
-                await self._flush()
-            if stale or not ready:
+            if not await self._send(pending):
                 break  # the indexer re-hashes the stale files and wakes us again
         self.first_sync = False
+
+    async def _send(self, pending: list[Pending]) -> bool:
+        """Upload and post ``pending`` a window at a time, in order, the posts of one window
+        going out while the next one's content is uploaded. False if the pass should stop here
+        (a file changed under us, or nothing could go out)."""
+        posting: asyncio.Future | None = None
+        go_on = True
+        try:
+            for i in range(0, len(pending), SEND_WINDOW):
+                ready, stale = await self._upload(pending[i:i + SEND_WINDOW])
+                if posting is not None:
+                    await posting  # the previous window's posts, in order, before these
+                    posting = None
+                if ready:
+                    self.state.freeze([(str(uuid.uuid4()), b) for b in split_batches(ready)])
+                    posting = asyncio.ensure_future(self._flush())
+                if stale or not ready:
+                    go_on = False
+                    break
+                if self.wake.is_set():
+                    # Something moved meanwhile (a conflict resolved, a file changed): post what
+                    # is frozen, then plan the rest again.
+                    break
+            if posting is not None:
+                await posting
+                posting = None
+            return go_on
+        finally:
+            if posting is not None:  # an upload failed: what is frozen goes out next pass
+                posting.cancel()
+                await asyncio.gather(posting, return_exceptions=True)
 
     def _pending(self) -> list[Pending]:
         skip = self.busy() | self.held
