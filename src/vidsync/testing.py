@@ -21,7 +21,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import weakref
 from pathlib import Path
 from typing import Self
 
@@ -42,7 +41,7 @@ def free_port() -> int:
 # Processes started and not yet stopped: ended when this interpreter exits, so that an
 # interrupted test run or benchmark leaves no server behind (each runs in its own session,
 # where a Ctrl-C at the terminal does not reach it).
-_RUNNING: weakref.WeakSet[Process] = weakref.WeakSet()
+_RUNNING: set[Process] = set()
 
 
 @atexit.register
