@@ -45,12 +45,20 @@ def test_large_project_loads_by_folder(start_server, new_page):
     listings: list[str] = []
     listing = re.compile(r"/api/projects/[^/]+/files(\?.*)?$")
     page.on("request", lambda r: (m := listing.search(r.url)) and listings.append(m[1] or ""))
+    calls: list[str] = []  # the project's API, in order
+    page.on("request", lambda r: f"/api/projects/{project}" in r.url and calls.append(
+        r.url.split(project, 1)[1].split("?", 1)[0] or "project"))
     page.goto(f"/projects/{project}")
     expect(page.get_by_role("group", name=f"{total} files")).to_be_visible()
     expect(page.locator(".conn")).to_have_text("Live · WebSocket")
     expect(folder_row(page, "footage/")).to_contain_text(f"folder, {DAYS * CLIPS} files")
     expect(folder_row(page, "footage/").locator(".tree-name")).to_have_attribute("aria-expanded", "false")
     assert listings == ["?dir=%2F"], "the top level only, not the whole snapshot"
+    # The listing goes first, alone: the project's answer (it counts the storage) and the
+    # deleted files (a query over the whole log) come after it, once each.
+    expect(page.get_by_role("heading", name="Feature")).to_be_visible()
+    expect(page.get_by_role("heading", name="Deleted files")).to_be_visible()
+    assert calls[0] == "/files" and sorted(calls[1:]) == ["/events", "/files/deleted", "project"], calls
 
     # Opening a folder fetches it: its folders with their totals, then a folder's files.
     folder_row(page, "renders/").locator(".tree-name").click()

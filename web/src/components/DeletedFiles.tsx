@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { type DeletedFile, ApiError, api } from '../lib/api';
 import { formatBytes, formatDateTime } from '../lib/format';
 
@@ -18,18 +18,32 @@ export function DeletedFiles({ projectId, token, canRestore, lastSeq, showVersio
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState<string | null>(null);
 
+  // One request at a time: events that arrive meanwhile ask for one more, not one each (the
+  // list is a query over the whole log, and a busy project has many events a second).
+  const loading = useRef<{ again: boolean } | null>(null);
   const load = useCallback(async () => {
+    if (loading.current) {
+      loading.current.again = true;
+      return;
+    }
+    const state = (loading.current = { again: false });
     try {
-      const page = await api.deleted(token, projectId);
-      setFiles(page.files);
-      setHasMore(page.has_more);
+      do {
+        state.again = false;
+        const page = await api.deleted(token, projectId);
+        setFiles(page.files);
+        setHasMore(page.has_more);
+      } while (state.again);
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
+    } finally {
+      loading.current = null;
     }
   }, [token, projectId]);
 
+  // Once the page knows where the log stands (the tree first), then as it moves.
   useEffect(() => {
-    void load();
+    if (lastSeq !== null) void load();
   }, [load, lastSeq]);
 
   async function loadMore() {

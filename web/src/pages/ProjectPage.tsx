@@ -77,9 +77,12 @@ export function ProjectPage({ token, projectId }: { token: string; projectId: st
     }
   }, [token, projectId]);
 
+  // After the files' first listing: the project's answer counts its storage, a walk over the
+  // whole log that would otherwise compete with the listing of a large project.
+  const treeReady = baseSeq !== null;
   useEffect(() => {
-    void loadInfo();
-  }, [loadInfo]);
+    if (treeReady) void loadInfo();
+  }, [loadInfo, treeReady]);
 
   // The listing first; live events then resume from its seq, so nothing falls in between. A
   // small project loads whole; a large one shows its top folder, the rest loading as it opens.
