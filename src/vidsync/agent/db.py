@@ -24,6 +24,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+# The order in which pending paths are applied (``dirty.ord``, from the path's ``remote`` row as
+# ``r``): deletions first, then oldest change first. Kept in the row, under an index, so the next
+# few pending paths are read in order rather than sorted out of all of them.
+DIRTY_ORD = "(r.hash IS NOT NULL) * 9007199254740992 + r.seq"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remote (
@@ -33,7 +38,7 @@ CREATE TABLE IF NOT EXISTS local (
   path TEXT PRIMARY KEY, fold TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL,
   mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, ctime_ns INTEGER);
 CREATE INDEX IF NOT EXISTS local_fold ON local(fold);
-CREATE TABLE IF NOT EXISTS dirty (path TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS dirty (path TEXT PRIMARY KEY, ord INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS edits (
   path TEXT PRIMARY KEY, kind TEXT NOT NULL, detected_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS failures (
@@ -66,6 +71,12 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     db.executescript(SCHEMA)
     if "ctime_ns" not in _columns(db, "local"):  # a folder from before ctimes were recorded
         db.execute("ALTER TABLE local ADD COLUMN ctime_ns INTEGER")
+    if "ord" not in _columns(db, "dirty"):  # a folder from before pending paths kept their order
+        with Transaction(db):
+            db.execute("ALTER TABLE dirty ADD COLUMN ord INTEGER NOT NULL DEFAULT 0")
+            db.execute(f"UPDATE dirty SET ord = coalesce((SELECT {DIRTY_ORD} FROM remote r"
+                       " WHERE r.path = dirty.path), 0)")
+    db.execute("CREATE INDEX IF NOT EXISTS dirty_ord ON dirty (ord)")
     db.row_factory = sqlite3.Row
     return db
 

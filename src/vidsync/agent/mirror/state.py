@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidsync.agent.db import Transaction, connect
+from vidsync.agent.db import DIRTY_ORD, Transaction, connect
 from vidsync.changes import RESERVED_DIR
 
 DB_NAME = "mirror.db"
@@ -149,7 +149,7 @@ class MirrorState:
                 "INSERT OR IGNORE INTO remote (path, seq) SELECT path, ? FROM local "
                 "WHERE path NOT IN (SELECT path FROM snap)", (seq,))
             self.db.execute("DELETE FROM dirty")
-            self.db.execute("INSERT INTO dirty SELECT r.path" + self._DIFFERS)
+            self.db.execute(f"INSERT INTO dirty SELECT r.path, {DIRTY_ORD}" + self._DIFFERS)
             self._put_meta("last_seq", seq)
 
     def _put_remote(self, row: RemoteFile) -> None:
@@ -182,17 +182,21 @@ class MirrorState:
         FROM remote r LEFT JOIN local l ON l.path = r.path
         WHERE ((r.hash IS NULL AND l.path IS NOT NULL)
                OR (r.hash IS NOT NULL AND (l.path IS NULL OR l.hash != r.hash)))"""
-    # CROSS JOIN: SQLite keeps the table order, so it walks the few dirty paths, not ``remote``.
+    # CROSS JOIN: SQLite keeps the table order, so it walks the dirty paths (in order, by their
+    # index, stopping at the LIMIT), not ``remote``.
     _PENDING = """
-        FROM dirty d CROSS JOIN remote r ON r.path = d.path LEFT JOIN local l ON l.path = r.path
+        FROM dirty d INDEXED BY dirty_ord CROSS JOIN remote r ON r.path = d.path
+        LEFT JOIN local l ON l.path = r.path
         WHERE ((r.hash IS NULL AND l.path IS NOT NULL)
                OR (r.hash IS NOT NULL AND (l.path IS NULL OR l.hash != r.hash)))
           AND r.path NOT IN (SELECT path FROM edits)"""
 
     def _reevaluate(self, path: str) -> None:
         """Keep ``dirty`` exact for one path after its remote or local row changed."""
-        if self.db.execute("SELECT 1" + self._DIFFERS + " AND r.path = ?", (path,)).fetchone():
-            self.db.execute("INSERT OR IGNORE INTO dirty VALUES (?)", (path,))
+        row = self.db.execute(f"SELECT {DIRTY_ORD}" + self._DIFFERS + " AND r.path = ?",
+                              (path,)).fetchone()
+        if row is not None:
+            self.db.execute("INSERT OR REPLACE INTO dirty (path, ord) VALUES (?, ?)", (path, row[0]))
         else:
             self.db.execute("DELETE FROM dirty WHERE path = ?", (path,))
 
@@ -204,7 +208,7 @@ class MirrorState:
         rows = self.db.execute(
             "SELECT r.path, r.hash, r.size, r.mtime, r.seq " + self._PENDING +
             " AND r.path NOT IN (SELECT path FROM failures WHERE retry_at > ?)"
-            " ORDER BY r.hash IS NOT NULL, r.seq LIMIT ?", (time.time(), limit)).fetchall()
+            " ORDER BY d.ord LIMIT ?", (time.time(), limit)).fetchall()
         return [RemoteFile(*r) for r in rows]
 
     def pending_totals(self) -> tuple[int, int]:

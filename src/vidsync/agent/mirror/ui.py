@@ -63,10 +63,17 @@ class Ui:
         if not items:
             return
         stamp = time.strftime("%H:%M:%S")
+        lines = [printable(f"{stamp} {what:<10} {path}" + (f"  ({detail})" if detail else ""))
+                 for what, path, detail in items]
+        if not self.console.is_terminal:
+            # A log: no styles, no bars to keep below. Rich renders line by line (tens of
+            # microseconds each), so the lines go out as they are.
+            self.console.file.write("\n".join(lines) + "\n")
+            self.console.file.flush()
+            return
         text = Text()
-        for i, (what, path, detail) in enumerate(items):
-            line = f"{stamp} {what:<10} {path}" + (f"  ({detail})" if detail else "")
-            text.append(("\n" if i else "") + printable(line), style=_STYLES.get(what, ""))
+        for i, ((what, _, _), line) in enumerate(zip(items, lines, strict=True)):
+            text.append(("\n" if i else "") + line, style=_STYLES.get(what, ""))
         self.console.print(text, markup=False, highlight=False)
 
     def message(self, text: str) -> None:
