@@ -11,7 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from vidsync.changes import Change
 from vidsync.store import migrations, open_store
+from vidsync.store.base import Author
 
 PG_MIGRATIONS = migrations.load("postgres")
 SQLITE_MIGRATIONS = migrations.load("sqlite")
@@ -129,3 +131,70 @@ def test_roles_migration_keeps_members_and_credits_old_events_to_the_owner(
         await store.close()
 
     asyncio.run(upgrade_postgres())
+
+
+def test_deleted_files_migration_lists_what_the_old_log_deleted(tmp_path: Path,
+                                                                database: str) -> None:
+    """Upgrading fills the deleted files from the log already written: a path deleted once and
+    one deleted twice (with its last version), not a live one nor a delete of a path that
+    never had content; appends after the upgrade keep the list."""
+    version = next(m.version for m in SQLITE_MIGRATIONS if m.name == "deleted_files")
+    h = "0" * 64
+    log = [(1, "a.mov", "create", h), (2, "a.mov", "delete", None), (3, "b.mov", "create", h),
+           (4, "c.mov", "create", h), (5, "c.mov", "update", h), (6, "c.mov", "delete", None),
+           (7, "c.mov", "delete", None), (8, "ghost", "delete", None)]
+
+    async def check(url: str) -> None:
+        store = await open_store(url)
+        try:
+            found = await store.deleted_files("p1", "", "", 10)
+            assert [(d.path, d.deleted_seq, d.last_version.seq) for d in found] == \
+                [("a.mov", 2, 1), ("c.mov", 7, 5)]
+            owner = Author("u1", "Olga")
+            await store.append_events("p1", [Change("a.mov", "create", h, 1, None),
+                                             Change("b.mov", "delete", None, None, None)],
+                                      datetime.now(UTC), None, "d", author=owner)
+            found = await store.deleted_files("p1", "", "", 10)
+            assert [(d.path, d.deleted_seq, d.last_version.seq) for d in found] == \
+                [("b.mov", 10, 3), ("c.mov", 7, 5)]
+        finally:
+            await store.close()
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for mig in SQLITE_MIGRATIONS[:version - 1]:
+            conn.executescript(mig.sql)
+        conn.execute(f"PRAGMA user_version = {version - 1}")
+        conn.execute("INSERT INTO users VALUES ('u1', 'o@example.com', 'Olga', 'x', 0)")
+        conn.execute("INSERT INTO projects VALUES ('p1', 'u1', 'film', '', 0, 8, 0)")
+        conn.execute("INSERT INTO members VALUES ('p1', 'u1', 'owner', 0)")
+        conn.executemany("INSERT INTO events VALUES ('p1', ?, ?, ?, ?, 1, NULL, 0, 'u1', 'Olga')",
+                         log)
+        conn.execute("INSERT INTO files VALUES ('p1', 'b.mov', ?, 1, NULL, 3)", (h,))
+    asyncio.run(check(str(path)))
+
+    async def old_postgres() -> None:
+        conn = await asyncpg.connect(database)
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                                   " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL"
+                                   " DEFAULT now())")
+                for mig in PG_MIGRATIONS[:version - 1]:
+                    await conn.execute(mig.sql)
+                    await conn.execute("INSERT INTO schema_migrations (version, name)"
+                                       " VALUES ($1, $2)", mig.version, mig.name)
+                t0 = datetime.fromtimestamp(0, UTC)
+                await conn.execute("INSERT INTO users VALUES ('u1', 'o@example.com', 'Olga',"
+                                   " 'x', $1)", t0)
+                await conn.execute("INSERT INTO projects VALUES ('p1', 'u1', 'film', '', $1, 8,"
+                                   " $1)", t0)
+                await conn.execute("INSERT INTO members VALUES ('p1', 'u1', 'owner', $1)", t0)
+                await conn.executemany("INSERT INTO events VALUES ('p1', $1, $2, $3, $4, 1, NULL,"
+                                       " $5, 'u1', 'Olga')", [(*e, t0) for e in log])
+                await conn.execute("INSERT INTO files VALUES ('p1', 'b.mov', $1, 1, NULL, 3)", h)
+        finally:
+            await conn.close()
+
+    asyncio.run(old_postgres())
+    asyncio.run(check(database))

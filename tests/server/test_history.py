@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from harness import CONTENTS, Api, change
 
@@ -168,3 +171,98 @@ def test_restore_is_idempotent_with_a_key(api: Api, token: str, project: str) ->
     again = restore(api, token, project, "k", seqs[0], headers=headers)
     assert again.json() == first.json()
     assert last_seq(api, token, project) == first.json()["last_seq"]
+
+
+def deleted_from_log(api: Api, token: str, project: str, prefix: str = "") -> list[tuple]:
+    """The deleted files as the whole log says: (path, deleted_seq, last version's seq) of each
+    path under ``prefix`` whose last event is a delete and that had content once."""
+    last: dict[str, dict] = {}
+    version: dict[str, int] = {}
+    since = 0
+    while True:
+        page = api.get(f"/api/projects/{project}/events", token=token,
+                       params={"since_seq": since, "limit": 1000}).json()
+        for e in page["events"]:
+            last[e["change"]["path"]] = e
+            if e["change"]["hash"] is not None:
+                version[e["change"]["path"]] = e["seq"]
+        if not page["has_more"]:
+            break
+        since = page["events"][-1]["seq"]
+    return sorted((p, e["seq"], version[p]) for p, e in last.items()
+                  if e["change"]["op"] == "delete" and p in version and p.startswith(prefix))
+
+
+def deleted_listed(api: Api, token: str, project: str, prefix: str = "") -> list[tuple]:
+    """What files/deleted answers, paged three at a time."""
+    found, after = [], ""
+    while True:
+        page = api.get(f"/api/projects/{project}/files/deleted", token=token,
+                       params={"prefix": prefix or "/", "after": after, "limit": 3}).json()
+        for d in page["files"]:
+            assert d["last_version"]["path"] == d["path"] and d["last_version"]["hash"]
+            found.append((d["path"], d["deleted_seq"], d["last_version"]["seq"]))
+        if not page["has_more"]:
+            return found
+        after = found[-1][0]
+
+
+def test_deleted_list_follows_every_kind_of_change(api: Api, token: str, project: str) -> None:
+    """The deleted list is kept as the log is written: after each step it is what the whole log
+    says (deletes twice over, a batch deleting and creating a path or the other way round,
+    a delete of a path never written, restores of a file and of a folder)."""
+    def check() -> None:
+        assert deleted_listed(api, token, project) == deleted_from_log(api, token, project)
+        assert deleted_listed(api, token, project, "c/") == \
+            deleted_from_log(api, token, project, "c/")
+
+    first = post(api, token, project, [change(p, "create", i, 10) for i, p in
+                                       enumerate(["a", "b", "c/d", "c/e", "c/f", "g"])])
+    check()
+    post(api, token, project, [change("a", "delete")])
+    post(api, token, project, [change("a", "delete"), change("ghost", "delete")])
+    post(api, token, project, [change("h", "create", 7, 10), change("h", "delete")])
+    post(api, token, project, [change("b", "delete"), change("b", "create", 8, 10)])
+    post(api, token, project, [change("c/d", "update", 9, 10), change("c/d", "delete"),
+                               change("c/e", "delete"), change("g", "delete")])
+    check()
+    assert [d[0] for d in deleted_listed(api, token, project)] == ["a", "c/d", "c/e", "g", "h"]
+    post(api, token, project, [change("g", "create", 10, 10)])  # written again: not deleted
+    check()
+    assert restore(api, token, project, "a", first[0]).status_code == 200
+    check()
+    # The folder as it was after the first batch: c/d and c/e come back, c/f stays.
+    post(api, token, project, [change("c/f", "delete")])
+    assert restore(api, token, project, "c/", first[-1]).status_code == 200
+    check()
+    assert deleted_listed(api, token, project, "c/") == []
+    assert [d[0] for d in deleted_listed(api, token, project)] == ["h"]
+
+
+def test_deleted_list_is_exact_after_concurrent_posts(server, token: str, project: str) -> None:
+    """Writers racing on the same paths (the appends serialize: SQLite's one writer thread,
+    PostgreSQL's project row lock) leave the list what the log says."""
+    paths = [f"race/{i}" for i in range(12)]
+
+    def writer(n: int) -> None:
+        rng = random.Random(n)
+        client = Api(server.url)
+        try:
+            for round_ in range(12):
+                batch = [change(p, "delete") if rng.random() < 0.4 else
+                         change(p, "create", n * 100 + round_, 10)
+                         for p in rng.sample(paths, 4)]
+                # A path of its own, deleted last, so the list cannot end up empty.
+                own = f"race/own{n}"
+                batch.append(change(own, "delete") if round_ == 11 else
+                             change(own, "create", n * 100 + round_, 10))
+                r = client.post_changes(token, project, batch)
+                assert r.status_code == 200, r.text
+        finally:
+            client.http.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(writer, range(4)))
+    expected = deleted_from_log(Api(server.url), token, project)
+    assert {f"race/own{n}" for n in range(4)} <= {d[0] for d in expected}
+    assert deleted_listed(Api(server.url), token, project) == expected

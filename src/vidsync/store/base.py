@@ -8,6 +8,7 @@ and the one rule everything else leans on: ``append_events`` gives a project's e
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -280,6 +281,24 @@ def find_conflicts(changes: list[Change], bases: dict[int, str | None],
             found.append((i, c.path, now))
         state[c.path] = PathState(c.hash, None, None)
     return found
+
+
+def deleted_changes(events: Sequence[Event]
+                    ) -> tuple[list[tuple[str, int, int | None]], list[str]]:
+    """How a batch moves the deleted files (``deleted_files``): for each path whose last event
+    in the batch is a delete, (path, that delete's seq, the seq of the batch's last version of
+    the path or None); and the paths the batch leaves live (no longer deleted). A path deleted
+    with no version in the batch takes its version from before it (the live file's, or the one
+    an earlier delete recorded), and is no deleted file if it never had content."""
+    last: dict[str, Event] = {}
+    version: dict[str, int] = {}
+    for e in events:
+        last[e.change.path] = e
+        if e.change.hash is not None:
+            version[e.change.path] = e.seq
+    gone = [(p, e.seq, version.get(p)) for p, e in last.items() if e.change.op == "delete"]
+    back = [p for p, e in last.items() if e.change.op != "delete"]
+    return gone, back
 
 
 class Store(abc.ABC):

@@ -46,6 +46,7 @@ from vidsync.store.base import (
     TooManyLocks,
     User,
     VersionRefs,
+    deleted_changes,
     find_conflicts,
     locked_changes,
 )
@@ -391,6 +392,22 @@ class PostgresStore(Store):
                 project_id, [e.seq for e in events], [c.path for c in changes],
                 [c.op for c in changes], [c.hash for c in changes], [c.size for c in changes],
                 [c.mtime for c in changes], created, author.id, author.name)
+            gone, back = deleted_changes(events)
+            if back:
+                await conn.execute("DELETE FROM deleted_files WHERE project_id = $1"
+                                   " AND path = ANY($2::text[])", project_id, back)
+            if gone:  # before the files table changes: its rows give the versions before
+                await conn.execute(
+                    "INSERT INTO deleted_files SELECT $1, t.path, t.seq, COALESCE(t.version,"
+                    " f.seq, d.version_seq) FROM unnest($2::text[], $3::bigint[], $4::bigint[])"
+                    " AS t(path, seq, version)"
+                    " LEFT JOIN files f ON f.project_id = $1 AND f.path = t.path"
+                    " LEFT JOIN deleted_files d ON d.project_id = $1 AND d.path = t.path"
+                    " WHERE COALESCE(t.version, f.seq, d.version_seq) IS NOT NULL"
+                    " ON CONFLICT (project_id, path) DO UPDATE SET"
+                    " deleted_seq = excluded.deleted_seq, version_seq = excluded.version_seq",
+                    project_id, [p for p, _, _ in gone], [seq for _, seq, _ in gone],
+                    [version for _, _, version in gone])
             deleted, kept = _final_states(events)
             if deleted:
                 await conn.execute("DELETE FROM files WHERE project_id = $1 AND path = ANY($2::text[])",
@@ -556,15 +573,14 @@ class PostgresStore(Store):
                             limit: int) -> list[DeletedFile]:
         where, args = path_clause(prefix, 4)
         rows = await self.pool.fetch(
-            "SELECT last.path AS deleted_path, last.seq AS deleted_seq, d.created_at AS deleted_at,"
+            "SELECT f.path AS deleted_path, f.deleted_seq, d.created_at AS deleted_at,"
             " v.seq, v.path, v.op, v.hash, v.size, v.mtime, v.created_at, v.author_id,"
             " v.author_name"
-            " FROM (SELECT path, MAX(seq) AS seq FROM events"
-            f"       WHERE project_id = $1 AND path > $2{where} GROUP BY path) last"
-            " JOIN events d ON d.project_id = $1 AND d.seq = last.seq AND d.op = 'delete'"
-            " JOIN events v ON v.project_id = $1 AND v.seq = (SELECT MAX(seq) FROM events x"
-            "   WHERE x.project_id = $1 AND x.path = last.path AND x.hash IS NOT NULL)"
-            " ORDER BY last.path LIMIT $3", project_id, after_path, limit, *args)
+            " FROM (SELECT path, deleted_seq, version_seq FROM deleted_files"
+            f"       WHERE project_id = $1 AND path > $2{where} ORDER BY path LIMIT $3) f"
+            " JOIN events d ON d.project_id = $1 AND d.seq = f.deleted_seq"
+            " JOIN events v ON v.project_id = $1 AND v.seq = f.version_seq"
+            " ORDER BY f.path", project_id, after_path, limit, *args)
         return [DeletedFile(r["deleted_path"], r["deleted_seq"], r["deleted_at"],
                             _event(project_id, r)) for r in rows]
 

@@ -53,6 +53,7 @@ from vidsync.store.base import (
     TooManyLocks,
     User,
     VersionRefs,
+    deleted_changes,
     find_conflicts,
     locked_changes,
 )
@@ -149,6 +150,24 @@ def _path_states(conn: sqlite3.Connection, project_id: str, paths: set[str]) -> 
             row["hash"] if row["op"] != "delete" else None, row["seq"],
             _author(row["author_id"], row["author_name"]))
     return states
+
+
+def _move_deleted(conn: sqlite3.Connection, project_id: str, events: list[Event]) -> None:
+    """Keep ``deleted_files`` as the batch leaves the log; run before the batch changes the files
+    table, whose rows give a deleted path its last version from before the batch."""
+    gone, back = deleted_changes(events)
+    if back and conn.execute("SELECT 1 FROM deleted_files WHERE project_id = ? LIMIT 1",
+                             (project_id,)).fetchone() is not None:
+        conn.executemany("DELETE FROM deleted_files WHERE project_id = ? AND path = ?",
+                         [(project_id, p) for p in back])
+    if gone:
+        conn.executemany(
+            "INSERT INTO deleted_files SELECT ?1, ?2, ?3, v FROM (SELECT COALESCE(?4,"
+            " (SELECT seq FROM files WHERE project_id = ?1 AND path = ?2),"
+            " (SELECT version_seq FROM deleted_files WHERE project_id = ?1 AND path = ?2)) AS v)"
+            " WHERE v IS NOT NULL ON CONFLICT (project_id, path) DO UPDATE SET"
+            " deleted_seq = excluded.deleted_seq, version_seq = excluded.version_seq",
+            [(project_id, p, seq, version) for p, seq, version in gone])
 
 
 class SqliteStore(Store):
@@ -492,6 +511,7 @@ class SqliteStore(Store):
                 " author_id, author_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(project_id, e.seq, c.path, c.op, c.hash, c.size, c.mtime, now_ms, author.id,
                   author.name) for e, c in zip(events, changes, strict=True)])
+            _move_deleted(conn, project_id, events)
             # Runs of deletes and of upserts, each one executemany, in the batch's order (a
             # batch may delete a path and create it again).
             pairs = zip(events, changes, strict=True)
@@ -704,17 +724,15 @@ class SqliteStore(Store):
 
         def q(conn: sqlite3.Connection) -> list[DeletedFile]:
             rows = conn.execute(
-                "SELECT last.path, last.seq AS deleted_seq, d.created_at AS deleted_at,"
+                "SELECT f.path, f.deleted_seq, d.created_at AS deleted_at,"
                 " v.seq, v.path, v.op, v.hash, v.size, v.mtime, v.created_at, v.author_id,"
                 " v.author_name"
-                " FROM (SELECT path, MAX(seq) AS seq FROM events"
-                f"       WHERE project_id = ?{where} AND path > ? GROUP BY path) last"
-                " JOIN events d ON d.project_id = ? AND d.seq = last.seq AND d.op = 'delete'"
-                " JOIN events v ON v.project_id = ? AND v.seq = (SELECT MAX(seq) FROM events x"
-                "   WHERE x.project_id = ? AND x.path = last.path AND x.hash IS NOT NULL)"
-                " ORDER BY last.path LIMIT ?",
-                (project_id, *args, after_path, project_id, project_id, project_id,
-                 limit)).fetchall()
+                " FROM (SELECT path, deleted_seq, version_seq FROM deleted_files"
+                f"       WHERE project_id = ?{where} AND path > ? ORDER BY path LIMIT ?) f"
+                " JOIN events d ON d.project_id = ? AND d.seq = f.deleted_seq"
+                " JOIN events v ON v.project_id = ? AND v.seq = f.version_seq"
+                " ORDER BY f.path",
+                (project_id, *args, after_path, limit, project_id, project_id)).fetchall()
             return [DeletedFile(r[0], r["deleted_seq"], _dt(r["deleted_at"]),
                                 _event(project_id, r)) for r in rows]
 
