@@ -4,12 +4,15 @@ version cannot both win."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 
 from harness import Api
 from harness import change as any_change
 
 from server.helpers import assert_error
+from vidsync.store.sqlite import LATEST_ON_PATH, SqliteStore
 
 
 def change(path: str, op: str = "create", n: int = 0) -> dict:
@@ -166,3 +169,18 @@ def _content(n: int) -> bytes:
     from harness import CONTENTS
 
     return CONTENTS[change("race.prproj", "update", n)["hash"]]
+
+
+def test_the_base_check_seeks_each_path_instead_of_scanning_the_log(tmp_path) -> None:
+    """A change's base is checked against its path's latest event with one seek on
+    events_by_path: a scan of the project's log per new path made each files/update cost
+    O(events) (an image sequence of 20,000 frames: seconds per batch by the end)."""
+    store = asyncio.run(SqliteStore.open(str(tmp_path / "vidsync.db")))
+    try:
+        conn = sqlite3.connect(tmp_path / "vidsync.db")
+        plan = conn.execute("EXPLAIN QUERY PLAN " + LATEST_ON_PATH, ("p", "a.exr")).fetchall()
+        conn.close()
+    finally:
+        asyncio.run(store.close())
+    assert ["USING INDEX events_by_path (project_id=? AND path=?)" in row[-1] for row in plan] \
+        == [True], plan

@@ -138,14 +138,19 @@ def _others_locks(conn: sqlite3.Connection, project_id: str, user_id: str, now_m
     return {r["path"]: _lock(r) for r in rows}
 
 
+# A path's latest event. INDEXED BY: left to itself, SQLite walks the primary key (project_id,
+# seq) backwards for the ORDER BY, a scan of the whole log for a path it does not hold (every new
+# file), which made each files/update cost O(events in the project).
+LATEST_ON_PATH = ("SELECT seq, op, hash, author_id, author_name FROM events"
+                  " INDEXED BY events_by_path WHERE project_id = ? AND path = ?"
+                  " ORDER BY seq DESC LIMIT 1")
+
+
 def _path_states(conn: sqlite3.Connection, project_id: str, paths: set[str]) -> dict[str, PathState]:
     """Each path's latest event (one seek each on events_by_path), as the state it left."""
     states = {}
     for path in paths:
-        row = conn.execute(
-            "SELECT seq, op, hash, author_id, author_name FROM events"
-            " WHERE project_id = ? AND path = ? ORDER BY seq DESC LIMIT 1",
-            (project_id, path)).fetchone()
+        row = conn.execute(LATEST_ON_PATH, (project_id, path)).fetchone()
         states[path] = PathState(None, None, None) if row is None else PathState(
             row["hash"] if row["op"] != "delete" else None, row["seq"],
             _author(row["author_id"], row["author_name"]))
