@@ -1,4 +1,5 @@
-"""What the agents' benchmarks share: a scratch server, accounts, and the agents as processes.
+"""What the agents' benchmarks share: a scratch server, accounts, the agents as processes, and
+the rsync daemon they are compared with.
 
 Everything runs on 127.0.0.1 in a scratch directory that is removed at the end.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -14,9 +17,65 @@ from pathlib import Path
 
 from vidsync.agent.mirror.status import mirror_status
 from vidsync.client import Client
-from vidsync.testing import VIDSYNC, ServerProcess
+from vidsync.testing import VIDSYNC, Process, ServerProcess, free_port
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def load() -> float:
+    """The 1-minute load average, printed beside every step."""
+    return round(os.getloadavg()[0], 1)
+
+
+class RsyncDaemon:
+    """``rsync --daemon`` on 127.0.0.1, the reference every transfer step is run beside."""
+
+    def __init__(self, scratch: Path) -> None:
+        if shutil.which("rsync") is None:
+            raise SystemExit("rsync is missing: apt-get install -y rsync")
+        self.dest = scratch / "rsync-dest"
+        self.dest.mkdir()
+        conf = scratch / "rsyncd.conf"
+        conf.write_text(f"use chroot = no\n[bench]\npath = {self.dest}\nread only = no\n"
+                        f"uid = {os.getuid()}\ngid = {os.getgid()}\n")
+        self.port = free_port()
+        # Ready once it accepts connections on its port.
+        self.daemon = Process(["rsync", "--daemon", "--no-detach", f"--port={self.port}",
+                               f"--config={conf}", "--address=127.0.0.1"], self.port,
+                              log_path=scratch / "rsyncd.log").start()
+
+    def send(self, path: Path, *options: str) -> tuple[float, int]:
+        """(seconds, bytes sent + received on the wire)."""
+        t = time.perf_counter()
+        out = subprocess.run(["rsync", "--stats", *options, str(path),
+                              f"rsync://127.0.0.1:{self.port}/bench/"],
+                             capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - t
+
+        def total(what: str) -> int:
+            return int(re.sub(r"\D", "", re.search(rf"Total bytes {what}: ([\d,.]+)", out.stdout).group(1)))
+
+        return seconds, total("sent") + total("received")
+
+    def send_both(self, path: Path, *options: str) -> tuple[float, float, int]:
+        """rsync of ``path`` into an empty destination as it comes, then again with ``--fsync``
+        (the files on disk when it ends, as ours are): (seconds, seconds with --fsync, bytes on
+        the wire)."""
+        self.clear(path.name)
+        plain_s, wire = self.send(path, *options)
+        self.clear(path.name)
+        fsync_s, _ = self.send(path, "--fsync", *options)
+        return plain_s, fsync_s, wire
+
+    def clear(self, name: str) -> None:
+        target = self.dest / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        self.daemon.stop()
 
 
 def start_server(data_dir: Path) -> ServerProcess:

@@ -11,7 +11,9 @@
    place); every file is then compared with the source. Beside rsync of the same tree again
    into an empty destination.
 
-The rsync daemon and the load printout are throughput.py's, so both benchmarks measure alike.
+rsync runs twice per step, as it comes and with ``--fsync`` (every file on disk when it ends, as
+ours are). ``throughput.py`` runs the same steps (``measure_small_files``) after its big-file
+steps, so one run prints both shapes of a video project beside rsync.
 """
 
 from __future__ import annotations
@@ -25,11 +27,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import VIDSYNC, Proc, account, env_for, machine, save, start_server
-from throughput import RsyncDaemon, load
+from harness import (
+    VIDSYNC,
+    Proc,
+    RsyncDaemon,
+    account,
+    env_for,
+    load,
+    machine,
+    save,
+    start_server,
+)
 
 from vidsync.agent.share.status import share_status
 from vidsync.client import Client
+from vidsync.testing import ServerProcess
 
 TIMEOUT_S = 900
 
@@ -57,6 +69,66 @@ async def invite(url: str, token: str, project_id: str) -> str:
         return (await c.create_invite(project_id))["code"]
 
 
+# (step, ours s, rsync s, rsync --fsync s, load)
+Row = tuple[str, float, float, float, float]
+
+
+def measure_small_files(scratch: Path, server: ServerProcess, rsyncd: RsyncDaemon, files: int,
+                        size: int) -> list[Row]:
+    """Steps 1 and 2 (see the module's docstring) in ``scratch``, beside ``rsyncd``."""
+    sharer: Proc | None = None
+    rows: list[Row] = []
+    try:
+        owner = asyncio.run(account(server.url, "owner"))
+        viewer = asyncio.run(account(server.url, "viewer"))
+        src, mirror = scratch / "frames", scratch / "frames-mirror"
+        print(f"writing {files} files of {size} bytes ...")
+        write_frames(src, files, size)
+        subprocess.run(["sync"], check=True)
+
+        # 1. share until every frame is posted
+        (scratch / "frames-owner").mkdir()
+        t = time.perf_counter()
+        sharer = Proc(["share", str(src)], env_for(server.url, owner, scratch / "frames-owner"),
+                      scratch / "share.log")
+        deadline = time.monotonic() + TIMEOUT_S
+        while (share_status(src) or {}).get("changes_posted", 0) < files:
+            if time.monotonic() > deadline or sharer.proc.poll() is not None:
+                raise SystemExit(f"the share agent did not post every file:\n{sharer.log[-2000:]}")
+            time.sleep(0.05)
+        share_s = time.perf_counter() - t
+        project_id = share_status(src)["project_id"]
+        sharer.stop()
+        rows.append(("small files: vidsync share until all posted", share_s,
+                     *rsyncd.send_both(src, "-r")[:2], load()))
+
+        # 2. join --once into an empty folder
+        code = asyncio.run(invite(server.url, owner, project_id))
+        (scratch / "frames-viewer").mkdir()
+        t = time.perf_counter()
+        subprocess.run([*VIDSYNC, "join", "--once", code, str(mirror)],
+                       env=env_for(server.url, viewer, scratch / "frames-viewer"), check=True,
+                       timeout=TIMEOUT_S, stdout=subprocess.DEVNULL)
+        join_s = time.perf_counter() - t
+        rows.append(("small files: vidsync join --once", join_s,
+                     *rsyncd.send_both(src, "-r")[:2], load()))
+        if not same_tree(src, mirror):
+            raise SystemExit("the mirror differs from the source")
+    finally:
+        if sharer is not None:
+            sharer.stop()
+    return rows
+
+
+def print_rows(rows: list[Row], files: int) -> None:
+    print(f"{'step':44} {'vidsync':>18} {'rsync':>18} {'ratio':>6} {'rsync --fsync':>18} "
+          f"{'ratio':>6} {'load':>5}")
+    for name, ours, ref, ref_fsync, lo in rows:
+        print(f"{name:44} {ours:6.2f} s {files / ours:6.0f} f/s {ref:6.2f} s "
+              f"{files / ref:6.0f} f/s {ours / ref:5.1f}x {ref_fsync:6.2f} s "
+              f"{files / ref_fsync:6.0f} f/s {ours / ref_fsync:5.1f}x {lo:5.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=20_000)
@@ -67,57 +139,15 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-", dir=args.dir))
     server = start_server(scratch / "server")
     rsyncd = RsyncDaemon(scratch)
-    sharer: Proc | None = None
-    rows: list[tuple[str, float, float, float]] = []
     try:
-        owner = asyncio.run(account(server.url, "owner"))
-        viewer = asyncio.run(account(server.url, "viewer"))
-        src, mirror = scratch / "frames", scratch / "mirror"
-        print(f"writing {args.files} files of {args.size} bytes ...")
-        write_frames(src, args.files, args.size)
-        subprocess.run(["sync"], check=True)
-
-        # 1. share until every frame is posted
-        (scratch / "owner").mkdir()
-        t = time.perf_counter()
-        sharer = Proc(["share", str(src)], env_for(server.url, owner, scratch / "owner"),
-                      scratch / "share.log")
-        deadline = time.monotonic() + TIMEOUT_S
-        while (share_status(src) or {}).get("changes_posted", 0) < args.files:
-            if time.monotonic() > deadline or sharer.proc.poll() is not None:
-                raise SystemExit(f"the share agent did not post every file:\n{sharer.log[-2000:]}")
-            time.sleep(0.05)
-        share_s = time.perf_counter() - t
-        project_id = share_status(src)["project_id"]
-        rsync_up_s, _ = rsyncd.send(src, "-r")
-        rows.append(("vidsync share until all are posted", share_s, rsync_up_s, load()))
-
-        # 2. join --once into an empty folder
-        code = asyncio.run(invite(server.url, owner, project_id))
-        (scratch / "viewer").mkdir()
-        t = time.perf_counter()
-        subprocess.run([*VIDSYNC, "join", "--once", code, str(mirror)],
-                       env=env_for(server.url, viewer, scratch / "viewer"), check=True,
-                       timeout=TIMEOUT_S, stdout=subprocess.DEVNULL)
-        join_s = time.perf_counter() - t
-        shutil.rmtree(rsyncd.dest / src.name)
-        rsync_down_s, _ = rsyncd.send(src, "-r")
-        rows.append(("vidsync join --once into an empty folder", join_s, rsync_down_s, load()))
-        if not same_tree(src, mirror):
-            raise SystemExit("the mirror differs from the source")
-
+        rows = measure_small_files(scratch, server, rsyncd, args.files, args.size)
         results = {"machine": machine(), "files": args.files, "size": args.size,
-                   "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "load_1m": lo}
-                             for n, a, b, lo in rows]}
+                   "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "rsync_fsync_s": c,
+                              "load_1m": lo} for n, a, b, c, lo in rows]}
         print(f"\n{args.files} files of {args.size} bytes, {os.cpu_count()} cores")
-        print(f"{'step':42} {'vidsync':>18} {'rsync':>18} {'ratio':>6} {'load':>5}")
-        for name, ours, ref, lo in rows:
-            print(f"{name:42} {ours:6.2f} s {args.files / ours:6.0f} f/s "
-                  f"{ref:6.2f} s {args.files / ref:6.0f} f/s {ours / ref:5.1f}x {lo:5.1f}")
+        print_rows(rows, args.files)
         print(f"results: {save('agents-small-files', results)}")
     finally:
-        if sharer is not None:
-            sharer.stop()
         rsyncd.stop()
         server.stop()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -1,6 +1,7 @@
 """One big file through the server on loopback, beside rsync in the same run; a small edit inside it.
 
-    .venv/bin/python bench/agents/throughput.py [--size-mib 1024] [--edit-mib 1] [--dir /mnt/xfs]
+    .venv/bin/python bench/agents/throughput.py [--size-mib 1024] [--edit-mib 1] [--repeat 3]
+                                                [--small-files 20000] [--dir /mnt/xfs]
 
 Each step of ours is followed at once by the same step with rsync (to an ``rsync --daemon`` on
 127.0.0.1), so both see the same machine load; the 1-minute load average is printed per step.
@@ -43,10 +44,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import VIDSYNC, Proc, account, env_for, machine, save, start_server, wait_connected
+from harness import (
+    VIDSYNC,
+    Proc,
+    RsyncDaemon,
+    account,
+    env_for,
+    load,
+    machine,
+    save,
+    start_server,
+    wait_connected,
+)
+from small_files import measure_small_files, print_rows
 
 from vidsync.client import Client, split_file
-from vidsync.testing import Process, free_port
 
 MiB = 1024 * 1024
 JOIN_TIMEOUT_S = 1800
@@ -86,46 +98,10 @@ def written_bytes(pid: int) -> int:
     return int(re.search(r"^write_bytes: (\d+)", text, re.M).group(1))
 
 
-def load() -> float:
-    return round(os.getloadavg()[0], 1)
-
-
 async def new_project(url: str, token: str) -> tuple[str, str]:
     async with Client(url, token) as c:
         project_id = (await c.create_project("throughput"))["id"]
         return project_id, (await c.create_invite(project_id))["code"]
-
-
-class RsyncDaemon:
-    def __init__(self, scratch: Path) -> None:
-        if shutil.which("rsync") is None:
-            raise SystemExit("rsync is missing: apt-get install -y rsync")
-        self.dest = scratch / "rsync-dest"
-        self.dest.mkdir()
-        conf = scratch / "rsyncd.conf"
-        conf.write_text(f"use chroot = no\n[bench]\npath = {self.dest}\nread only = no\n"
-                        f"uid = {os.getuid()}\ngid = {os.getgid()}\n")
-        self.port = free_port()
-        # Ready once it accepts connections on its port.
-        self.daemon = Process(["rsync", "--daemon", "--no-detach", f"--port={self.port}",
-                               f"--config={conf}", "--address=127.0.0.1"], self.port,
-                              log_path=scratch / "rsyncd.log").start()
-
-    def send(self, path: Path, *options: str) -> tuple[float, int]:
-        """(seconds, bytes sent + received on the wire)."""
-        t = time.perf_counter()
-        out = subprocess.run(["rsync", "--stats", *options, str(path),
-                              f"rsync://127.0.0.1:{self.port}/bench/"],
-                             capture_output=True, text=True, check=True)
-        seconds = time.perf_counter() - t
-
-        def total(what: str) -> int:
-            return int(re.sub(r"\D", "", re.search(rf"Total bytes {what}: ([\d,.]+)", out.stdout).group(1)))
-
-        return seconds, total("sent") + total("received")
-
-    def stop(self) -> None:
-        self.daemon.stop()
 
 
 def main() -> None:
@@ -134,6 +110,10 @@ def main() -> None:
     parser.add_argument("--edit-mib", type=int, default=1)
     parser.add_argument("--dir", help="where the scratch folders go (default: the temp dir)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of steps 1 and 2")
+    parser.add_argument("--small-files", type=int, default=20_000,
+                        help="then an image sequence of this many files each way "
+                             "(small_files.py's steps; 0: skip)")
+    parser.add_argument("--small-size", type=int, default=2048)
     args = parser.parse_args()
     size = args.size_mib * MiB
 
@@ -153,14 +133,6 @@ def main() -> None:
         write_random(src, size)
         digest = sha256(src)
 
-        def rsync_both(path: Path, *options: str) -> tuple[float, float, int]:
-            """(seconds, seconds with --fsync, bytes on the wire) of rsync into an empty dest."""
-            (rsyncd.dest / path.name).unlink(missing_ok=True)
-            plain_s, wire = rsyncd.send(path, *options)
-            (rsyncd.dest / path.name).unlink()
-            fsync_s, _ = rsyncd.send(path, "--fsync", *options)
-            return plain_s, fsync_s, wire
-
         def join_once(*where: str) -> float:
             t = time.perf_counter()
             subprocess.run([*VIDSYNC, "join", "--once", *where], env=viewer_env, check=True,
@@ -175,13 +147,13 @@ def main() -> None:
                 project_id = pid
             up_s, up_bytes, _ = asyncio.run(publish(server.url, owner, pid, src, "big.mov",
                                                     "create"))
-            ups.append((up_s, *rsync_both(src, "--whole-file")[:2], load()))
+            ups.append((up_s, *rsyncd.send_both(src, "--whole-file")[:2], load()))
             where = mirror if round_ == 0 else scratch / f"mirror{round_}"
             join_s = join_once(invite, str(where))
             assert sha256(where / "big.mov") == digest
             if round_:
                 shutil.rmtree(where)
-            down = rsync_both(src, "--whole-file")
+            down = rsyncd.send_both(src, "--whole-file")
             downs.append((join_s, *down[:2], load()))
             print(f"round {round_ + 1}: upload {up_s:.2f} s, rsync {ups[-1][1]:.2f} / "
                   f"{ups[-1][2]:.2f} s; join --once {join_s:.2f} s, rsync {down[0]:.2f} / "
@@ -205,7 +177,7 @@ def main() -> None:
             time.sleep(0.005)
         pipe_s = time.perf_counter() - t0
         assert sha256(mirror / "take2.mov") == digest2
-        rsync_pipe_s, rsync_pipe_fsync_s, _ = rsync_both(take2, "--whole-file")
+        rsync_pipe_s, rsync_pipe_fsync_s, _ = rsyncd.send_both(take2, "--whole-file")
         rows.append(("owner's write -> collaborator verified", pipe_s, rsync_pipe_s,
                      rsync_pipe_fsync_s, load()))
 
@@ -265,6 +237,16 @@ def main() -> None:
         print(f"{args.edit_mib} MiB edit: owner uploads {edit_up_bytes / MiB:.1f} MiB, the mirror "
               f"fetches {results['edit']['join_fetched']} and writes {edit_written / MiB:.1f} MiB "
               f"to disk; rsync delta: {edit_rsync_bytes / MiB:.2f} MiB on the wire")
+        if args.small_files:
+            follower.stop()
+            small = measure_small_files(scratch, server, rsyncd, args.small_files,
+                                        args.small_size)
+            results["small_files"] = {
+                "files": args.small_files, "size": args.small_size,
+                "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "rsync_fsync_s": c,
+                           "load_1m": lo} for n, a, b, c, lo in small]}
+            print(f"\n{args.small_files} files of {args.small_size} bytes, same server, same run")
+            print_rows(small, args.small_files)
         print(f"results: {save('agents-throughput', results)}")
     finally:
         if follower is not None:
