@@ -38,6 +38,8 @@ from vidsync.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+# The page opens projects up to this many files with every folder expanded (web/src/lib/tree.ts).
+OPEN_ALL_MAX = 2_000
 CONTENT = b"vidsync web tree benchmark\n"
 CONTENT_HASH = hashlib.sha256(CONTENT).hexdigest()
 CLIPS_PER_FOLDER = 1_000
@@ -199,12 +201,16 @@ def main() -> None:
     p.add_argument("--sizes", default="10000,100000")
     p.add_argument("--changes", type=int, default=10, help="live changes timed per size")
     args = p.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    if min(sizes) <= OPEN_ALL_MAX:
+        # Smaller projects open with every folder expanded, so there is no closed folder to time.
+        p.error(f"each of --sizes must be over {OPEN_ALL_MAX} (web/src/lib/tree.ts OPEN_ALL_MAX)")
     if not (ROOT / "src/vidsync/web/static/index.html").is_file():
         sys.exit("the web UI is not built: make web")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        results = [run_size(browser, int(n), args.changes) for n in args.sizes.split(",")]
+        results = [run_size(browser, n, args.changes) for n in sizes]
         browser.close()
     load = os.getloadavg()
     print(f"\nweb tree, Chromium {browser.version}, load average {load[0]:.2f} {load[1]:.2f}")
