@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from harness import VIDSYNC, Api, ServerProcess, scratch_database, wait_until
 
 from content.helpers import sha
 from vidsync.content.blocks import block_size_for
+from vidsync.server.gc import USAGE_FIELDS
 
 # Long enough for a loaded CI machine to go from an upload to its change (the grace), short
 # enough for the window to pass during the test.
@@ -326,3 +328,66 @@ def test_leftovers_are_removed(cluster: dict) -> None:
     assert new.exists()
     assert hashlib.sha256(api.get(f"/api/projects/{project}/content/{sha(data)}",
                                   token=token).content).hexdigest() == sha(data)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """One node that collects only when asked (``vidsync gc``), with a grace and a retention
+    long enough that nothing it measures changes class while the test runs."""
+    if request.param == "postgres":
+        if not _pg_available():
+            if os.environ.get("CI"):
+                pytest.fail(f"no PostgreSQL at {PG_URL}")
+            pytest.skip(f"no PostgreSQL at {PG_URL}")
+        database = scratch_database(PG_URL)
+    else:
+        database = str(tmp_path_factory.mktemp("db") / "vidsync.db")
+    blobs = tmp_path_factory.mktemp("blobs")
+    storage = ["--blob-dir", str(blobs), "--retention", "1h", "--gc-grace", "1h"]
+    server = ServerProcess(tmp_path_factory.mktemp("node"),
+                           ["--login-attempts", "1000", "--gc-interval", "0", *storage], database)
+    server.start()
+    yield {"nodes": [server], "blobs": blobs, "database": database, "storage": storage,
+           "data_dir": server.data_dir}
+    server.kill()
+
+
+def test_usage_is_the_last_measurement_kept_across_restarts(node: dict) -> None:
+    """A page open answers the last measurement kept in the store: after a restart it is not
+    measured again (what was uploaded meanwhile is not in it), and a collection's measurement
+    (``vidsync gc`` in its own process) is what the server answers next, field for field."""
+    server = node["nodes"][0]
+    api = Api(server.url)
+    token, _ = api.register("owner")
+    project = api.project(token)
+    base = f"/api/projects/{project}"
+    first, second = os.urandom(600_000), os.urandom(300_000)
+    upload(api, token, project, first)
+    r = api.post(f"{base}/files/update", token=token, json={"changes": [
+        {"path": "a.bin", "op": "create", "hash": sha(first), "size": len(first), "mtime": 1}]})
+    assert r.status_code == 200, r.text
+    measured = api.get(base, token=token).json()["usage"]
+    assert (measured["live_bytes"], measured["pending_bytes"], measured["stored_bytes"]) == (
+        len(first), 0, len(first))
+    upload(api, token, project, second)  # stored, named by no event yet: pending
+    server.stop()
+    server.start()
+    api = Api(server.url)
+    assert api.get(base, token=token).json()["usage"] == measured
+
+    # A deletion, then a collection in another process: its measurement is what is answered.
+    r = api.post(f"{base}/files/update", token=token, json={"changes": [
+        {"path": "a.bin", "op": "delete", "hash": None, "size": None, "mtime": None}]})
+    assert r.status_code == 200, r.text
+    report = run_gc_cli(node, "--json")
+    assert report.returncode == 0, report.stderr
+    collected = next(p for p in orjson.loads(report.stdout)["projects"]
+                     if p["project_id"] == project)
+    assert (collected["live_bytes"], collected["history_bytes"], collected["pending_bytes"],
+            collected["stored_bytes"]) == (0, len(first), len(second), len(first) + len(second))
+    server.stop()
+    server.start()
+    api = Api(server.url)
+    usage = api.get(base, token=token).json()["usage"]
+    assert usage == {**{k: collected[k] for k in USAGE_FIELDS}, "retention_s": 3600,
+                     "quota_bytes": measured["quota_bytes"]}

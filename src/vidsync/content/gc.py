@@ -38,30 +38,13 @@ import orjson
 
 from vidsync.content.blobstore import BlobStore
 from vidsync.content.blocks import HASH_RE
-from vidsync.store import Store, VersionRefs
+from vidsync.store import Store, Usage, VersionRefs
 
 log = logging.getLogger("vidsync.gc")
 
 DAY_S = 24 * 3600.0
 SWEEP_CHUNK = 500
 GLOBAL_LOCK = ".gc.lock"
-
-
-@dataclass(slots=True)
-class Usage:
-    """A project's stored content, in bytes of distinct blocks (shared blocks counted once)."""
-
-    live_bytes: int = 0  # blocks the live files use
-    history_bytes: int = 0  # blocks only kept versions use (restorable, within retention)
-    pending_bytes: int = 0  # blocks of recent uploads no event names yet (kept for the grace)
-    reclaimable_bytes: int = 0  # blocks nothing keeps: the next collection removes them
-    stored_bytes: int = 0  # every block on disk
-    counted_at: float = 0.0
-
-    def to_json(self) -> dict:
-        return {"live_bytes": self.live_bytes, "history_bytes": self.history_bytes,
-                "pending_bytes": self.pending_bytes, "reclaimable_bytes": self.reclaimable_bytes,
-                "stored_bytes": self.stored_bytes}
 
 
 @dataclass(slots=True)
@@ -135,11 +118,14 @@ class Collector:
         return report
 
     async def collect_project(self, project_id: str, dry_run: bool = False) -> ProjectResult:
-        """Mark, then (unless ``dry_run``) sweep one project. Safe to run beside live traffic."""
+        """Mark, then (unless ``dry_run``) sweep one project. Safe to run beside live traffic.
+        The usage measured is kept in the store, where every node (and the next start) reads
+        it instead of measuring again."""
         marked = await self.mark(project_id)
-        if dry_run:
-            return ProjectResult(project_id, marked.usage)
-        return await self.sweep(project_id, marked)
+        result = ProjectResult(project_id, marked.usage) if dry_run else \
+            await self.sweep(project_id, marked)
+        await self.store.save_usage(project_id, result.usage)
+        return result
 
     async def mark(self, project_id: str) -> Marked:
         now = self.clock()

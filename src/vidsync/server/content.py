@@ -100,14 +100,18 @@ class ContentService:
         self._measuring: dict[str, asyncio.Future[None]] = {}
 
     async def usage(self, project_id: str) -> Usage:
-        """The project's exact usage. Measured now the first time; after that the last
-        measurement is answered at once and, once older than ``USAGE_TTL_S``, measured again in
-        the background (a mark of a large project takes seconds)."""
+        """The project's usage as last measured: by this node, else as kept in the store (by a
+        collection, another node, or before a restart); measured now only if it never was (a
+        mark of a large project takes seconds). Once older than ``USAGE_TTL_S`` it is measured
+        again in the background."""
         assert self.collector is not None
         u = self.usages.get(project_id)
         if u is None:
-            u = self.usages[project_id] = await self.collector.usage(project_id)
-        elif time.time() - u.counted_at > USAGE_TTL_S and project_id not in self._measuring:
+            u = await self.collector.store.usage(project_id)
+            if u is None:
+                u = await self.collector.usage(project_id)
+            self.usages[project_id] = u
+        if time.time() - u.counted_at > USAGE_TTL_S and project_id not in self._measuring:
             self._measuring[project_id] = asyncio.ensure_future(self._remeasure(project_id))
         return u
 
@@ -147,9 +151,14 @@ class ContentService:
         self.usages.pop(project_id, None)
 
     async def _remeasure(self, project_id: str) -> None:
+        """Measure again, unless a measurement within ``USAGE_TTL_S`` is kept in the store (a
+        collection, or another node, made it meanwhile)."""
         assert self.collector is not None
         try:
-            self.usages[project_id] = await self.collector.usage(project_id)
+            u = await self.collector.store.usage(project_id)
+            if u is None or time.time() - u.counted_at > USAGE_TTL_S:
+                u = await self.collector.usage(project_id)
+            self.usages[project_id] = u
         finally:
             self._measuring.pop(project_id, None)
 

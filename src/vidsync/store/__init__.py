@@ -23,6 +23,7 @@ from vidsync.store.base import (
     PathState,
     Project,
     Store,
+    Usage,
     User,
     VersionRefs,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "PathState",
     "Project",
     "Store",
+    "Usage",
     "User",
     "VersionRefs",
     "open_store",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -173,6 +173,29 @@ class VersionRefs:
 
     live: frozenset[str]
     history: frozenset[str]
+
+
+@dataclass(slots=True)
+class Usage:
+    """A project's stored content, in bytes of distinct blocks (shared blocks counted once), as
+    the garbage collector's mark measured it at ``counted_at`` (seconds since the epoch)."""
+
+    live_bytes: int = 0  # blocks the live files use
+    history_bytes: int = 0  # blocks only kept versions use (restorable, within retention)
+    pending_bytes: int = 0  # blocks of recent uploads no event names yet (kept for the grace)
+    reclaimable_bytes: int = 0  # blocks nothing keeps: the next collection removes them
+    stored_bytes: int = 0  # every block on disk
+    counted_at: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"live_bytes": self.live_bytes, "history_bytes": self.history_bytes,
+                "pending_bytes": self.pending_bytes, "reclaimable_bytes": self.reclaimable_bytes,
+                "stored_bytes": self.stored_bytes}
+
+
+# The columns a kept measurement is stored in, in the order of Usage's fields.
+USAGE_COLUMNS = ", ".join(f.name for f in fields(Usage))
+USAGE_SET = ", ".join(f"{f.name} = excluded.{f.name}" for f in fields(Usage))
 
 
 @dataclass(slots=True)
@@ -469,6 +492,16 @@ class Store(abc.ABC):
     async def version_refs(self, project_id: str, cutoff: datetime) -> VersionRefs:
         """What content the project's log still refers to: a version is kept while it is live,
         or if the event that replaced or deleted it is newer than ``cutoff``."""
+
+    # storage usage, as last measured (content/gc.py measures it; a measurement is slow)
+    @abc.abstractmethod
+    async def save_usage(self, project_id: str, usage: Usage) -> None:
+        """Keep a measurement of the project's usage, unless a later one (by ``counted_at``) is
+        kept already; nothing for a project that is gone."""
+
+    @abc.abstractmethod
+    async def usage(self, project_id: str) -> Usage | None:
+        """The latest measurement kept, None if the project was never measured."""
 
     @abc.abstractmethod
     async def project_ids(self) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -24,6 +25,8 @@ from vidsync.changes import Change
 from vidsync.errors import not_found
 from vidsync.store import migrations
 from vidsync.store.base import (
+    USAGE_COLUMNS,
+    USAGE_SET,
     WRITER_ROLES,
     AppendResult,
     Author,
@@ -44,6 +47,7 @@ from vidsync.store.base import (
     Project,
     Store,
     TooManyLocks,
+    Usage,
     User,
     VersionRefs,
     deleted_changes,
@@ -603,6 +607,21 @@ class PostgresStore(Store):
         live = {r["hash"] for r in rows if r["replaced_at"] is None}
         return VersionRefs(frozenset(live),
                            frozenset(r["hash"] for r in rows if r["replaced_at"] is not None) - live)
+
+    # -- storage usage ------------------------------------------------------------------------------
+
+    async def save_usage(self, project_id: str, usage: Usage) -> None:
+        await self.pool.execute(
+            "INSERT INTO project_usage SELECT $1, $2, $3, $4, $5, $6, $7"
+            " WHERE EXISTS (SELECT 1 FROM projects WHERE id = $1)"
+            f" ON CONFLICT (project_id) DO UPDATE SET {USAGE_SET}"
+            " WHERE excluded.counted_at >= project_usage.counted_at",
+            project_id, *astuple(usage))
+
+    async def usage(self, project_id: str) -> Usage | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {USAGE_COLUMNS} FROM project_usage WHERE project_id = $1", project_id)
+        return None if row is None else Usage(*row)
 
     async def project_ids(self) -> list[str]:
         return [r["id"] for r in await self.pool.fetch("SELECT id FROM projects")]

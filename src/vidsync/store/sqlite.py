@@ -22,6 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import groupby
@@ -31,6 +32,8 @@ from vidsync.changes import Change
 from vidsync.errors import not_found
 from vidsync.store import migrations
 from vidsync.store.base import (
+    USAGE_COLUMNS,
+    USAGE_SET,
     WRITER_ROLES,
     AppendResult,
     Author,
@@ -51,6 +54,7 @@ from vidsync.store.base import (
     Project,
     Store,
     TooManyLocks,
+    Usage,
     User,
     VersionRefs,
     deleted_changes,
@@ -771,6 +775,24 @@ class SqliteStore(Store):
                                frozenset(h for h, replaced in rows if replaced is not None) - live)
 
         return await self._read(q)
+
+    # -- storage usage ------------------------------------------------------------------------------
+
+    async def save_usage(self, project_id: str, usage: Usage) -> None:
+        await self._write(lambda c: c.execute(
+            f"INSERT INTO project_usage SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7"
+            " WHERE EXISTS (SELECT 1 FROM projects WHERE id = ?1)"
+            f" ON CONFLICT (project_id) DO UPDATE SET {USAGE_SET}"
+            " WHERE excluded.counted_at >= project_usage.counted_at",
+            (project_id, *astuple(usage))))
+
+    async def usage(self, project_id: str) -> Usage | None:
+        def q(conn: sqlite3.Connection) -> Usage | None:
+            row = conn.execute(f"SELECT {USAGE_COLUMNS} FROM project_usage WHERE project_id = ?",
+                               (project_id,)).fetchone()
+            return None if row is None else Usage(*row)
+
+        return await self._lookup(q)
 
     async def project_ids(self) -> list[str]:
         return await self._read(lambda c: [r[0] for r in c.execute("SELECT id FROM projects")])
