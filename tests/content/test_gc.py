@@ -31,31 +31,14 @@ from vidsync.server.gc import USAGE_FIELDS
 # enough for the window to pass during the test.
 RETENTION_S = 6.0
 GRACE_S = 3.0
-PG_URL = os.environ.get("VIDSYNC_TEST_DATABASE") or "postgresql://127.0.0.1:5432/test"
 
 
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except Exception:
-        return False
-    return True
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def cluster(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """Two nodes sharing a blob directory and a database, collecting every 0.2 s."""
-    if request.param == "postgres":
-        if not _pg_available():
-            if os.environ.get("CI"):
-                pytest.fail(f"no PostgreSQL at {PG_URL}")
-            pytest.skip(f"no PostgreSQL at {PG_URL}")
-        database = scratch_database(PG_URL)
-    else:
-        database = str(tmp_path_factory.mktemp("shared-db") / "vidsync.db")
+@pytest.fixture
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Two nodes sharing a blob directory and a database, collecting every 0.2 s. The database is
+    the run's backend, as for every server test: a shared SQLite file, or a scratch PostgreSQL
+    database in the PostgreSQL pass (``VIDSYNC_TEST_DATABASE``)."""
+    database = scratch_database() or str(tmp_path_factory.mktemp("shared-db") / "vidsync.db")
     blobs = tmp_path_factory.mktemp("shared-blobs")
     storage = ["--blob-dir", str(blobs), "--retention", f"{RETENTION_S}s",
                "--gc-grace", f"{GRACE_S}s"]
