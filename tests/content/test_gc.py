@@ -9,6 +9,7 @@ passes the blocks on disk are exactly the live files' blocks.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import random
@@ -26,6 +27,7 @@ from harness import VIDSYNC, Api, ServerProcess, scratch_database, wait_until
 from content.helpers import sha
 from vidsync.content.blocks import block_size_for
 from vidsync.server.gc import USAGE_FIELDS
+from vidsync.store import Usage, open_store
 
 # Long enough for a loaded CI machine to go from an upload to its change (the grace), short
 # enough for the window to pass during the test.
@@ -374,3 +376,27 @@ def test_usage_is_the_last_measurement_kept_across_restarts(node: dict) -> None:
     usage = api.get(base, token=token).json()["usage"]
     assert usage == {**{k: collected[k] for k in USAGE_FIELDS}, "retention_s": 3600,
                      "quota_bytes": measured["quota_bytes"]}
+
+
+def test_an_older_measurement_never_replaces_a_newer_one(node: dict) -> None:
+    """A measurement that ends after a newer one was kept (the server's, beside a collection)
+    is dropped; a deleted project keeps none."""
+    api = Api(node["nodes"][0].url)
+    token, _ = api.register("owner")
+    project = api.project(token)
+
+    async def run() -> None:
+        store = await open_store(node["database"])
+        try:
+            newer = Usage(1, 2, 3, 4, 10, counted_at=2_000_000_000.0)
+            await store.save_usage(project, newer)
+            await store.save_usage(project, Usage(9, 9, 9, 9, 45, counted_at=1_000_000_000.0))
+            assert await store.usage(project) == newer
+            assert api.delete(f"/api/projects/{project}", token=token).status_code == 204
+            assert await store.usage(project) is None
+            await store.save_usage(project, newer)
+            assert await store.usage(project) is None
+        finally:
+            await store.close()
+
+    asyncio.run(run())
