@@ -315,18 +315,12 @@ def test_leftovers_are_removed(cluster: dict) -> None:
                                   token=token).content).hexdigest() == sha(data)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+@pytest.fixture
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """One node that collects only when asked (``vidsync gc``), with a grace and a retention
-    long enough that nothing it measures changes class while the test runs."""
-    if request.param == "postgres":
-        if not _pg_available():
-            if os.environ.get("CI"):
-                pytest.fail(f"no PostgreSQL at {PG_URL}")
-            pytest.skip(f"no PostgreSQL at {PG_URL}")
-        database = scratch_database(PG_URL)
-    else:
-        database = str(tmp_path_factory.mktemp("db") / "vidsync.db")
+    long enough that nothing it measures changes class while the test runs; on the run's
+    backend, as ``cluster``."""
+    database = scratch_database() or str(tmp_path_factory.mktemp("db") / "vidsync.db")
     blobs = tmp_path_factory.mktemp("blobs")
     storage = ["--blob-dir", str(blobs), "--retention", "1h", "--gc-grace", "1h"]
     server = ServerProcess(tmp_path_factory.mktemp("node"),
