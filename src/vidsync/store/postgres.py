@@ -598,15 +598,16 @@ class PostgresStore(Store):
         return [FileEntry(r["path"], r["hash"], r["size"], r["mtime"], r["seq"]) for r in rows]
 
     async def version_refs(self, project_id: str, cutoff: datetime) -> VersionRefs:
-        # Each content event with the time of the next event on its path: none means live.
+        # Each content event with the time of the next event on its path (none: live),
+        # made distinct in SQL: a hash per version would be a Python row each.
         rows = await self.pool.fetch(
-            "SELECT hash, replaced_at FROM (SELECT hash, LEAD(created_at) OVER"
-            " (PARTITION BY path ORDER BY seq) AS replaced_at FROM events"
+            "SELECT DISTINCT hash, replaced_at IS NULL AS live FROM (SELECT hash, LEAD(created_at)"
+            " OVER (PARTITION BY path ORDER BY seq) AS replaced_at FROM events"
             " WHERE project_id = $1) e WHERE hash IS NOT NULL"
             " AND (replaced_at IS NULL OR replaced_at > $2)", project_id, cutoff)
-        live = {r["hash"] for r in rows if r["replaced_at"] is None}
+        live = {r["hash"] for r in rows if r["live"]}
         return VersionRefs(frozenset(live),
-                           frozenset(r["hash"] for r in rows if r["replaced_at"] is not None) - live)
+                           frozenset(r["hash"] for r in rows if not r["live"]) - live)
 
     # -- storage usage ------------------------------------------------------------------------------
 

@@ -763,16 +763,17 @@ class SqliteStore(Store):
 
     async def version_refs(self, project_id: str, cutoff: datetime) -> VersionRefs:
         def q(conn: sqlite3.Connection) -> VersionRefs:
-            # Each content event with the time of the next event on its path: none means live.
+            # Each content event with the time of the next event on its path (none: live),
+            # made distinct in SQL: a hash per version would be a Python row each.
             rows = conn.execute(
-                "SELECT hash, replaced_at FROM (SELECT hash, LEAD(created_at) OVER"
-                " (PARTITION BY path ORDER BY seq) AS replaced_at FROM events"
+                "SELECT DISTINCT hash, replaced_at IS NULL FROM (SELECT hash, LEAD(created_at)"
+                " OVER (PARTITION BY path ORDER BY seq) AS replaced_at FROM events"
                 " WHERE project_id = ?) WHERE hash IS NOT NULL"
                 " AND (replaced_at IS NULL OR replaced_at > ?)",
                 (project_id, _ms(cutoff))).fetchall()
-            live = {h for h, replaced in rows if replaced is None}
+            live = {h for h, is_live in rows if is_live}
             return VersionRefs(frozenset(live),
-                               frozenset(h for h, replaced in rows if replaced is not None) - live)
+                               frozenset(h for h, is_live in rows if not is_live) - live)
 
         return await self._read(q)
 
