@@ -46,6 +46,8 @@ BATCH_FILES = 500
 BATCH_BYTES = MAX_BATCH_BYTES
 # ... this many batches at once (one is fetched while another is written).
 SMALL_BATCHES = 2
+# Events recorded in one transaction at most (as many as have arrived).
+RECORD_BATCH = 1000
 HEARTBEAT_S = 1.0
 SCAN_EVERY_S = 300.0
 TRASH_CHECK_S = 24 * 3600.0
@@ -111,6 +113,7 @@ class MirrorAgent:
         self._offline_until = 0.0
         self._offline_wait = 0.0
         self._follower: Follower | None = None
+        self._unrecorded = 0  # events handed out by the follower, not recorded yet
         self._initial = False
         # Socket.IO notices outside the log (``project:role``, locks) for whoever runs this half.
         self.on_notice: Callable[[str, dict], None] | None = None
@@ -230,9 +233,30 @@ class MirrorAgent:
         self._follower = follower = self.client.follow(
             self.project_id, self.state.last_seq, self.prefixes or None, on_state=on_state,
             on_upload=self.prefetcher.hint, on_notice=self.on_notice, notices=self.notices)
-        try:
+        arrived: asyncio.Queue[dict] = asyncio.Queue()
+
+        async def read() -> None:
             async for event in follower:
-                if self.state.record_events([event]):
+                self._unrecorded += 1  # at once: the follower's seq already covers it
+                arrived.put_nowait(event)
+
+        reader = asyncio.ensure_future(read())
+        first: asyncio.Future[dict] | None = None
+        try:
+            while True:
+                first = asyncio.ensure_future(arrived.get())
+                await asyncio.wait([first, reader], return_when=asyncio.FIRST_COMPLETED)
+                if not first.done():
+                    first.cancel()
+                    reader.result()  # raise what ended the follow
+                    return
+                # What arrived together (a page of the log, a burst of posts) in one transaction.
+                events = [first.result()]
+                while not arrived.empty() and len(events) < RECORD_BATCH:
+                    events.append(arrived.get_nowait())
+                changed = self.state.record_events(events)
+                self._unrecorded -= len(events)
+                if changed:
                     self._wake.set()
         except ApiError as e:
             if e.status == 401:
@@ -240,6 +264,10 @@ class MirrorAgent:
             raise
         except ProjectRemoved as e:
             raise AgentStopped(f"no longer following the project ({e.reason})") from None
+        finally:
+            reader.cancel()
+            if first is not None:
+                first.cancel()
 
     # -- applying -------------------------------------------------------------------------------
 
@@ -411,8 +439,10 @@ class MirrorAgent:
     async def _heartbeat(self) -> None:
         while True:
             follower = self._follower
-            if follower is not None and follower.seq > self.state.last_seq:
-                # With --only, the log moves on past events this mirror does not get.
+            if follower is not None and follower.seq > self.state.last_seq \
+                    and not self._unrecorded:
+                # With --only, the log moves on past events this mirror does not get. (Not
+                # while events it handed out wait to be recorded: they would be skipped.)
                 self.state.advance_seq(follower.seq)
             self._write_heartbeat(self.connection)
             await asyncio.sleep(HEARTBEAT_S)
