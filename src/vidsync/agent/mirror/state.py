@@ -114,8 +114,10 @@ class MirrorState:
                                  ch.get("size"), ch.get("mtime"), seq)
                 known = self.db.execute("SELECT seq FROM remote WHERE path = ?",
                                         (row.path,)).fetchone()
-                if known is not None and known[0] > seq:
-                    last = seq  # our own later post is already recorded for this path
+                if known is not None and known[0] >= seq:
+                    # Our own post of this event (same seq: the same change) or a later one is
+                    # already recorded for this path: nothing to write or re-evaluate.
+                    last = seq
                     continue
                 self._put_remote(row)
                 self.db.execute("DELETE FROM failures WHERE path = ?", (row.path,))
