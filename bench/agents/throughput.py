@@ -9,7 +9,11 @@ rsync runs twice per step: as it comes (its receiver leaves the file in the page
 on disk) and with ``--fsync`` (the file on disk when it ends, as ours is: the mirror fsyncs
 before the rename, the server before it accepts a manifest). Steps 1 and 2 are repeated
 ``--repeat`` times (a new project each time) and their medians printed: on a VM a single write
-of a GiB can vary twofold from one run to the next.
+of a GiB can vary twofold from one run to the next. With ``--drop-caches`` (as root) dirty pages
+are written back and the page cache dropped before every step, ours and rsync's (see
+``harness.drop_caches``: on a VM, growing the page cache into memory the guest has not used
+lately costs several times what reusing just-freed memory does, so without it the order of the
+steps decides much of the result); inputs are then read from disk, by both.
 
 1. upload: the owner's SDK ``upload_file`` (hashing included) of a random file, then its post;
    beside ``rsync --whole-file`` of the same file into an empty destination.
@@ -49,6 +53,7 @@ from harness import (
     Proc,
     RsyncDaemon,
     account,
+    drop_caches,
     env_for,
     load,
     machine,
@@ -114,6 +119,8 @@ def main() -> None:
                         help="then an image sequence of this many files each way "
                              "(small_files.py's steps; 0: skip)")
     parser.add_argument("--small-size", type=int, default=2048)
+    parser.add_argument("--drop-caches", action="store_true",
+                        help="drop the page cache before every big-file step (root only)")
     args = parser.parse_args()
     size = args.size_mib * MiB
 
@@ -133,6 +140,10 @@ def main() -> None:
         write_random(src, size)
         digest = sha256(src)
 
+        def fresh() -> None:
+            if args.drop_caches and not drop_caches():
+                raise SystemExit("--drop-caches needs root")
+
         def join_once(*where: str) -> float:
             t = time.perf_counter()
             subprocess.run([*VIDSYNC, "join", "--once", *where], env=viewer_env, check=True,
@@ -145,15 +156,17 @@ def main() -> None:
             pid, invite = asyncio.run(new_project(server.url, owner))
             if round_ == 0:
                 project_id = pid
+            fresh()
             up_s, up_bytes, _ = asyncio.run(publish(server.url, owner, pid, src, "big.mov",
                                                     "create"))
-            ups.append((up_s, *rsyncd.send_both(src, "--whole-file")[:2], load()))
+            ups.append((up_s, *rsyncd.send_both(src, "--whole-file", fresh=args.drop_caches)[:2], load()))
             where = mirror if round_ == 0 else scratch / f"mirror{round_}"
+            fresh()
             join_s = join_once(invite, str(where))
             assert sha256(where / "big.mov") == digest
             if round_:
                 shutil.rmtree(where)
-            down = rsyncd.send_both(src, "--whole-file")
+            down = rsyncd.send_both(src, "--whole-file", fresh=args.drop_caches)
             downs.append((join_s, *down[:2], load()))
             print(f"round {round_ + 1}: upload {up_s:.2f} s, rsync {ups[-1][1]:.2f} / "
                   f"{ups[-1][2]:.2f} s; join --once {join_s:.2f} s, rsync {down[0]:.2f} / "
@@ -170,6 +183,7 @@ def main() -> None:
         take2 = scratch / "take2.mov"
         write_random(take2, size)
         digest2 = sha256(take2)
+        fresh()
         t0 = time.perf_counter()
         pipe_owner_s, _, _ = asyncio.run(publish(server.url, owner, project_id, take2,
                                                  "take2.mov", "create"))
@@ -177,7 +191,7 @@ def main() -> None:
             time.sleep(0.005)
         pipe_s = time.perf_counter() - t0
         assert sha256(mirror / "take2.mov") == digest2
-        rsync_pipe_s, rsync_pipe_fsync_s, _ = rsyncd.send_both(take2, "--whole-file")
+        rsync_pipe_s, rsync_pipe_fsync_s, _ = rsyncd.send_both(take2, "--whole-file", fresh=args.drop_caches)
         rows.append(("owner's write -> collaborator verified", pipe_s, rsync_pipe_s,
                      rsync_pipe_fsync_s, load()))
 
@@ -188,6 +202,7 @@ def main() -> None:
         new_digest = sha256(src)
         before = (mirror / "big.mov").stat().st_ino
         io_before = written_bytes(follower.proc.pid)
+        fresh()
         edit_up_s, edit_up_bytes, posted = asyncio.run(publish(server.url, owner, project_id, src,
                                                                "big.mov", "update"))
         while (mirror / "big.mov").stat().st_ino == before:
@@ -198,11 +213,11 @@ def main() -> None:
         fetched = re.search(r"updated\s+big\.mov.*fetched ([\d.]+ \w+)", follower.log)
         # rsync's delta run against the previous version, as it comes and with --fsync
         shutil.copyfile(rsyncd.dest / "big.mov", scratch / "big.prev")
-        edit_rsync_s, edit_rsync_bytes = rsyncd.send(src)
+        edit_rsync_s, edit_rsync_bytes = rsyncd.send(src, fresh=args.drop_caches)
         assert sha256(rsyncd.dest / "big.mov") == new_digest
         shutil.copyfile(scratch / "big.prev", rsyncd.dest / "big.mov")
         (scratch / "big.prev").unlink()
-        edit_rsync_fsync_s, _ = rsyncd.send(src, "--fsync")
+        edit_rsync_fsync_s, _ = rsyncd.send(src, "--fsync", fresh=args.drop_caches)
         rows.append((f"{args.edit_mib} MiB edit: owner hash+upload+post", edit_up_s, edit_rsync_s,
                      edit_rsync_fsync_s, load()))
         rows.append((f"{args.edit_mib} MiB edit: post -> verified in the mirror", edit_s,
@@ -216,7 +231,7 @@ def main() -> None:
         results = {
             "machine": machine(), "filesystem": fs, "size_mib": args.size_mib,
             "edit_mib": args.edit_mib,
-            "repeat": args.repeat,
+            "repeat": args.repeat, "drop_caches": args.drop_caches,
             "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "rsync_fsync_s": c, "load_1m": lo}
                       for n, a, b, c, lo in rows],
             "upload_bytes": up_bytes, "rsync_bytes": rsync_bytes, "join_idle_run_s": idle_s,
@@ -225,7 +240,8 @@ def main() -> None:
                      "join_fetched": fetched.group(1) if fetched else None,
                      "rsync_bytes": edit_rsync_bytes},
         }
-        print(f"\n{args.size_mib} MiB file on {fs}, {os.cpu_count()} cores")
+        print(f"\n{args.size_mib} MiB file on {fs}, {os.cpu_count()} cores, page cache dropped "
+              f"before each step: {'yes' if args.drop_caches else 'no'}")
         print(f"{'step':44} {'vidsync':>16} {'rsync':>16} {'ratio':>6} "
               f"{'rsync --fsync':>16} {'ratio':>6} {'load':>5}")
         for name, ours, ref, ref_fsync, lo in rows:
