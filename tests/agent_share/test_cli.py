@@ -107,3 +107,17 @@ def test_a_revoked_token_stops_the_agent_with_a_hint(tmp_path: Path, api: Api, s
     (root / "b.txt").write_text("b")
     assert agent.proc.wait(20) != 0
     assert "vidsync login" in agent.log
+
+
+def test_a_stopped_agent_exits_cleanly_without_errors(tmp_path: Path, api: Api, server, owner,
+                                                      agents):
+    """SIGTERM (what Ctrl-C and service managers send) ends the agent with status 0 and nothing
+    logged at ERROR: the sending half finishes writing its state before the database closes."""
+    root = tmp_path / "film"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    agent = agents(root, server.url, owner)
+    converge(api, owner, agent)
+    assert agent.stop() == 0
+    assert "ERROR" not in agent.log and "Traceback" not in agent.log, agent.log[-3000:]
+    assert agent.status().get("server_reachable") is None  # the cleanup's write landed

@@ -128,7 +128,10 @@ class FolderAgent:
         try:
             await asyncio.wait([task])
         finally:
+            # Wait for the sending half to finish its own cleanup (it writes its state): the
+            # caller closes the database as soon as this returns.
             task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if not task.cancelled():
             e = task.exception()
             if not isinstance(e, ReadOnly):
