@@ -27,6 +27,12 @@ def load() -> float:
     return round(os.getloadavg()[0], 1)
 
 
+def steps_json(rows: list[tuple[str, float, float, float, float]]) -> list[dict]:
+    """Rows of (step, ours s, rsync s, rsync --fsync s, load) as the results files hold them."""
+    return [{"step": n, "vidsync_s": a, "rsync_s": b, "rsync_fsync_s": c, "load_1m": lo}
+            for n, a, b, c, lo in rows]
+
+
 def drop_caches() -> bool:
     """Write dirty pages back and drop the clean page cache (root only; False where not allowed).
 

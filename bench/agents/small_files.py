@@ -37,6 +37,7 @@ from harness import (
     machine,
     save,
     start_server,
+    steps_json,
 )
 
 from vidsync.agent.share.status import share_status
@@ -142,8 +143,7 @@ def main() -> None:
     try:
         rows = measure_small_files(scratch, server, rsyncd, args.files, args.size)
         results = {"machine": machine(), "files": args.files, "size": args.size,
-                   "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "rsync_fsync_s": c,
-                              "load_1m": lo} for n, a, b, c, lo in rows]}
+                   "steps": steps_json(rows)}
         print(f"\n{args.files} files of {args.size} bytes, {os.cpu_count()} cores")
         print_rows(rows, args.files)
         print(f"results: {save('agents-small-files', results)}")

@@ -59,6 +59,7 @@ from harness import (
     machine,
     save,
     start_server,
+    steps_json,
     wait_connected,
 )
 from small_files import measure_small_files, print_rows
@@ -232,8 +233,7 @@ def main() -> None:
             "machine": machine(), "filesystem": fs, "size_mib": args.size_mib,
             "edit_mib": args.edit_mib,
             "repeat": args.repeat, "drop_caches": args.drop_caches,
-            "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "rsync_fsync_s": c, "load_1m": lo}
-                      for n, a, b, c, lo in rows],
+            "steps": steps_json(rows),
             "upload_bytes": up_bytes, "rsync_bytes": rsync_bytes, "join_idle_run_s": idle_s,
             "pipelined_owner_s": pipe_owner_s,
             "edit": {"owner_upload_bytes": edit_up_bytes, "mirror_written_bytes": edit_written,
@@ -259,8 +259,7 @@ def main() -> None:
                                         args.small_size)
             results["small_files"] = {
                 "files": args.small_files, "size": args.small_size,
-                "steps": [{"step": n, "vidsync_s": a, "rsync_s": b, "rsync_fsync_s": c,
-                           "load_1m": lo} for n, a, b, c, lo in small]}
+                "steps": steps_json(small)}
             print(f"\n{args.small_files} files of {args.small_size} bytes, same server, same run")
             print_rows(small, args.small_files)
         print(f"results: {save('agents-throughput', results)}")
