@@ -294,9 +294,7 @@ class _InOrderHash:
 
     async def run(self, done: set[int]) -> str:
         digest = hashlib.sha256()
-        index = 0
-        kept = self._kept
-        while index < len(self.blocks):
+        while (index := self.index) < len(self.blocks):
             run: list[BlockRef] = []
             size = 0
             while index + len(run) < len(self.blocks) and index + len(run) in done \
@@ -311,11 +309,10 @@ class _InOrderHash:
 
             def update(refs: list[BlockRef] = run, first: int = index) -> None:
                 for i, ref in enumerate(refs, first):
-                    data = kept.pop(i, None)
+                    data = self._kept.pop(i, None)
                     digest.update(os.pread(self.fd, ref.size, ref.offset) if data is None
                                   else data)
 
             await asyncio.to_thread(update)
-            index += len(run)
-            self.index = index
+            self.index += len(run)
         return digest.hexdigest()

@@ -99,15 +99,13 @@ class PendingUploads:
         pending._task = asyncio.ensure_future(self._advance(pending))
         return pending
 
-    def block_stored(self, project_id: str, block_hash: str | None = None,
-                     parts: list[bytes] | None = None) -> None:
-        """A block of the project was stored: pending uploads waiting for one look again. Given
-        its bytes (``parts``), an upload about to hash that block keeps them, so the block is
-        not read back from the store."""
+    def block_stored(self, project_id: str, block_hash: str, parts: list[bytes]) -> None:
+        """A block of the project was stored (its bytes: ``parts``): pending uploads waiting for
+        one look again, and one about to hash that block keeps the bytes, so the block is not
+        read back from the store."""
         for pending in self._by_project.get(project_id, {}).values():
             pending.touched = time.monotonic()
-            if parts is not None and block_hash is not None:
-                _keep(pending, block_hash, parts)
+            _keep(pending, block_hash, parts)
             pending._wake.set()
 
     async def digest(self, pending: Pending, timeout: float) -> str | None:
