@@ -370,11 +370,7 @@ class BlobStore:
         if os.path.isfile(final):
             return False
         for block_hash in {r.hash for r in manifest.blocks}:
-            fd = os.open(self.block_path(project_id, block_hash), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_path(self.block_path(project_id, block_hash))
         tmp = self._tmp_path(project_id)
         try:
             with open(tmp, "wb") as f:
