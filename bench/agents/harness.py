@@ -118,6 +118,12 @@ async def account(url: str, name: str) -> str:
         return out["token"]
 
 
+async def invite(url: str, token: str, project_id: str, role: str = "viewer") -> str:
+    """A new invite code to the project, for ``role``."""
+    async with Client(url, token) as c:
+        return (await c.create_invite(project_id, role=role))["code"]
+
+
 def env_for(url: str, token: str, home: Path) -> dict[str, str]:
     return {**os.environ, "VIDSYNC_SERVER": url, "VIDSYNC_TOKEN": token,
             "VIDSYNC_CONFIG_DIR": str(home / "config"), "VIDSYNC_LOG_LEVEL": "warning"}

@@ -20,7 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Proc, account, env_for, machine, percentile, save, start_server, wait_connected
+from harness import (
+    Proc,
+    account,
+    env_for,
+    invite,
+    machine,
+    percentile,
+    save,
+    start_server,
+    wait_connected,
+)
 
 from vidsync.agent.share import share_status
 from vidsync.client import Client
@@ -47,11 +57,6 @@ def summary(name: str, samples: list[float]) -> dict:
     print(f"{name:<44} p50 {out['p50_ms']:7.1f} ms   p90 {out['p90_ms']:7.1f} ms   "
           f"p99 {out['p99_ms']:7.1f} ms   max {out['max_ms']:7.1f} ms   (n={len(ms)})")
     return out
-
-
-async def invite(url: str, token: str, project_id: str) -> str:
-    async with Client(url, token) as c:
-        return (await c.create_invite(project_id))["code"]
 
 
 async def post_series(url: str, token: str, project_id: str, mirror: Path, n: int) -> list[float]:

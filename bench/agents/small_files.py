@@ -33,6 +33,7 @@ from harness import (
     RsyncDaemon,
     account,
     env_for,
+    invite,
     load,
     machine,
     save,
@@ -41,7 +42,6 @@ from harness import (
 )
 
 from vidsync.agent.share.status import share_status
-from vidsync.client import Client
 from vidsync.testing import ServerProcess
 
 TIMEOUT_S = 900
@@ -63,11 +63,6 @@ def same_tree(a: Path, b: Path) -> bool:
     files_a, files_b = files(a), files(b)
     return files_a == files_b and all((a / p).read_bytes() == (b / p).read_bytes()
                                       for p in files_a)
-
-
-async def invite(url: str, token: str, project_id: str) -> str:
-    async with Client(url, token) as c:
-        return (await c.create_invite(project_id))["code"]
 
 
 # (step, ours s, rsync s, rsync --fsync s, load)

@@ -25,11 +25,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import Proc, account, env_for, machine, percentile, save, start_server, wait_connected
+from harness import (
+    Proc,
+    account,
+    env_for,
+    invite,
+    machine,
+    percentile,
+    save,
+    start_server,
+    wait_connected,
+)
 from latency import summary, wait_for
 
 from vidsync.agent.share import share_status
-from vidsync.client import Client
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -55,11 +64,6 @@ def wait_resolved(folders: list[Path], versions: set[bytes], timeout: float = 60
             return time.perf_counter()
         time.sleep(0.005)
     raise SystemExit(f"the conflict was not resolved everywhere in {timeout} s")
-
-
-async def editor_invite(url: str, token: str, project_id: str) -> str:
-    async with Client(url, token) as c:
-        return (await c.create_invite(project_id, role="editor"))["code"]
 
 
 def main() -> None:
@@ -90,7 +94,7 @@ def main() -> None:
         editors = []
         for name in ("ana", "ben"):
             token = asyncio.run(account(server.url, name))
-            code = asyncio.run(editor_invite(server.url, owner, project_id))
+            code = asyncio.run(invite(server.url, owner, project_id, role="editor"))
             (scratch / name).mkdir()
             folder = scratch / f"{name}-folder"
             procs.append(Proc(["join", *timing, code, str(folder)],
