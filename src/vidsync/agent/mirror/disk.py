@@ -97,11 +97,16 @@ def finish_temp(tmp_path: str, mtime_ms: int | None) -> None:
     """Make the downloaded temp file durable before it is renamed into place."""
     fd = os.open(tmp_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if mtime_ms is not None:
-            os.utime(fd, ns=(mtime_ms * 1_000_000, mtime_ms * 1_000_000))
-        os.fsync(fd)
+        _finish(fd, mtime_ms)
     finally:
         os.close(fd)
+
+
+def _finish(fd: int, mtime_ms: int | None) -> None:
+    """A temp file's last steps before its rename: the owner's mtime, then fsync."""
+    if mtime_ms is not None:
+        os.utime(fd, ns=(mtime_ms * 1_000_000, mtime_ms * 1_000_000))
+    os.fsync(fd)
 
 
 def write_temp(tmp_dir_fd: int, tmp_name: str, data: bytes, mtime_ms: int | None) -> None:
@@ -112,9 +117,7 @@ def write_temp(tmp_dir_fd: int, tmp_name: str, data: bytes, mtime_ms: int | None
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        if mtime_ms is not None:
-            os.utime(fd, ns=(mtime_ms * 1_000_000, mtime_ms * 1_000_000))
-        os.fsync(fd)
+        _finish(fd, mtime_ms)
     finally:
         os.close(fd)
 
