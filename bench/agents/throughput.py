@@ -64,7 +64,7 @@ from harness import (
 )
 from small_files import measure_small_files, print_rows
 
-from vidsync.client import Client, split_file
+from vidsync.client import Checkpoints, Client, hash_file
 
 MiB = 1024 * 1024
 JOIN_TIMEOUT_S = 1800
@@ -82,12 +82,17 @@ def sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+# The hash states of each file's last version, as the share agent keeps them: an edit is hashed
+# from the last state before its first changed block.
+STATES: dict[Path, Checkpoints | None] = {}
+
+
 async def publish(url: str, token: str, project_id: str, path: Path, name: str,
                   op: str) -> tuple[float, int, float]:
     """Hash, upload and post: (seconds, bytes uploaded, perf_counter when the post was answered)."""
     async with Client(url, token) as c:
         t = time.perf_counter()
-        manifest = await asyncio.to_thread(split_file, path)
+        manifest, STATES[path] = await asyncio.to_thread(hash_file, path, None, STATES.get(path))
         up = await c.upload_file(project_id, path, manifest=manifest, path=name)
         await c.post_changes(project_id, [{"path": name, "op": op, "hash": up.hash, "size": up.size,
                                            "mtime": int(time.time() * 1000)}])

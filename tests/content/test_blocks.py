@@ -70,7 +70,8 @@ def test_a_small_file_is_read_whole_into_the_same_manifest(tmp_path: Path, size:
 
 
 def test_split_file_streams(tmp_path: Path) -> None:
-    """A 64 MiB file is hashed holding about one block (128 KiB... 16 MiB), not the file."""
+    """A 64 MiB file is hashed holding a few blocks (128 KiB... 16 MiB each: those the two
+    hashing threads have read ahead of the whole-file hash), not the file."""
     path = tmp_path / "big.bin"
     with open(path, "wb") as f:
         f.truncate(64 * MiB)
@@ -81,7 +82,7 @@ def test_split_file_streams(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert m.size == 64 * MiB and len(m.blocks) == 64 * MiB // block_size_for(64 * MiB)
-    assert peak < 4 * block_size_for(64 * MiB), peak
+    assert peak < 6 * block_size_for(64 * MiB), peak
 
 
 def test_empty_file(tmp_path: Path) -> None:

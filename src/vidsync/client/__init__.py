@@ -19,10 +19,11 @@ from vidsync.client.errors import (
 )
 from vidsync.client.follow import ConnectionState, Follower
 from vidsync.client.transfer import DownloadResult, UploadResult
-from vidsync.content.blocks import BlockRef, Manifest, block_size_for, split_file
+from vidsync.content.blocks import BlockRef, Manifest, block_size_for, hash_file, split_file
+from vidsync.content.resumable import Checkpoints
 
 __all__ = [
     "ApiError", "BlockRef", "Client", "ClientError", "ConnectionState", "ContentMismatch",
     "DownloadResult", "Follower", "Manifest", "ProjectRemoved", "ServerUnreachable", "SmallFiles",
-    "UploadResult", "block_size_for", "split_file",
+    "UploadResult", "block_size_for", "split_file", "hash_file", "Checkpoints",
 ]

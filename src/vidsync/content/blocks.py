@@ -10,11 +10,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from vidsync.content.resumable import Checkpoints, Recorder, new_sha256
 from vidsync.jsonint import json_int
+
+if TYPE_CHECKING:
+    from vidsync.content.resumable import Sha256
 
 MIN_BLOCK_SIZE = 128 * 1024
 MAX_BLOCK_SIZE = 16 * 1024 * 1024
@@ -117,32 +122,166 @@ def iter_blocks(path: str | os.PathLike, block_size: int | None = None) -> Itera
 
 def split_file(path: str | os.PathLike,
                on_bytes: Callable[[int], None] | None = None) -> Manifest:
-    """Hash the file at ``path`` into its manifest in one streaming read (memory: a few blocks).
+    """Hash the file at ``path`` into its manifest (``hash_file`` without a previous version)."""
+    return hash_file(path, on_bytes)[0]
 
-    Block hashes are computed here while the whole-file SHA-256 runs on a second thread over the
-    same buffers (hashlib releases the GIL), so two cores hash a file in the time of one pass.
-    The size is what was read, not what ``stat`` said before: a file that grows or shrinks while
-    it is read gets a manifest that matches the bytes that were hashed."""
+
+def hash_file(path: str | os.PathLike, on_bytes: Callable[[int], None] | None = None,
+              previous: Checkpoints | None = None) -> tuple[Manifest, Checkpoints | None]:
+    """Hash the file at ``path`` into its manifest, and the hash states to give as ``previous``
+    when the next version is hashed (None for a file too small to keep any).
+
+    Two threads hash blocks while this one feeds them, in order, to the whole-file SHA-256; each
+    byte is read once, and at most a few blocks are held. With ``previous`` (the states of an
+    earlier version), the whole-file hash skips the blocks both versions share at the start: it
+    resumes from the last state saved before the first changed block. A file that changes size
+    while it is read gets a manifest of what was read (``split_sequential``)."""
     small = read_small(path)
     if small is not None:
         if on_bytes is not None and small[1]:
             on_bytes(len(small[1]))
-        return small[0]
+        return small[0], None
+    with open(path, "rb", buffering=0) as f:
+        hashed = _ParallelHash(f.fileno(), os.fstat(f.fileno()).st_size, on_bytes, previous)
+        result = hashed.run()
+    if result is None:  # it changed size while we read it
+        return split_sequential(path, on_bytes), None
+    return result
+
+
+class _ParallelHash:
+    """Block hashes on ``WORKERS`` threads, the whole-file hash in order on the caller's."""
+
+    WORKERS = 2
+    AHEAD = 3  # blocks read but not yet fed to the whole-file hash, at most
+
+    def __init__(self, fd: int, size: int, on_bytes: Callable[[int], None] | None,
+                 previous: Checkpoints | None) -> None:
+        self.fd = fd
+        self.size = size
+        self.block_size = block_size_for(size)
+        self.count = -(-size // self.block_size)
+        self.on_bytes = on_bytes
+        self.previous = previous
+        self.refs: list[BlockRef | None] = [None] * self.count
+        self.data: dict[int, bytes] = {}
+        self.cond = threading.Condition()
+        self.claimed = 0  # the next block a worker takes
+        self.fed = 0  # the next block the whole-file hash takes
+        self.short = False  # a read came back short: the file shrank
+        self.error: BaseException | None = None
+
+    def run(self) -> tuple[Manifest, Checkpoints | None] | None:
+        workers = [threading.Thread(target=self._work, name="sha256-blocks", daemon=True)
+                   for _ in range(self.WORKERS)]
+        for w in workers:
+            w.start()
+        try:
+            whole, recorder = self._feed()
+        finally:
+            with self.cond:
+                self.claimed = self.count  # nothing more to take
+                self.cond.notify_all()
+            for w in workers:
+                w.join()
+        if self.error is not None:
+            raise self.error
+        if self.short or whole is None or os.fstat(self.fd).st_size != self.size:
+            return None
+        refs = tuple(self.refs)
+        checkpoints = recorder.checkpoints(tuple(r.hash for r in refs))
+        return Manifest(whole.hexdigest(), self.size, refs), checkpoints
+
+    def _work(self) -> None:
+        try:
+            while True:
+                with self.cond:
+                    while self.claimed < self.count and self.claimed >= self.fed + self.AHEAD:
+                        self.cond.wait()
+                    index = self.claimed
+                    if index >= self.count:
+                        return
+                    self.claimed += 1
+                offset = index * self.block_size
+                want = min(self.block_size, self.size - offset)
+                data = os.pread(self.fd, want, offset)
+                ref = BlockRef(hashlib.sha256(data).hexdigest(), len(data), offset)
+                with self.cond:
+                    if len(data) != want:
+                        self.short = True
+                    self.refs[index] = ref
+                    self.data[index] = data
+                    if self.on_bytes is not None:
+                        self.on_bytes(len(data))
+                    self.cond.notify_all()
+                del data  # held by ``self.data`` now; not by this thread while it waits
+        except BaseException as e:  # noqa: BLE001 - raised again by run()
+            with self.cond:
+                self.error = e
+                self.cond.notify_all()
+
+    def _take(self, index: int) -> tuple[BlockRef, bytes] | None:
+        """Block ``index`` once read (its bytes handed over), or None if reading failed."""
+        with self.cond:
+            while self.refs[index] is None and self.error is None and not self.short:
+                self.cond.wait()
+            if self.error is not None or self.short:
+                return None
+            self.fed = index + 1
+            self.cond.notify_all()
+            return self.refs[index], self.data.pop(index)
+
+    def _feed(self) -> tuple[Sha256 | None, Recorder]:
+        whole = new_sha256()
+        recorder = Recorder(self.count)
+        index = 0
+        if self.previous is not None:  # walk the shared blocks, then resume before the first change
+            old = self.previous.blocks
+            while index < self.count:
+                taken = self._take(index)
+                if taken is None:
+                    return None, recorder
+                if index >= len(old) or taken[0].hash != old[index]:
+                    self.data[index] = taken[1]  # fed below, after the blocks before it
+                    break
+                index += 1
+            start, state = self.previous.resume_point(old[:index], index) or (0, None)
+            whole = new_sha256(state)
+            recorder = Recorder(self.count, start, start * self.block_size,
+                                self.previous if state else None)
+            for i in range(start, index):  # read again: the shared blocks after that state
+                data = os.pread(self.fd, self.block_size, i * self.block_size)
+                if hashlib.sha256(data).hexdigest() != self.refs[i].hash:
+                    self.short = True  # changed under us: hashed again from the start
+                    return None, recorder
+                whole.update(data)
+                recorder.block_done(whole)
+            if index < self.count:
+                whole.update(self.data.pop(index))
+                recorder.block_done(whole)
+                index += 1
+        for i in range(index, self.count):
+            taken = self._take(i)
+            if taken is None:
+                return None, recorder
+            whole.update(taken[1])
+            del taken  # not held while the next block is awaited
+            recorder.block_done(whole)
+        return whole, recorder
+
+
+def split_sequential(path: str | os.PathLike,
+                     on_bytes: Callable[[int], None] | None = None) -> Manifest:
+    """Hash the file at ``path`` in one streaming read, its size what was read (not what
+    ``stat`` said before): the fallback for a file that grows or shrinks while it is hashed."""
     whole = hashlib.sha256()
     refs = []
-    with ThreadPoolExecutor(1, thread_name_prefix="sha256") as pool:
-        previous = None
-        for ref, data in iter_blocks(path):
-            if previous is not None:
-                previous.result()  # at most one block ahead: bounded memory
-            previous = pool.submit(whole.update, data)
-            refs.append(ref)
-            if on_bytes is not None:
-                on_bytes(len(data))
-        if previous is not None:
-            previous.result()
-    size = sum(r.size for r in refs)
-    return Manifest(whole.hexdigest(), size, tuple(refs))
+    for ref, data in iter_blocks(path):
+        whole.update(data)
+        refs.append(ref)
+        if on_bytes is not None:
+            on_bytes(len(data))
+    return Manifest(whole.hexdigest(), sum(r.size for r in refs), tuple(refs))
 
 
 def read_small(path: str | os.PathLike) -> tuple[Manifest, bytes] | None:

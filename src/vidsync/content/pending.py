@@ -8,6 +8,12 @@ the owner posts the manifest again after the last block, the whole-file identity
 established (or nearly): the manifest is stored without reading the file back. This is the only
 extra pass over the bytes, and it runs during the upload instead of after it.
 
+An edit to a big file shares a prefix of blocks with the version before it. While hashing, a
+pending upload keeps the SHA-256 state every few MiB (``content/resumable.py``); once its hash is
+established they are remembered (``KnownStates``, memory only, bounded), and the next upload whose
+blocks start the same resumes from the last state before its first change: a 1 MiB edit in the
+middle of a 1 GiB file hashes half a GiB, not all of it.
+
 A pending upload is memory on one node: a restart or a post that reaches another node falls back
 to hashing the stored blocks then, the same way. The blocks themselves are ordinary
 stored blocks (``blocks/``); a pending upload holds no file of its own. It is dropped when its
@@ -19,12 +25,16 @@ unreferenced blocks.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vidsync.content.blocks import Manifest
+from vidsync.content.resumable import Checkpoints, Recorder, StatesCache, new_sha256
+
+if TYPE_CHECKING:
+    from vidsync.content.resumable import Sha256
 
 # A pending upload with no new block for this long is forgotten (a later post hashes from disk).
 IDLE_S = 600.0
@@ -37,6 +47,9 @@ HASH_STEP = 8 * 1024 * 1024
 KEEP_AHEAD = 32 * 1024 * 1024
 # Blocks stored by another node (shared blob directory) are noticed this often.
 POLL_S = 0.5
+# Memory for the saved hash states of verified files (about 120 KB per GiB of file with 1 MiB
+# blocks, mostly its block list): the least recently used go first.
+KNOWN_STATES_BYTES = 64 * 1024 * 1024
 
 # (project_id, block hash) -> the block's bytes read from the store, or None if not stored yet.
 ReadBlock = Callable[[str, str], "bytes | None"]
@@ -59,7 +72,8 @@ class Pending:
     # The whole-file SHA-256 once every block is hashed; "" if the stored blocks could not be
     # read as listed (the caller then checks them one by one).
     digest: str | None = None
-    _hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+    _hasher: Sha256 = field(default_factory=new_sha256)
+    _recorder: Recorder | None = None
     # Bytes of stored blocks not hashed yet, by block hash (see ``PendingUploads.block_stored``).
     _kept: dict[str, list[bytes]] = field(default_factory=dict)
     _first_index: dict[str, int] | None = None
@@ -80,12 +94,17 @@ class PendingUploads:
         self.on_progress = on_progress
         # Keyed by the whole manifest: the same ``hash`` with other blocks is another upload.
         self._by_project: dict[str, dict[Manifest, Pending]] = {}
+        self.known = KnownStates()
 
     def get(self, project_id: str, manifest: Manifest) -> Pending | None:
         return self._by_project.get(project_id, {}).get(manifest)
 
-    def start(self, project_id: str, manifest: Manifest, path: str | None) -> Pending:
-        """Remember ``manifest`` (whose blocks are being uploaded) and start hashing it."""
+    def start(self, project_id: str, manifest: Manifest, path: str | None,
+              missing: Collection[str] = ()) -> Pending:
+        """Remember ``manifest`` (whose blocks are being uploaded) and start hashing it, from
+        the saved state of a known version with the same first blocks if there is one (up to
+        the first block in ``missing``: those before it are stored, so members may fetch
+        them)."""
         uploads = self._by_project.setdefault(project_id, {})
         pending = uploads.get(manifest)
         if pending is not None:
@@ -96,8 +115,22 @@ class PendingUploads:
         while len(uploads) >= MAX_PER_PROJECT:
             self.forget(uploads[next(iter(uploads))])
         pending = uploads[manifest] = Pending(project_id, manifest, path)
+        self._resume(pending, missing)
         pending._task = asyncio.ensure_future(self._advance(pending))
         return pending
+
+    def _resume(self, p: Pending, missing: Collection[str]) -> None:
+        blocks = tuple(ref.hash for ref in p.manifest.blocks)
+        limit = next((i for i, h in enumerate(blocks) if h in missing), len(blocks))
+        found = self.known.resume_point(p.project_id, blocks, limit)
+        if found is None:
+            p._recorder = Recorder(len(blocks))
+            return
+        index, state, base = found
+        p._hasher = new_sha256(state)
+        p.next_index = index
+        p.hashed_bytes = p.manifest.blocks[index].offset
+        p._recorder = Recorder(len(blocks), index, p.hashed_bytes, base)
 
     def block_stored(self, project_id: str, block_hash: str, parts: list[bytes]) -> None:
         """A block of the project was stored (its bytes: ``parts``): pending uploads waiting for
@@ -155,6 +188,10 @@ class PendingUploads:
                 except TimeoutError:
                     pass
             p.digest = p._hasher.hexdigest()
+            if p.digest == p.manifest.hash and p._recorder is not None:
+                checkpoints = p._recorder.checkpoints(tuple(r.hash for r in blocks))
+                if checkpoints is not None:
+                    self.known.add(p.project_id, p.manifest.hash, checkpoints)
             p._done.set()
         except OSError:
             p.digest = ""
@@ -178,6 +215,8 @@ class PendingUploads:
                 raise OSError(f"stored block {ref.hash} has {length} bytes, not {ref.size}")
             for part in parts:
                 p._hasher.update(part)
+            if p._recorder is not None:
+                p._recorder.block_done(p._hasher)
             done.append(p.next_index)
             p.next_index += 1
             p.hashed_bytes += length
@@ -196,3 +235,40 @@ def _keep(p: Pending, block_hash: str, parts: list[bytes]) -> None:
     if index is not None and p.next_index <= index < len(blocks) \
             and blocks[index].offset - blocks[p.next_index].offset < KEEP_AHEAD:
         p._kept[block_hash] = parts
+
+
+class KnownStates:
+    """Saved SHA-256 states of recently verified files, by project; bounded by memory."""
+
+    # Versions looked at per upload, at most (files with the same first block are few).
+    MAX_CANDIDATES = 16
+
+    def __init__(self, max_bytes: int = KNOWN_STATES_BYTES) -> None:
+        self._cache: StatesCache[tuple[str, str]] = StatesCache(max_bytes)
+        # (project, first block hash) -> file hashes: where an edited version looks
+        self._by_first: dict[tuple[str, str], set[str]] = {}
+
+    def add(self, project_id: str, file_hash: str, checkpoints: Checkpoints) -> None:
+        if (project_id, file_hash) in self._cache:
+            return
+        self._by_first.setdefault((project_id, checkpoints.blocks[0]), set()).add(file_hash)
+        for (pid, h), old in self._cache.put((project_id, file_hash), checkpoints):
+            first = self._by_first[(pid, old.blocks[0])]
+            first.discard(h)
+            if not first:
+                del self._by_first[(pid, old.blocks[0])]
+
+    def resume_point(self, project_id: str, blocks: tuple[str, ...],
+                     limit: int) -> tuple[int, bytes, Checkpoints] | None:
+        """The furthest saved state that holds for a file of ``blocks`` (at or before block
+        ``limit``), with the checkpoints it came from."""
+        if not blocks:
+            return None
+        best = None
+        for file_hash in list(self._by_first.get((project_id, blocks[0]), ()))[
+                :self.MAX_CANDIDATES]:
+            checkpoints = self._cache.get((project_id, file_hash))
+            point = checkpoints.resume_point(blocks, limit) if checkpoints else None
+            if point is not None and (best is None or point[0] > best[0]):
+                best = (*point, checkpoints)
+        return best

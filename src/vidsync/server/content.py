@@ -297,7 +297,7 @@ async def post_manifest(request: web.Request) -> web.Response:
     pending = svc.pending.get(project_id, manifest)
     if missing:
         if pending is None:
-            pending = svc.pending.start(project_id, manifest, path)
+            pending = svc.pending.start(project_id, manifest, path, set(missing))
             svc.announce_upload(project_id, pending, "started")
         raise ApiError(409, "missing_blocks", f"{len(missing)} block(s) are not stored yet",
                        missing=missing[:MAX_CHECK_HASHES])

@@ -17,7 +17,8 @@ from pathlib import Path
 from vidsync.agent.share.ignore import IgnoreRules
 from vidsync.agent.share.scanner import Entry, probe, restat, server_path, walk
 from vidsync.agent.share.state import LocalFile, ShareState
-from vidsync.content.blocks import MIN_BLOCK_SIZE, Manifest, read_small, split_file
+from vidsync.content.blocks import MIN_BLOCK_SIZE, Manifest, hash_file, read_small
+from vidsync.content.resumable import Checkpoints, StatesCache
 
 Progress = Callable[[int], None]
 log = logging.getLogger("vidsync.share")
@@ -29,6 +30,9 @@ HASH_BATCH_BYTES = 64 * 1024 * 1024
 # Bytes of small files kept from hashing until they are uploaded (checked against a fresh stat
 # then), so an image sequence is read once, not twice.
 CONTENT_CACHE_BYTES = 64 * 1024 * 1024
+# Memory for the hash states of big files kept between versions (an edit is hashed from its
+# first changed block: content/resumable.py); about 120 KB per GiB of file.
+STATES_BYTES = 16 * 1024 * 1024
 # Below this many files to look up, a query per file beats reading every indexed inode.
 SAME_FILE_BULK = 64
 
@@ -49,6 +53,7 @@ class Indexer:
         # hashed and not uploaded yet
         self.contents: dict[str, tuple[tuple[int, int, int, int], str, bytes]] = {}
         self.contents_bytes = 0
+        self.states: StatesCache[str] = StatesCache(STATES_BYTES)  # by fspath
 
     def next_recheck(self) -> float | None:
         """When the earliest unsettled file is due for another look (monotonic), if any."""
@@ -83,6 +88,7 @@ class Indexer:
             return await self._dir(fspath)
         self.unsettled.pop(fspath, None)
         self.take_content(fspath)
+        self.states.pop(fspath)
         path = server_path(fspath)
         return bool(path and self.state.remove_local(self.state.local_paths(path)))
 
@@ -149,6 +155,10 @@ class Indexer:
         they were read, in one transaction; the others wait to settle again."""
         root = self.root
 
+        previous = {e.fspath: self.states.get(e.fspath) for e in entries
+                    if e.size > MIN_BLOCK_SIZE}
+        states: dict[str, Checkpoints | None] = {}
+
         def work() -> list[tuple[Entry, Manifest | OSError, bytes | None, Entry | None]]:
             out: list[tuple[Entry, Manifest | OSError, bytes | None, Entry | None]] = []
             for e in entries:
@@ -158,7 +168,9 @@ class Indexer:
                         result, data = small
                         self._hashed(len(data))
                     else:
-                        result, data = split_file(root / e.fspath, self._hashed), None
+                        result, states[e.fspath] = hash_file(
+                            root / e.fspath, self._hashed, previous.get(e.fspath))
+                        data = None
                 except OSError as err:  # unreadable, or deleted meanwhile
                     out.append((e, err, None, None))
                     continue
@@ -166,7 +178,10 @@ class Indexer:
             return out
 
         files = []
-        for e, result, data, after in await asyncio.to_thread(work):
+        results = await asyncio.to_thread(work)
+        for fspath, kept in states.items():
+            self.states.put(fspath, kept)
+        for e, result, data, after in results:
             if isinstance(result, OSError):
                 self.unsettled.pop(e.fspath, None)
                 if not isinstance(result, FileNotFoundError):  # (a deletion's event follows)

@@ -1,0 +1,158 @@
+"""Resumable SHA-256: a saved state resumed gives hashlib's digest, and an edited file is hashed
+from the last state before its first changed block, on the owner's side (``hash_file``) and on
+the server's (``PendingUploads``), with the same manifest as a full pass."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from vidsync.content import blocks as blocks_mod
+from vidsync.content import pending as pending_mod
+from vidsync.content import resumable
+from vidsync.content.blocks import Manifest, hash_file, split_sequential
+from vidsync.content.pending import PendingUploads
+from vidsync.content.resumable import CHECKPOINT_EVERY, Checkpoints, ResumableSha256, StatesCache
+
+MiB = 1024 * 1024
+
+pytestmark = pytest.mark.skipif(not resumable.AVAILABLE, reason="no OpenSSL SHA256_* calls")
+
+
+@pytest.mark.parametrize("cut", [0, 64, 64 * 1000, 5 * MiB])
+def test_state_resumed_matches_hashlib(cut: int) -> None:
+    data = os.urandom(5 * MiB + 17)
+    first = ResumableSha256()
+    first.update(data[:cut])
+    second = ResumableSha256(first.state())
+    second.update(memoryview(data)[cut:])
+    assert second.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert second.length == len(data)
+    assert first.hexdigest() == hashlib.sha256(data[:cut]).hexdigest()  # still usable after
+
+
+def test_state_only_at_a_64_byte_boundary() -> None:
+    h = ResumableSha256()
+    h.update(b"x" * 65)
+    with pytest.raises(ValueError):
+        h.state()
+
+
+def _edit(path: Path, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+@pytest.fixture
+def resumed_at(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The byte offsets ``hash_file``'s whole-file hashes were resumed from."""
+    seen: list[int] = []
+    real = blocks_mod.new_sha256
+
+    def spy(state: bytes | None = None):  # noqa: ANN202 - what new_sha256 returns
+        h = real(state)
+        if state is not None:
+            seen.append(h.length)
+        return h
+
+    monkeypatch.setattr(blocks_mod, "new_sha256", spy)
+    return seen
+
+
+def test_edit_is_hashed_from_its_first_changed_block(tmp_path: Path,
+                                                     resumed_at: list[int]) -> None:
+    path = tmp_path / "clip.mov"
+    path.write_bytes(os.urandom(40 * MiB + 123))
+    manifest, states = hash_file(path)
+    assert manifest == split_sequential(path)
+    assert states is not None and states.states
+    for offset in (30 * MiB + 5, 2 * MiB, 40 * MiB + 100):  # middle, early, the last block
+        _edit(path, offset, os.urandom(1000))
+        resumed_at.clear()
+        manifest, states = hash_file(path, previous=states)
+        assert manifest == split_sequential(path)
+        assert manifest.hash == hashlib.sha256(path.read_bytes()).hexdigest()
+        expected = offset // CHECKPOINT_EVERY * CHECKPOINT_EVERY
+        assert resumed_at == ([expected] if expected else [])
+
+
+def test_unrelated_or_resized_previous_is_not_trusted(tmp_path: Path,
+                                                      resumed_at: list[int]) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(os.urandom(20 * MiB))
+    b.write_bytes(os.urandom(20 * MiB))
+    _, states_a = hash_file(a)
+    assert hash_file(b, previous=states_a)[0] == split_sequential(b)
+    assert resumed_at == []
+    # Appended to: the shared blocks still count; truncated: likewise, up to the cut.
+    with open(a, "ab") as f:
+        f.write(os.urandom(3 * MiB))
+    manifest, states = hash_file(a, previous=states_a)
+    assert manifest == split_sequential(a) and resumed_at
+    os.truncate(a, 17 * MiB + 3)
+    assert hash_file(a, previous=states)[0] == split_sequential(a)
+
+
+def test_server_resumes_a_known_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second upload of an edited file reads back only the blocks after the last state
+    before its change; the digest is the same as a full pass."""
+    monkeypatch.setattr(resumable, "CHECKPOINT_EVERY", 4 * 4096)
+    size, n = 4096, 16
+    data = [os.urandom(size) for _ in range(n)]
+
+    def manifest_of(parts: list[bytes]) -> Manifest:
+        whole = b"".join(parts)
+        return Manifest.from_json({"hash": hashlib.sha256(whole).hexdigest(), "size": len(whole),
+                                   "blocks": [{"hash": hashlib.sha256(p).hexdigest(),
+                                               "size": len(p)} for p in parts]})
+
+    store = {hashlib.sha256(p).hexdigest(): p for p in data}
+    read_back: list[str] = []
+
+    def read(_project: str, block_hash: str) -> bytes | None:
+        read_back.append(block_hash)
+        return store.get(block_hash)
+
+    async def upload(manifest: Manifest) -> str | None:
+        p = uploads.start("p", manifest, "clip.mov")
+        return await uploads.digest(p, 5)
+
+    async def main() -> None:
+        first = manifest_of(data)
+        assert await upload(first) == first.hash
+        assert len(read_back) == n
+        edited = list(data)
+        edited[10] = os.urandom(size)
+        store[hashlib.sha256(edited[10]).hexdigest()] = edited[10]
+        second = manifest_of(edited)
+        read_back.clear()
+        assert await upload(second) == second.hash
+        assert len(read_back) == n - 8  # resumed after block 8 (states every 4 blocks)
+        # A block the server lacks ends the shared prefix early: members may fetch what it hashed.
+        third_parts = list(edited)
+        third_parts[15] = os.urandom(size)
+        third = manifest_of(third_parts)
+        p = uploads.start("p", third, "clip.mov", missing={third.blocks[5].hash})
+        assert p.next_index == 4
+        uploads.forget(p)
+        await uploads.close()
+
+    uploads = PendingUploads(read)
+    monkeypatch.setattr(pending_mod, "POLL_S", 0.01)
+    asyncio.run(main())
+
+
+def test_states_cache_is_bounded() -> None:
+    cache: StatesCache[str] = StatesCache(max_bytes=3 * Checkpoints(("a" * 64,) * 10,
+                                                                   {5: b"s"}).nbytes())
+    for i in range(5):
+        cache.put(str(i), Checkpoints(("a" * 64,) * 10, {5: b"s"}))
+    assert "0" not in cache and "1" not in cache and "4" in cache
+    assert cache.nbytes <= cache.max_bytes
+    cache.put("4", None)
+    assert "4" not in cache
