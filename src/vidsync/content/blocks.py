@@ -164,7 +164,11 @@ class _ParallelHash:
         self.on_bytes = on_bytes
         self.previous = previous
         self.refs: list[BlockRef | None] = [None] * self.count
-        self.data: dict[int, bytes] = {}
+        # Reads go into a few buffers used again and again: a fresh 1 MiB ``bytes`` per block,
+        # allocated on one thread and freed on another, cost 35,000-70,000 page faults and
+        # 0.3 s of system time per GiB here.
+        self.free = [bytearray(self.block_size) for _ in range(self.AHEAD + 1)]
+        self.data: dict[int, memoryview] = {}
         self.cond = threading.Condition()
         self.claimed = 0  # the next block a worker takes
         self.fed = 0  # the next block the whole-file hash takes
@@ -196,31 +200,42 @@ class _ParallelHash:
         try:
             while True:
                 with self.cond:
-                    while self.claimed < self.count and self.claimed >= self.fed + self.AHEAD:
+                    while self.claimed < self.count and (
+                            self.claimed >= self.fed + self.AHEAD or not self.free):
                         self.cond.wait()
                     index = self.claimed
                     if index >= self.count:
                         return
                     self.claimed += 1
+                    buf = self.free.pop()
                 offset = index * self.block_size
                 want = min(self.block_size, self.size - offset)
-                data = os.pread(self.fd, want, offset)
-                ref = BlockRef(hashlib.sha256(data).hexdigest(), len(data), offset)
+                view = memoryview(buf)[:want]
+                got = os.preadv(self.fd, [view], offset)
+                ref = BlockRef(hashlib.sha256(view[:got]).hexdigest(), got, offset)
                 with self.cond:
-                    if len(data) != want:
+                    if got != want:
                         self.short = True
                     self.refs[index] = ref
-                    self.data[index] = data
+                    self.data[index] = view[:got]
                     if self.on_bytes is not None:
-                        self.on_bytes(len(data))
+                        self.on_bytes(got)
                     self.cond.notify_all()
-                del data  # held by ``self.data`` now; not by this thread while it waits
+                del view  # held by ``self.data`` now; not by this thread while it waits
         except BaseException as e:  # noqa: BLE001 - raised again by run()
             with self.cond:
                 self.error = e
                 self.cond.notify_all()
 
-    def _take(self, index: int) -> tuple[BlockRef, bytes] | None:
+    def _give_back(self, view: memoryview) -> None:
+        """A block's buffer, hashed: free for the next read."""
+        buf = view.obj
+        view.release()
+        with self.cond:
+            self.free.append(buf)
+            self.cond.notify_all()
+
+    def _take(self, index: int) -> tuple[BlockRef, memoryview] | None:
         """Block ``index`` once read (its bytes handed over), or None if reading failed."""
         with self.cond:
             while self.refs[index] is None and self.error is None and not self.short:
@@ -244,6 +259,7 @@ class _ParallelHash:
                 if index >= len(old) or taken[0].hash != old[index]:
                     self.data[index] = taken[1]  # fed below, after the blocks before it
                     break
+                self._give_back(taken[1])
                 index += 1
             start, state = self.previous.resume_point(old[:index], index) or (0, None)
             whole = new_sha256(state)
@@ -257,7 +273,9 @@ class _ParallelHash:
                 whole.update(data)
                 recorder.block_done(whole)
             if index < self.count:
-                whole.update(self.data.pop(index))
+                view = self.data.pop(index)
+                whole.update(view)
+                self._give_back(view)
                 recorder.block_done(whole)
                 index += 1
         for i in range(index, self.count):
@@ -265,7 +283,8 @@ class _ParallelHash:
             if taken is None:
                 return None, recorder
             whole.update(taken[1])
-            del taken  # not held while the next block is awaited
+            self._give_back(taken[1])
+            del taken
             recorder.block_done(whole)
         return whole, recorder
 

@@ -78,10 +78,14 @@ class ResumableSha256:
             self.length = bits // 8
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
+        size = memoryview(data).nbytes
         if not isinstance(data, bytes):
-            data = bytes(data)
-        _lib.SHA256_Update(ctypes.byref(self._ctx), data, len(data))
-        self.length += len(data)
+            try:  # a writable buffer (a bytearray or a view of one) is passed as it is
+                data = (ctypes.c_char * size).from_buffer(data)
+            except TypeError:
+                data = bytes(data)
+        _lib.SHA256_Update(ctypes.byref(self._ctx), data, size)
+        self.length += size
 
     def state(self) -> bytes:
         """The state after the bytes so far (their count must be a multiple of 64)."""
