@@ -347,7 +347,8 @@ class Client:
                                  json={"hashes": list(hashes)})
         return await asyncio.to_thread(_verify, out)
 
-    async def put_block(self, project_id: str, block_hash: str, data: bytes) -> bool:
+    async def put_block(self, project_id: str, block_hash: str,
+                        data: bytes | bytearray | memoryview) -> bool:
         """Store one block; True if it was new, False if the server had it already."""
         path = f"/api/projects/{quote(project_id)}/blocks/{block_hash}"
         try:

@@ -148,8 +148,20 @@ async def _send_blocks(client: Client, project_id: str, fd: int, manifest: Manif
                        missing: set[str], on_progress: Callable[[int], None] | None) -> int:
     """Send the listed blocks in file order, several in flight; returns the bytes sent."""
     sent = 0
+    # Blocks are read into buffers used again once their request is answered: a fresh bytes
+    # per block, read on a worker thread and freed on the event loop's, cost 36,000-50,000 page
+    # faults per GiB uploaded (see ``hash_file``).
+    largest = max((ref.size for ref in manifest.blocks), default=0)
+    buffers: list[bytearray] = []
 
-    async def put(ref: BlockRef, data: bytes) -> None:
+    def read(ref: BlockRef) -> memoryview:
+        view = memoryview(buffers.pop() if buffers else bytearray(largest))[:ref.size]
+        if os.preadv(fd, [view], ref.offset) != ref.size:
+            raise ContentMismatch(f"the file is shorter than when it was hashed "
+                                  f"(block at {ref.offset})")
+        return view
+
+    async def put(ref: BlockRef, data: memoryview) -> None:
         nonlocal sent
         try:
             await client.put_block(project_id, ref.hash, data)
@@ -158,6 +170,7 @@ async def _send_blocks(client: Client, project_id: str, fd: int, manifest: Manif
                 raise ContentMismatch(f"the file changed since it was hashed (block at "
                                       f"{ref.offset})") from None
             raise
+        buffers.append(data.obj)  # the request is over: its body is no longer read
         sent += len(data)
         if on_progress is not None:
             on_progress(len(data))
@@ -168,10 +181,7 @@ async def _send_blocks(client: Client, project_id: str, fd: int, manifest: Manif
             if ref.hash not in missing:
                 continue
             missing.discard(ref.hash)  # a block repeated in the file is sent once
-            data = await asyncio.to_thread(os.pread, fd, ref.size, ref.offset)
-            if len(data) != ref.size:
-                raise ContentMismatch(f"the file is shorter than when it was hashed "
-                                      f"(block at {ref.offset})")
+            data = await asyncio.to_thread(read, ref)
             await window.submit(ref.size, put(ref, data))
         await window.join()
     finally:
