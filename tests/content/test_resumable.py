@@ -20,9 +20,21 @@ from vidsync.content.resumable import CHECKPOINT_EVERY, Checkpoints, ResumableSh
 
 MiB = 1024 * 1024
 
-pytestmark = pytest.mark.skipif(not resumable.AVAILABLE, reason="no OpenSSL SHA256_* calls")
+needs_states = pytest.mark.skipif(not resumable.AVAILABLE, reason="no OpenSSL SHA256_* calls")
 
 
+def test_without_resumable_sha256_files_are_hashed_whole(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where OpenSSL's SHA256_* calls cannot be loaded, nothing is saved and nothing resumed."""
+    path = tmp_path / "clip.mov"
+    path.write_bytes(os.urandom(20 * MiB))
+    states = hash_file(path)[1] if resumable.AVAILABLE else None
+    monkeypatch.setattr(resumable, "AVAILABLE", False)
+    manifest, kept = hash_file(path, previous=states)
+    assert manifest == split_sequential(path) and kept is None
+
+
+@needs_states
 @pytest.mark.parametrize("cut", [0, 64, 64 * 1000, 5 * MiB])
 def test_state_resumed_matches_hashlib(cut: int) -> None:
     data = os.urandom(5 * MiB + 17)
@@ -35,6 +47,7 @@ def test_state_resumed_matches_hashlib(cut: int) -> None:
     assert first.hexdigest() == hashlib.sha256(data[:cut]).hexdigest()  # still usable after
 
 
+@needs_states
 def test_state_only_at_a_64_byte_boundary() -> None:
     h = ResumableSha256()
     h.update(b"x" * 65)
@@ -64,6 +77,7 @@ def resumed_at(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return seen
 
 
+@needs_states
 def test_edit_is_hashed_from_its_first_changed_block(tmp_path: Path,
                                                      resumed_at: list[int]) -> None:
     path = tmp_path / "clip.mov"
@@ -81,6 +95,7 @@ def test_edit_is_hashed_from_its_first_changed_block(tmp_path: Path,
         assert resumed_at == ([expected] if expected else [])
 
 
+@needs_states
 def test_unrelated_or_resized_previous_is_not_trusted(tmp_path: Path,
                                                       resumed_at: list[int]) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
@@ -98,6 +113,7 @@ def test_unrelated_or_resized_previous_is_not_trusted(tmp_path: Path,
     assert hash_file(a, previous=states)[0] == split_sequential(a)
 
 
+@needs_states
 def test_server_resumes_a_known_version(monkeypatch: pytest.MonkeyPatch) -> None:
     """The second upload of an edited file reads back only the blocks after the last state
     before its change; the digest is the same as a full pass."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vidsync.content import resumable
 from vidsync.content.resumable import Checkpoints, Recorder, new_sha256
 from vidsync.jsonint import json_int
 
@@ -141,6 +142,8 @@ def hash_file(path: str | os.PathLike, on_bytes: Callable[[int], None] | None = 
         if on_bytes is not None and small[1]:
             on_bytes(len(small[1]))
         return small[0], None
+    if not resumable.AVAILABLE:  # states cannot be resumed here (nor were any saved)
+        previous = None
     with open(path, "rb", buffering=0) as f:
         hashed = _ParallelHash(f.fileno(), os.fstat(f.fileno()).st_size, on_bytes, previous)
         result = hashed.run()

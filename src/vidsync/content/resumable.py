@@ -126,7 +126,7 @@ if TYPE_CHECKING:
 
 def new_sha256(state: bytes | None = None) -> Sha256:
     """A resumable SHA-256 where possible, else ``hashlib``'s (then ``state`` must be None)."""
-    if AVAILABLE:
+    if AVAILABLE and _lib is not None:
         return ResumableSha256(state)
     if state is not None:
         raise ValueError("resumable SHA-256 is not available here")
