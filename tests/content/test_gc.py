@@ -10,6 +10,7 @@ passes the blocks on disk are exactly the live files' blocks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -83,7 +84,13 @@ def upload(api: Api, token: str, project: str, data: bytes,
 
 
 def block_files(blobs: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_size for p in blobs.glob("*/blocks/*/*") if p.is_file()}
+    """Blocks on disk and their sizes; one a collector removes while they are listed is left
+    out (not an error: the nodes collect as this runs)."""
+    found = {}
+    for p in blobs.glob("*/blocks/*/*"):
+        with contextlib.suppress(FileNotFoundError):
+            found[p.name] = p.stat().st_size
+    return found
 
 
 def blocks_of(data: bytes) -> set[str]:

@@ -9,6 +9,7 @@ milliseconds): here each one is forced, so removing a touch or a check makes a t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 import pytest_asyncio
 
@@ -60,11 +62,24 @@ class World:
         assert self.blobs.put_manifest(self.project, manifest)
         return manifest
 
+    def put_small(self, data: bytes) -> Manifest:
+        """A file stored as a batch stores it: its one block, no manifest file."""
+        assert self.blobs.put_small_files(self.project, [(sha(data), data)]) == [True]
+        return Manifest(sha(data), len(data), (BlockRef(sha(data), len(data)),))
+
+    def write_manifest_file(self, manifest: Manifest) -> None:
+        """The manifest file a store wrote for every file before one-block files had none."""
+        path = self.blobs.manifest_path(self.project, manifest.hash)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(orjson.dumps(manifest.to_json()))
+
     def age(self, manifest: Manifest) -> None:
         """Make a file's content look untouched for days."""
         for path in [self.blobs.manifest_path(self.project, manifest.hash),
                      *(self.blobs.block_path(self.project, r.hash) for r in manifest.blocks)]:
-            os.utime(path, (LONG_AGO, LONG_AGO))
+            with contextlib.suppress(FileNotFoundError):  # a one-block file has no manifest
+                os.utime(path, (LONG_AGO, LONG_AGO))
 
     async def post(self, path: str, op: str, manifest: Manifest | None, when: datetime) -> None:
         change = Change(path, op, manifest.hash if manifest else None,
@@ -206,3 +221,51 @@ async def test_a_crash_mid_sweep_leaves_a_consistent_store(world: World) -> None
     assert not world.blobs.has_manifest(world.project, old.hash) and world.intact(new)
     result = await world.collector.collect_project(world.project)
     assert result.removed_blocks == 3 and world.intact(new)
+
+
+async def test_one_block_files_are_kept_while_named_and_collected_when_not(world: World) -> None:
+    """A one-block file has no manifest file: its block is kept while a live or retained
+    version names the file, and collected (with its poster frame) once none does. A one-block
+    file stored with a manifest file (before they had none) is collected as before."""
+    long_ago = datetime.now(UTC) - timedelta(seconds=2 * RETENTION_S)
+    recently = datetime.now(UTC) - timedelta(seconds=RETENTION_S / 2)
+    live, kept, expired = (world.put_small(os.urandom(n)) for n in (1000, 1200, 1400))
+    old_layout = world.put_small(os.urandom(1600))
+    world.write_manifest_file(old_layout)
+    await world.post("a", "create", expired, long_ago)
+    await world.post("b", "create", old_layout, long_ago)
+    await world.post("a", "update", kept, long_ago)
+    await world.post("b", "delete", None, long_ago)
+    await world.post("a", "update", live, recently)
+    for m in (live, kept, expired, old_layout):
+        world.age(m)
+    poster = world.blobs.poster_path(world.project, expired.hash)
+    world.blobs.put_cache_file(poster, b"\xff\xd8 a poster")
+
+    result = await world.collector.collect_project(world.project)
+    assert world.intact(live) and world.intact(kept)
+    assert (result.usage.live_bytes, result.usage.history_bytes) == (1000, 1200)
+    assert result.usage.stored_bytes == 2200
+    assert (result.removed_blocks, result.removed_manifests) == (2, 1)
+    assert not world.blobs.has_manifest(world.project, expired.hash)
+    assert not world.blobs.has_manifest(world.project, old_layout.hash)
+    assert not await asyncio.to_thread(os.path.exists, poster)
+    assert await asyncio.to_thread(world.blobs.keep, world.project,
+                                   [live.hash, expired.hash]) == [expired.hash]
+
+
+async def test_restore_of_a_one_block_file_between_mark_and_sweep_keeps_it(
+        world: World) -> None:
+    """``keep`` of a file with no manifest file touches its block, which the sweep then leaves."""
+    long_ago = datetime.now(UTC) - timedelta(seconds=2 * RETENTION_S)
+    old, new = world.put_small(os.urandom(1000)), world.put_small(os.urandom(900))
+    await world.post("a", "create", old, long_ago)
+    await world.post("a", "update", new, long_ago)
+    world.age(old)
+    world.age(new)
+    marked = await world.collector.mark(world.project)
+    assert marked.manifests == [] and len(marked.blocks) == 1
+    assert await asyncio.to_thread(world.blobs.keep, world.project, [old.hash]) == []
+    await world.post("a", "update", old, datetime.now(UTC))
+    await world.collector.sweep(world.project, marked)
+    assert world.intact(old) and world.intact(new)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 from harness import Api, ServerProcess, change
 from server.helpers import assert_error
@@ -241,3 +243,83 @@ def test_an_interrupted_small_file_batch_accepts_none_of_it(tmp_path: Path) -> N
         assert manifest is not None and manifest.size == len(data)
         assert b"".join(blobs.read_range("p1", manifest, 0, manifest.size)) == data
     assert os.listdir(blobs.tmp_dir("p1")) == []
+
+
+def _batch(files: list[bytes]) -> dict:
+    return {"files": [{"hash": sha(d), "data": base64.b64encode(d).decode()} for d in files]}
+
+
+def test_a_one_block_file_is_stored_as_its_block_alone(api: Api, server: ServerProcess,
+                                                       owner: str, project: str) -> None:
+    """A batch of small files writes one file per frame (its block, no manifest file), and each
+    is still a stored file: its manifest, its content, a change naming it, its history."""
+    frames = [os.urandom(2000 + i) for i in range(50)]
+    r = api.post(f"/api/projects/{project}/content-batch", token=owner, json=_batch(frames))
+    assert r.status_code == 200 and r.json()["stored"] == len(frames), r.text
+    root = server.data_dir / "blobs" / project
+    assert not list(root.glob("manifests/*"))
+    assert sorted(p.name for p in block_files(server, project)) == sorted(map(sha, frames))
+
+    viewer, _ = api.viewer(owner, project)
+    for data in frames[:5]:
+        r = api.get(f"/api/projects/{project}/manifests/{sha(data)}", token=viewer)
+        assert r.status_code == 200 and r.json() == manifest_of(data, MAX_BLOCK_SIZE)
+        r = api.get(f"/api/projects/{project}/content/{sha(data)}", token=viewer)
+        assert r.status_code == 200 and r.content == data
+        r = api.get(f"/api/projects/{project}/content/{sha(data)}", token=viewer,
+                    headers={"Range": "bytes=10-19"})
+        assert r.status_code == 206 and r.content == data[10:20]
+    changes = [{"path": f"seq/{i:04d}.exr", "op": "create", "hash": sha(d), "size": len(d)}
+               for i, d in enumerate(frames)]
+    assert api.post_changes(owner, project, changes).status_code == 200
+    wrong = {**changes[0], "path": "wrong.exr", "size": len(frames[0]) + 1}
+    assert_error(api.post(f"/api/projects/{project}/files/update", token=owner,
+                          json={"changes": [wrong]}), 409, "content_missing")
+    r = api.get(f"/api/projects/{project}/files/history", token=viewer,
+                params={"path": "seq/0000.exr"})
+    assert [v["available"] for v in r.json()["versions"]] == [True]
+    # The empty file needs nothing stored at all.
+    r = api.post(f"/api/projects/{project}/content-batch", token=owner, json=_batch([b""]))
+    assert r.status_code == 200 and r.json()["files"] == [{"hash": EMPTY_HASH, "stored": False}]
+    assert not list(root.glob("manifests/*"))
+    r = api.get(f"/api/projects/{project}/content/{EMPTY_HASH}", token=viewer)
+    assert r.status_code == 200 and r.content == b""
+
+
+def test_a_one_block_manifest_posted_writes_no_manifest_file(api: Api, server: ServerProcess,
+                                                            owner: str, project: str) -> None:
+    """The upload path (manifest, block, manifest again) ends as the batch does: the block."""
+    data = os.urandom(5000)
+    url = f"/api/projects/{project}/manifests"
+    body = manifest_of(data, 128 * KiB)
+    assert_error(api.post(url, token=owner, json=body), 409, "missing_blocks")
+    assert put_block(api, owner, project, data).status_code == 201
+    r = api.post(url, token=owner, json=body)
+    assert r.status_code == 201 and r.json()["manifest"] == body
+    assert api.post(url, token=owner, json={**body, "size": 4999, "blocks": [
+        {"hash": sha(data), "size": 4999}]}).status_code == 422  # the block says otherwise
+    assert not list((server.data_dir / "blobs" / project).glob("manifests/*"))
+    assert api.get(f"{url}/{sha(data)}", token=owner).json() == body
+    assert api.post_changes(owner, project, [{"path": "a.txt", "op": "create",
+                                              "hash": sha(data), "size": 5000}]).status_code == 200
+
+
+def test_a_one_block_manifest_file_of_an_older_store_is_still_read(
+        api: Api, server: ServerProcess, owner: str, project: str) -> None:
+    """Stores written before one-block files lost their manifest file hold both; the block
+    and that manifest file read as before, and a batch sending the file again stores nothing."""
+    data = os.urandom(3000)
+    blobs = BlobStore(str(server.data_dir / "blobs"), 2**40)
+    assert put_block(api, owner, project, data).status_code == 201
+    manifest = manifest_of(data, 128 * KiB)
+    path = Path(blobs.manifest_path(project, sha(data)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(manifest))
+    assert api.get(f"/api/projects/{project}/manifests/{sha(data)}", token=owner).json() \
+        == manifest
+    assert api.get(f"/api/projects/{project}/content/{sha(data)}", token=owner).content == data
+    r = api.post(f"/api/projects/{project}/content-batch", token=owner, json=_batch([data]))
+    assert r.json()["stored"] == 0
+    assert api.post_changes(owner, project, [{"path": "old.txt", "op": "create",
+                                              "hash": sha(data), "size": 3000}]).status_code == 200
+    assert path.read_bytes() == orjson.dumps(manifest)  # left as it was

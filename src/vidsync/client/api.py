@@ -334,8 +334,9 @@ class Client:
     async def put_small_files(self, project_id: str,
                               files: Sequence[tuple[str, bytes]]) -> int:
         """Store small files' content in one request: ``(hash, bytes)`` each, within the limits
-        of ``vidsync.content.batches`` (cut them with ``pack``). Returns how many were new;
-        ``ApiError`` 422 ``hash_mismatch`` (nothing stored) if some bytes do not match."""
+        of ``vidsync.content.batches`` (cut them with ``pack``). Returns how many were new (never
+        the empty file, which the server needs nothing to store); ``ApiError`` 422
+        ``hash_mismatch`` (nothing stored) if some bytes do not match."""
         body = await asyncio.to_thread(_encode, files)
         out = await self.request("POST", f"/api/projects/{quote(project_id)}/content-batch",
                                  json={"files": body})

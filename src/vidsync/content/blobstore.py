@@ -4,7 +4,8 @@ Layout under the blob directory (``<data-dir>/blobs`` unless ``--blob-dir`` says
 of one deployment may share it)::
 
     <project_id>/blocks/<first two hex digits>/<sha256>     a block's bytes
-    <project_id>/manifests/<sha256>.json                    {hash, size, blocks}
+    <project_id>/manifests/<sha256>.json                    {hash, size, blocks}, for a file
+                                                            of two or more blocks
     <project_id>/posters/<sha256>.jpg                       a video's poster frame (a cache)
     <project_id>/tmp/                                       writes in progress
 
@@ -12,10 +13,22 @@ Every file appears by ``os.replace`` of a complete temporary file, so a reader (
 another) never sees half a block, and a crash leaves at most a stray temporary file. A block's
 name is its hash, checked before the rename: what is stored is what was asked for.
 
+A file of one block has no manifest file: its manifest is implied by the block. The block's name
+is the SHA-256 of its bytes, which is the whole file's hash, so block ``H`` stored means file
+``H`` is stored, as ``{H, size of the block, [{H, size}]}``; the empty file is always stored (no
+blocks). An image sequence of small files then costs one file per frame, not two.
+``get_manifest`` is the one place that answers "the manifest of file H": ``manifests/H.json`` if
+present (every manifest written before this rule, one-block ones included, is still read), else
+the implied one. Neither ``put_manifest`` nor ``put_small_files`` writes a manifest file for a
+one-block or empty file; the collector keeps block ``H`` while a kept version names file ``H``.
+
 Durability is settled when a manifest is stored, not per block: its blocks are fsynced (in one
 pass, which lets the kernel write them back together; an fsync per block halved upload speed),
 then the manifest. A manifest is what ``files/update`` requires, so an acknowledged event never
-names content a power cut could lose. A block a crash damaged before that is caught by the
+names content a power cut could lose. For a one-block file, storing its manifest is its block's
+fsync (``put_manifest``), and a batch fsyncs its blocks before answering; a client that names a
+one-block file it sent with ``PUT`` without posting its manifest (no agent does) relies on the
+writeback started when the block was stored. A block a crash damaged before that is caught by the
 manifest's whole-file hash: the blocks are then checked one by one, the damaged ones deleted and
 reported missing, and the uploader sends them again.
 Blocks are kept per project, not across projects, so a member of one project can never learn
@@ -53,7 +66,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from vidsync.content.blocks import MAX_BLOCK_SIZE, BlockRef, Manifest
+from vidsync.content.blocks import EMPTY_HASH, MAX_BLOCK_SIZE, BlockRef, Manifest, is_hash
 from vidsync.writeback import start_writeback
 
 READ_CHUNK = 1024 * 1024
@@ -68,6 +81,12 @@ MAX_OPEN_SMALL_FILES = 256
 DEFAULT_GC_GRACE_S = 3600.0
 LOCK_NAME = ".lock"
 _PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def is_implied(manifest: Manifest) -> bool:
+    """Whether the store keeps no file for this manifest: one block named by the file's hash,
+    or none (the empty file). See the module docstring."""
+    return not manifest.blocks or manifest.blocks == (BlockRef(manifest.hash, manifest.size),)
 
 
 class TooLarge(Exception):
@@ -167,28 +186,43 @@ class BlobStore:
 
     def keep(self, project_id: str, file_hashes: list[str]) -> list[str]:
         """Make sure a collection running now keeps these files' content (manifest and blocks):
-        a manifest not touched for half the grace period is touched, blocks first. Returns the
-        hashes whose content is gone. Blocking."""
+        a manifest file not touched for half the grace period is touched, blocks first; for a
+        one-block file, its block. Returns the hashes whose content is gone. Blocking."""
         gone = []
         stale_before = time.time() - self.gc_grace_s / 2
         with self.project_lock(project_id, exclusive=False):
             for h in dict.fromkeys(file_hashes):
-                path = self.manifest_path(project_id, h)
                 try:
-                    if os.stat(path).st_mtime >= stale_before:
-                        continue
-                    manifest = self.get_manifest(project_id, h)
-                    if manifest is None:
-                        raise FileNotFoundError(path)
-                    for block_hash in {r.hash for r in manifest.blocks}:
-                        os.utime(self.block_path(project_id, block_hash))
-                    os.utime(path)
+                    self._keep_one(project_id, h, stale_before)
                 except FileNotFoundError:
                     gone.append(h)
         return gone
 
+    def _keep_one(self, project_id: str, file_hash: str, stale_before: float) -> None:
+        """``keep`` for one file; FileNotFoundError if its content is gone."""
+        path = self.manifest_path(project_id, file_hash)
+        try:
+            fresh = os.stat(path).st_mtime >= stale_before
+        except FileNotFoundError:
+            if file_hash == EMPTY_HASH:
+                return  # no bytes to keep
+            if not is_hash(file_hash):
+                raise
+            path = self.block_path(project_id, file_hash)  # the one block is the whole file
+            if os.stat(path).st_mtime < stale_before:
+                os.utime(path)
+            return
+        if fresh:
+            return
+        manifest = self._manifest_file(path)
+        if manifest is None:
+            raise FileNotFoundError(path)
+        for block_hash in {r.hash for r in manifest.blocks}:
+            os.utime(self.block_path(project_id, block_hash))
+        os.utime(path)
+
     def has_manifest(self, project_id: str, file_hash: str) -> bool:
-        return os.path.isfile(self.manifest_path(project_id, file_hash))
+        return self.get_manifest(project_id, file_hash) is not None
 
     def forget_usage(self, project_id: str) -> None:
         """Recount the project's usage on next use (after a collection removed content)."""
@@ -323,9 +357,26 @@ class BlobStore:
     # -- manifests ----------------------------------------------------------------------------------
 
     def get_manifest(self, project_id: str, file_hash: str) -> Manifest | None:
-        """The stored manifest (blocking; small file)."""
+        """The manifest of the file ``file_hash``, None if it is not stored (blocking): its
+        manifest file if there is one, else the one implied by block ``file_hash`` (its size is
+        the block's) or, for the empty file, no blocks."""
+        manifest = self._manifest_file(self.manifest_path(project_id, file_hash))
+        if manifest is not None:
+            return manifest
+        if file_hash == EMPTY_HASH:
+            return Manifest(EMPTY_HASH, 0, ())
+        if not is_hash(file_hash):
+            return None
         try:
-            with open(self.manifest_path(project_id, file_hash), "rb") as f:
+            size = os.stat(self.block_path(project_id, file_hash)).st_size
+        except FileNotFoundError:
+            return None
+        return Manifest(file_hash, size, (BlockRef(file_hash, size),))
+
+    @staticmethod
+    def _manifest_file(path: str) -> Manifest | None:
+        try:
+            with open(path, "rb") as f:
                 return Manifest.from_json(orjson.loads(f.read()))
         except FileNotFoundError:
             return None
@@ -365,12 +416,15 @@ class BlobStore:
 
     def put_manifest(self, project_id: str, manifest: Manifest) -> bool:
         """Store a verified manifest, its blocks made durable first; False if it was there
-        already. Blocking."""
+        already. An implied manifest (``is_implied``) is only its block's fsync: no file is
+        written, and True (nothing tells whether it was posted before). Blocking."""
         final = self.manifest_path(project_id, manifest.hash)
-        if os.path.isfile(final):
+        if not is_implied(manifest) and os.path.isfile(final):
             return False
         for block_hash in {r.hash for r in manifest.blocks}:
             _fsync_path(self.block_path(project_id, block_hash))
+        if is_implied(manifest):
+            return True
         tmp = self._tmp_path(project_id)
         try:
             with open(tmp, "wb") as f:
@@ -381,18 +435,19 @@ class BlobStore:
         return True
 
     def put_small_files(self, project_id: str, files: list[tuple[str, bytes]]) -> list[bool]:
-        """Store many small files, each as one block and its single-block manifest; returns, per
-        file, whether it was new. Blocking. The caller has checked each file's bytes against its
-        hash (``files`` is ``(hash, bytes)``) and that each fits in one block.
+        """Store many small files, each as its one block (its manifest is implied: no manifest
+        file); returns, per file, whether it was new (the empty file never is: it needs nothing
+        stored). Blocking. The caller has checked each file's bytes against its hash (``files``
+        is ``(hash, bytes)``) and that each fits in one block.
 
         Durable as ``put_manifest`` is, but paid per batch, not per file: each temporary file is
         created (``O_EXCL``, names from one random prefix per batch), written and handed to a
         pool that fsyncs and closes it while the next ones are written (the journal commits
-        them together); then blocks are renamed into place before the manifests naming them,
-        and each directory touched is fsynced once. Until its rename nothing is under a final
-        name, so an interrupted batch leaves only temporary files (removed here, or by the
-        collector after a crash). Per file: create, write, fsync, close, rename."""
-        new = [not _touch(self.manifest_path(project_id, h)) for h, _ in files]
+        them together); then each is renamed into place, and each directory touched is fsynced
+        once. Until its rename nothing is under a final name, so an interrupted batch leaves
+        only temporary files (removed here, or by the collector after a crash). Per file:
+        create, write, fsync, close, rename."""
+        new = [h != EMPTY_HASH and not self._touch_file(project_id, h) for h, _ in files]
         todo = {h: data for (h, data), n in zip(files, new, strict=True) if n}
         if not todo:
             return new
@@ -400,18 +455,17 @@ class BlobStore:
         os.makedirs(tmp_dir, exist_ok=True)
         prefix = os.path.join(tmp_dir, secrets.token_hex(12))
         blocks: list[tuple[str, str]] = []  # (temporary, final)
-        manifests: list[tuple[str, str]] = []
         renamed = 0
         open_fds = threading.BoundedSemaphore(MAX_OPEN_SMALL_FILES)
         try:
             with ThreadPoolExecutor(FSYNC_THREADS) as pool:
                 syncs = []
-
-                def write(tmp: str, data: bytes) -> None:
+                for i, (h, data) in enumerate(todo.items()):
+                    blocks.append((f"{prefix}.{i}", self.block_path(project_id, h)))
                     open_fds.acquire()
                     try:
-                        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                                     0o644)
+                        fd = os.open(blocks[-1][0],
+                                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
                     except BaseException:
                         open_fds.release()
                         raise
@@ -423,19 +477,10 @@ class BlobStore:
                         _close_released(fd, open_fds)
                         raise
                     syncs.append(pool.submit(_fsync_close, fd, open_fds))
-
-                for i, (h, data) in enumerate(todo.items()):
-                    if data and not _touch(self.block_path(project_id, h)):
-                        blocks.append((f"{prefix}.{i}.block", self.block_path(project_id, h)))
-                        write(blocks[-1][0], data)
-                    body = orjson.dumps(Manifest(h, len(data), (BlockRef(h, len(data)),)
-                                                 if data else ()).to_json())
-                    manifests.append((f"{prefix}.{i}.json", self.manifest_path(project_id, h)))
-                    write(manifests[-1][0], body)
                 for done in syncs:
                     done.result()  # every temporary file durable before any is renamed
                 dirs: set[str] = set()
-                for tmp, final in blocks + manifests:  # blocks before the manifests naming them
+                for tmp, final in blocks:
                     parent = os.path.dirname(final)
                     if parent not in dirs:
                         os.makedirs(parent, exist_ok=True)
@@ -444,11 +489,18 @@ class BlobStore:
                     renamed += 1
                 list(pool.map(_fsync_path, sorted(dirs)))
         finally:
-            for tmp, _ in (blocks + manifests)[renamed:]:
+            for tmp, _ in blocks[renamed:]:
                 _unlink_quietly(tmp)
         for _, final in blocks:
             self._add_usage(project_id, os.path.getsize(final))
         return new
+
+    def _touch_file(self, project_id: str, file_hash: str) -> bool:
+        """Refresh a stored file for the collector (its block; else a manifest file written
+        before one-block files had none, or a file stored in several blocks); False if it is
+        not stored."""
+        return _touch(self.block_path(project_id, file_hash)) \
+            or _touch(self.manifest_path(project_id, file_hash))
 
     async def store_small_files(self, project_id: str,
                                 files: list[tuple[str, bytes]]) -> list[bool]:

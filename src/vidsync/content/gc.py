@@ -3,9 +3,11 @@
 A version's content is kept while it is live, and for ``retention`` after the event that replaced
 or deleted it (the store's ``version_refs``). Each project is collected in two steps:
 
-1. **Mark** (reads only): the kept versions' manifests give the kept blocks; a manifest or block
-   written or touched within ``grace`` is kept too, whatever the log says (an upload whose change
-   is not posted yet). Everything else is a candidate. The same pass measures usage.
+1. **Mark** (reads only): the kept versions' manifests give the kept blocks; a file of one block
+   has no manifest file (content/blobstore.py), so a block named by a kept version's hash is
+   kept as that file's content. A manifest or block written or touched within ``grace`` is kept
+   too, whatever the log says (an upload whose change is not posted yet). Everything else is a
+   candidate. The same pass measures usage.
 2. **Sweep**: candidates are deleted in small chunks, each under the project's exclusive lock,
    and only if their mtime is still older than ``grace`` there. Requests that are about to rely on
    content refresh its mtime under the shared lock first (``BlobStore.keep``/``touch_blocks``), so
@@ -174,10 +176,7 @@ class Collector:
                     pending.add(key)
                 else:
                     into[key] = size
-        for key in live:
-            history.pop(key, None)
-        usage = Usage(live_bytes=sum(live.values()), history_bytes=sum(history.values()),
-                      counted_at=now)
+        usage = Usage(counted_at=now)
         blocks: list[tuple[str, int]] = []
         blocks_dir = os.path.dirname(os.path.dirname(self.blobs.block_path(project_id, "0" * 64)))
         for sub in _scan(blocks_dir):
@@ -188,6 +187,11 @@ class Collector:
                 except (ValueError, FileNotFoundError):
                     continue
                 usage.stored_bytes += st.st_size
+                # A kept version's file of one block: this block is all of it.
+                if entry.name in refs.live:
+                    live[key] = st.st_size
+                elif entry.name in refs.history:
+                    history.setdefault(key, st.st_size)
                 if key in live or key in history:
                     continue
                 if key in pending or st.st_mtime >= fresh_after:
@@ -195,6 +199,9 @@ class Collector:
                     continue
                 usage.reclaimable_bytes += st.st_size
                 blocks.append((entry.path, st.st_size))
+        for key in live:
+            history.pop(key, None)
+        usage.live_bytes, usage.history_bytes = sum(live.values()), sum(history.values())
         # Blocks on disk are what counts: a kept version's block that a crash lost is not stored.
         usage.live_bytes = min(usage.live_bytes, usage.stored_bytes)
         usage.history_bytes = min(usage.history_bytes, usage.stored_bytes - usage.live_bytes)
@@ -219,6 +226,10 @@ class Collector:
                     if size is not None:
                         result.removed_blocks += 1
                         result.removed_bytes += size
+                        # A file of one block goes with its block, and so does its poster.
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(self.blobs.poster_path(project_id,
+                                                             os.path.basename(path)))
             time.sleep(0)
         old_before = now - self.partial_max_age_s
         for entry in _scan(self.blobs.tmp_dir(project_id)):

@@ -5,10 +5,11 @@ download would make the round trip, not the disk, the limit; these two routes ca
 ``MAX_BATCH_FILES`` files (``MAX_BATCH_BYTES`` of content, limits in
 ``vidsync.content.batches``) each way, base64 in JSON:
 
-- ``POST /api/projects/:id/content-batch`` stores each file as one block and its single-block
-  manifest (what ``split_file`` makes of a file up to ``MAX_BATCH_FILE_SIZE``). Every file's bytes
-  are hashed here before anything is stored; one that does not match its ``hash`` refuses the whole
-  batch (422 ``hash_mismatch`` with its ``index``), so nothing unverified is ever kept.
+- ``POST /api/projects/:id/content-batch`` stores each file as its one block (what ``split_file``
+  makes of a file up to ``MAX_BATCH_FILE_SIZE``), whose manifest is implied: no manifest file is
+  written (content/blobstore.py). Every file's bytes are hashed here before anything is stored;
+  one that does not match its ``hash`` refuses the whole batch (422 ``hash_mismatch`` with its
+  ``index``), so nothing unverified is ever kept.
 - ``POST /api/projects/:id/content-batch/get`` answers stored files' bytes; the client checks each
   against its hash as it would a single download.
 """

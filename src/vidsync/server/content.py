@@ -27,7 +27,13 @@ from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
 from vidsync.changes import Change, normalize_path, normalize_prefixes
-from vidsync.content.blobstore import USAGE_TTL_S, BlobStore, QuotaExceeded, TooLarge
+from vidsync.content.blobstore import (
+    USAGE_TTL_S,
+    BlobStore,
+    QuotaExceeded,
+    TooLarge,
+    is_implied,
+)
 from vidsync.content.blocks import (
     MAX_BLOCK_SIZE,
     BlockRef,
@@ -289,7 +295,10 @@ async def post_manifest(request: web.Request) -> web.Response:
     if manifest.size > svc.config.max_file_size:
         raise ApiError(413, "file_too_large", f"a file is at most {svc.config.max_file_size} bytes "
                        "(--max-file-size)", limit=svc.config.max_file_size)
-    if not await asyncio.to_thread(svc.blobs.keep, project_id, [manifest.hash]):
+    # An implied manifest (one block) is "stored" as soon as its block is, so it always goes
+    # the whole way: the in-order hash an upload started, and the block's fsync (put_manifest).
+    if not is_implied(manifest) \
+            and not await asyncio.to_thread(svc.blobs.keep, project_id, [manifest.hash]):
         return json_response({"manifest": manifest.to_json()}, status=200)
     # Touched, not just checked: a collection running now keeps them (content/blobstore.py).
     missing = await asyncio.to_thread(svc.blobs.touch_blocks, project_id,
