@@ -21,7 +21,12 @@ from typing import Any
 import httpx
 
 from vidsync.content.blocks import block_size_for
-from vidsync.testing import VIDSYNC, ServerProcess, free_port  # noqa: F401 - the tests import them from here
+from vidsync.testing import (  # noqa: F401 - the tests import them from here
+    VIDSYNC,
+    AgentProcess,
+    ServerProcess,
+    free_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

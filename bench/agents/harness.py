@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vidsync.agent.mirror.status import mirror_status
 from vidsync.client import Client
-from vidsync.testing import VIDSYNC, Process, ServerProcess, free_port
+from vidsync.testing import AgentProcess, Process, ServerProcess, free_port
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -129,22 +129,9 @@ def env_for(url: str, token: str, home: Path) -> dict[str, str]:
             "VIDSYNC_CONFIG_DIR": str(home / "config"), "VIDSYNC_LOG_LEVEL": "warning"}
 
 
-class Proc:
-    """A ``vidsync`` subcommand running in the background, its output in a log file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        with open(log, "ab") as f:
-            self.proc = subprocess.Popen([*VIDSYNC, *args], env=env, stdout=f, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def agent(args: list[str], env: dict[str, str], log: Path) -> AgentProcess:
+    """A ``vidsync`` agent started in the background, its output in ``log``."""
+    return AgentProcess(args, env=env, log_path=log).start()
 
 
 def wait_connected(mirror: Path, timeout: float = 60) -> None:

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from harness import (
-    Proc,
     account,
+    agent,
     env_for,
     invite,
     machine,
@@ -34,6 +34,7 @@ from harness import (
 
 from vidsync.agent.share import share_status
 from vidsync.client import Client
+from vidsync.testing import AgentProcess
 
 POLL_S = 0.002
 
@@ -85,7 +86,7 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-"))
     server = start_server(scratch / "server")
-    procs: list[Proc] = []
+    procs: list[AgentProcess] = []
     try:
         owner = asyncio.run(account(server.url, "owner"))
         viewer = asyncio.run(account(server.url, "viewer"))
@@ -93,9 +94,9 @@ def main() -> None:
         src.mkdir()
         (scratch / "owner").mkdir()
         (scratch / "viewer").mkdir()
-        procs.append(Proc(["share", str(src), "--debounce", str(args.debounce), "--settle",
-                           str(args.settle)], env_for(server.url, owner, scratch / "owner"),
-                          scratch / "share.log"))
+        procs.append(agent(["share", str(src), "--debounce", str(args.debounce), "--settle",
+                            str(args.settle)], env_for(server.url, owner, scratch / "owner"),
+                           scratch / "share.log"))
         deadline = time.monotonic() + 60
         while not (share_status(src) or {}).get("project_id"):
             if time.monotonic() > deadline:
@@ -103,8 +104,8 @@ def main() -> None:
             time.sleep(0.1)
         project_id = share_status(src)["project_id"]
         code = asyncio.run(invite(server.url, owner, project_id))
-        procs.append(Proc(["join", code, str(mirror)], env_for(server.url, viewer, scratch / "viewer"),
-                          scratch / "join.log"))
+        procs.append(agent(["join", code, str(mirror)],
+                           env_for(server.url, viewer, scratch / "viewer"), scratch / "join.log"))
         wait_connected(mirror)
 
         e2e = []

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from harness import (
     VIDSYNC,
-    Proc,
     RsyncDaemon,
     account,
+    agent,
     env_for,
     invite,
     load,
@@ -42,7 +42,7 @@ from harness import (
 )
 
 from vidsync.agent.share.status import share_status
-from vidsync.testing import ServerProcess
+from vidsync.testing import AgentProcess, ServerProcess
 
 TIMEOUT_S = 900
 
@@ -72,7 +72,7 @@ Row = tuple[str, float, float, float, float]
 def measure_small_files(scratch: Path, server: ServerProcess, rsyncd: RsyncDaemon, files: int,
                         size: int) -> list[Row]:
     """Steps 1 and 2 (see the module's docstring) in ``scratch``, beside ``rsyncd``."""
-    sharer: Proc | None = None
+    sharer: AgentProcess | None = None
     rows: list[Row] = []
     try:
         owner = asyncio.run(account(server.url, "owner"))
@@ -85,8 +85,8 @@ def measure_small_files(scratch: Path, server: ServerProcess, rsyncd: RsyncDaemo
         # 1. share until every frame is posted
         (scratch / "frames-owner").mkdir()
         t = time.perf_counter()
-        sharer = Proc(["share", str(src)], env_for(server.url, owner, scratch / "frames-owner"),
-                      scratch / "share.log")
+        sharer = agent(["share", str(src)], env_for(server.url, owner, scratch / "frames-owner"),
+                       scratch / "share.log")
         deadline = time.monotonic() + TIMEOUT_S
         while (share_status(src) or {}).get("changes_posted", 0) < files:
             if time.monotonic() > deadline or sharer.proc.poll() is not None:

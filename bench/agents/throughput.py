@@ -54,9 +54,9 @@ from pathlib import Path
 
 from harness import (
     VIDSYNC,
-    Proc,
     RsyncDaemon,
     account,
+    agent,
     drop_caches,
     env_for,
     load,
@@ -69,6 +69,7 @@ from harness import (
 from small_files import measure_small_files, print_rows
 
 from vidsync.client import Checkpoints, Client, hash_file
+from vidsync.testing import AgentProcess
 
 MiB = 1024 * 1024
 JOIN_TIMEOUT_S = 1800
@@ -173,7 +174,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-", dir=args.dir))
     server = start_server(scratch / "server")
     rsyncd = RsyncDaemon(scratch)
-    follower: Proc | None = None
+    follower: AgentProcess | None = None
     # (step, ours s, rsync s, rsync --fsync s, load)
     rows: list[tuple[str, float, float, float, float]] = []
     try:
@@ -224,7 +225,7 @@ def main() -> None:
         idle_s = join_once(str(mirror))  # nothing to do: start-up, catch-up, local scan
 
         # 3. owner's write -> collaborator verified, with a following join agent
-        follower = Proc(["join", str(mirror)], viewer_env, scratch / "join.log")
+        follower = agent(["join", str(mirror)], viewer_env, scratch / "join.log")
         wait_connected(mirror)
         take2 = scratch / "take2.mov"
         write_random(take2, size)

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from harness import (
-    Proc,
     account,
+    agent,
     env_for,
     invite,
     machine,
@@ -39,6 +39,7 @@ from harness import (
 from latency import summary, wait_for
 
 from vidsync.agent.share import share_status
+from vidsync.testing import AgentProcess
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -77,14 +78,14 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="vidsync-bench-"))
     server = start_server(scratch / "server")
-    procs: list[Proc] = []
+    procs: list[AgentProcess] = []
     try:
         owner = asyncio.run(account(server.url, "owner"))
         src = scratch / "src"
         src.mkdir()
         (scratch / "owner").mkdir()
-        procs.append(Proc(["share", str(src), *timing], env_for(server.url, owner, scratch / "owner"),
-                          scratch / "share.log"))
+        procs.append(agent(["share", str(src), *timing],
+                           env_for(server.url, owner, scratch / "owner"), scratch / "share.log"))
         deadline = time.monotonic() + 60
         while not (share_status(src) or {}).get("project_id"):
             if time.monotonic() > deadline:
@@ -97,8 +98,8 @@ def main() -> None:
             code = asyncio.run(invite(server.url, owner, project_id, role="editor"))
             (scratch / name).mkdir()
             folder = scratch / f"{name}-folder"
-            procs.append(Proc(["join", *timing, code, str(folder)],
-                              env_for(server.url, token, scratch / name), scratch / f"{name}.log"))
+            procs.append(agent(["join", *timing, code, str(folder)],
+                               env_for(server.url, token, scratch / name), scratch / f"{name}.log"))
             wait_connected(folder)
             editors.append(folder)
         a, b = editors

@@ -3,7 +3,8 @@ port of 127.0.0.1, wait until it answers, and stop it.
 
 ``Process`` runs any command (``vidsync serve``, the Node reference server of the benchmarks,
 redis-server); ``ServerProcess`` builds the ``vidsync serve`` command line from a data directory,
-extra arguments and a database URL, so that ``stop`` then ``start`` is a restart on the same data.
+extra arguments and a database URL, so that ``stop`` then ``start`` is a restart on the same data;
+``AgentProcess`` runs a ``vidsync share`` or ``vidsync join`` agent, which serves no port.
 
 Only the standard library is used here: the tests' and benchmarks' HTTP clients are not
 dependencies of the package.
@@ -206,6 +207,21 @@ class ServerProcess(Process):
     def spawn(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         super().spawn()
+
+
+class AgentProcess(Process):
+    """A ``vidsync`` agent (``share``, ``join``) in the background: ``start`` returns at once
+    (an agent serves no port; the caller waits for what it needs, e.g. its status), ``stop`` and
+    ``kill`` end it as they end a server. Configured through ``env``, as a user's shell would."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], log_path: Path,
+                 cwd: Path | None = None) -> None:
+        super().__init__([*VIDSYNC, *args], name=f"vidsync {args[0]}", log_path=log_path,
+                         env=env, cwd=cwd)
+
+    def start(self, timeout: float = 0) -> Self:
+        self.spawn()
+        return self
 
 
 class RedisProcess(Process):

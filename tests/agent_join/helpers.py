@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent_share.helpers import Agent as ShareAgent
-from harness import ROOT, VIDSYNC, Api, ServerProcess
+from harness import ROOT, VIDSYNC, AgentProcess, Api, ServerProcess
 
 from vidsync.client import Client
 from vidsync.content.batches import pack
@@ -130,7 +130,7 @@ class Agent:
         self.token = token
         self.mirror = mirror
         self.home = home
-        self.proc: subprocess.Popen | None = None
+        self.process: AgentProcess | None = None
         self.log_path = home / "join.log"
 
     @property
@@ -138,13 +138,15 @@ class Agent:
         return {**os.environ, "VIDSYNC_SERVER": self.server.url, "VIDSYNC_TOKEN": self.token,
                 "VIDSYNC_CONFIG_DIR": str(self.home / "config"), "PYTHONPATH": str(ROOT / "src")}
 
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.process.proc if self.process else None
+
     def start(self, invite: str | None = None, *extra: str) -> Agent:
         where = [invite, str(self.mirror)] if invite else [str(self.mirror)]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         # '--' before the positionals: an invite code may start with '-'.
-        self.proc = subprocess.Popen([*VIDSYNC, "join", *extra, "--", *where], stdout=log,
-                                     stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
-        log.close()
+        self.process = AgentProcess(["join", *extra, "--", *where], env=self.env,
+                                    log_path=self.log_path, cwd=ROOT).start()
         return self
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -153,15 +155,11 @@ class Agent:
                               text=True, timeout=timeout)
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        if self.process:
+            self.process.kill()
 
     def stop(self) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(15)
-        return self.proc.returncode if self.proc else None
+        return self.process.stop() if self.process else None
 
     @property
     def log(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 import time
 import unicodedata
@@ -12,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, VIDSYNC, Api, all_events  # noqa: F401 - re-exported
+from harness import ROOT, VIDSYNC, AgentProcess, Api, all_events  # noqa: F401 - re-exported
 
 from vidsync.agent.share import share_status
 
@@ -29,26 +28,24 @@ class Agent:
         self.env = {**os.environ, "VIDSYNC_SERVER": server_url, "VIDSYNC_TOKEN": token,
                     "VIDSYNC_CONFIG_DIR": str(config_dir), "VIDSYNC_LOG_LEVEL": "debug"}
         self.args = FAST if args is None else args
-        self.proc: subprocess.Popen | None = None
+        self.process: AgentProcess | None = None
         self.log_path = root.parent / f"{root.name}-agent.log"
 
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.process.proc if self.process else None
+
     def start(self) -> Agent:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([*VIDSYNC, "share", str(self.root), *self.args], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        log.close()
+        self.process = AgentProcess(["share", str(self.root), *self.args], env=self.env,
+                                    log_path=self.log_path, cwd=ROOT).start()
         return self
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+        if self.process:
+            self.process.kill()
 
     def stop(self) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(15)
-        return self.proc.returncode if self.proc else None
+        return self.process.stop() if self.process else None
 
     def status(self) -> dict:
         return share_status(self.root) or {}

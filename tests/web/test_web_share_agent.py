@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 from test_web_live import WATCH_BADGES, row
 from web_support import LATENCIES, ROOT, Api
+
+from vidsync.testing import AgentProcess
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -37,10 +36,8 @@ def test_files_written_on_disk_show_their_badges(start_server, new_page, tmp_pat
     (folder / "notes.txt").write_bytes(b"first cut\n")
     env = {**os.environ, "VIDSYNC_SERVER": server.url, "VIDSYNC_TOKEN": owner_token,
            "VIDSYNC_CONFIG_DIR": str(tmp_path / "config")}
-    with open(tmp_path / "share.log", "wb") as log:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "vidsync", "share", str(folder), "--name", "Launch film"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    agent = AgentProcess(["share", str(folder), "--name", "Launch film"], env=env,
+                         log_path=tmp_path / "share.log", cwd=ROOT).start()
     try:
         project_id = wait_for_project(api, owner_token, "Launch film")
         viewer_token, _ = api.viewer(owner_token, project_id)
@@ -67,9 +64,5 @@ def test_files_written_on_disk_show_their_badges(start_server, new_page, tmp_pat
         (folder / "notes.txt").unlink()
         expect(row(page, "notes.txt")).to_have_count(0)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(15)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-    assert agent.returncode == 0, (tmp_path / "share.log").read_text()[-2000:]
+        code = agent.stop()
+    assert code == 0, agent.log[-2000:]
