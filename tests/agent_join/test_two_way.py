@@ -180,3 +180,34 @@ def test_a_demoted_editor_switches_to_receive_only(team, api):
     assert (ana.mirror / "after.txt").read_bytes() == b"not sent any more"
     status = ana.run("status", str(ana.mirror)).stdout
     assert "receive-only" in status, status
+
+
+def test_a_promoted_viewer_starts_sending_without_a_restart(team, api):
+    """A viewer's mirror made an editor's: the running agent says so and syncs both ways from
+    then on, what was changed there while a viewer included; demoted again, it stops sending."""
+    team.start()
+    vic = team.member("Vic", "viewer")
+    write(team.owner.root, "cut.txt", b"from the owner")
+    wait_until(lambda: (vic.mirror / "cut.txt").exists(), 20, "the owner's file")
+    write(vic.mirror, "while-viewer.txt", b"kept, not sent, while a viewer")
+    time.sleep(1)
+    assert not (team.owner.root / "while-viewer.txt").exists()
+
+    r = api.patch(f"/api/projects/{team.project_id}/members/{vic.user['id']}",
+                  json={"role": "editor"}, token=team.owner_token)
+    assert r.status_code == 200, r.text
+    wait_until(lambda: "sends the changes made here" in vic.log, 20, "the agent to say so")
+    write(vic.mirror, "as-editor.txt", b"sent as an editor")
+    wait_until(lambda: (team.owner.root / "as-editor.txt").exists()
+               and (team.owner.root / "while-viewer.txt").exists(), 30, "Vic's files at the owner's")
+    assert (team.owner.root / "while-viewer.txt").read_bytes() == b"kept, not sent, while a viewer"
+    assert vic.proc.poll() is None, vic.log  # the same process all along
+    assert "two-way" in vic.run("status", str(vic.mirror)).stdout
+
+    r = api.patch(f"/api/projects/{team.project_id}/members/{vic.user['id']}",
+                  json={"role": "viewer"}, token=team.owner_token)
+    assert r.status_code == 200, r.text
+    wait_until(lambda: "receive-only now" in vic.log, 20, "the agent to say it is receive-only")
+    write(vic.mirror, "after.txt", b"not sent any more")
+    time.sleep(2)
+    assert not (team.owner.root / "after.txt").exists()

@@ -9,6 +9,9 @@ on one folder, one state database (``agent/db.py``), one event loop.
   whose local edits are reported and never sent.
 - When the server stops taking this member's changes (403: demoted to viewer), the sending half
   stops, says so, and the folder goes on receiving. Local changes stay in the index, unsent.
+- When a member whose folder is receive-only because of the role (not ``--receive-only``,
+  ``--once`` or ``--only``) becomes an editor again, the engine stops and sets ``promoted``; the
+  command starts it again both ways, in the same process, and what was changed here is sent.
 """
 
 from __future__ import annotations
@@ -45,8 +48,12 @@ class FolderAgent:
     """The engine of one folder; ``send`` None runs it receive-only."""
 
     def __init__(self, root: Path, client: Client, state: MirrorState, ui: Ui, policy: PathPolicy,
-                 send: ShareOptions | None) -> None:
+                 send: ShareOptions | None, may_promote: bool = False) -> None:
         self.root = root
+        # Receive-only because of the role: start again both ways on becoming an editor.
+        self.may_promote = may_promote
+        self.promoted = False
+        self._stop: asyncio.Event | None = None
         self.client = client
         self.state = state
         self.ui = ui
@@ -87,14 +94,20 @@ class FolderAgent:
         self.receiver.close()
 
     async def run(self, stop: asyncio.Event, follow: bool = True) -> None:
+        """Sync until ``stop`` is set (or, without ``follow``, until up to date), or until a
+        promotion ends this run (``promoted``)."""
+        self._stop = ended = asyncio.Event()
+        relay = asyncio.ensure_future(stop.wait())
+        relay.add_done_callback(lambda _: ended.set())
         beside = None
         if follow:
             await self._learn_who()
         if self.sender is not None and follow:
             beside = self._send()
         try:
-            await self.receiver.run(stop, follow, beside=beside)
+            await self.receiver.run(ended, follow, beside=beside)
         finally:
+            relay.cancel()
             for task in self._tasks:
                 task.cancel()
 
@@ -148,9 +161,16 @@ class FolderAgent:
             if role == "viewer" and self._send_task is not None and not self._send_task.done():
                 self._send_task.cancel()
                 self.receive_only("the owner made you a viewer")
-            elif role in ("editor", "owner") and self.sender is None:
-                self.ui.message(f"you are an {role} now: run 'vidsync join {self.root}' again "
-                                "to send the changes made here")
+            elif role in ("editor", "owner") and (self.sender is None or (
+                    self._send_task is not None and self._send_task.done())):
+                if self.may_promote and self._stop is not None:
+                    self.ui.message(f"you are an {role} now: this folder sends the changes made "
+                                    "here from now on")
+                    self.promoted = True
+                    self._stop.set()
+                else:
+                    self.ui.message(f"you are an {role} now: run 'vidsync join {self.root}' "
+                                    "again without --receive-only to send the changes made here")
 
     def receive_only(self, reason: str) -> None:
         self.state.put(mode="receive-only", mode_reason=reason)

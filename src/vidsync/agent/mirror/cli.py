@@ -80,23 +80,31 @@ async def _join(root: Path, invite: str | None, args: argparse.Namespace) -> Non
                           f"in to {creds.server}")
         lock_fd = _lock_agent(state)
         ui = Ui()
-        two_way = await _two_way(client, state, role, args)
-        agent = FolderAgent(root, client, state, ui, path_policy(state, root),
-                            send_options(args) if two_way else None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        ui.message(f"{'syncing' if two_way else 'mirroring'} project "
-                   f"{state.get('project_name')!r} into {root}"
-                   + (" both ways" if two_way else ", receive-only")
-                   + (f" (only {', '.join(state.get('prefixes') or [])})"
-                      if state.get("prefixes") else ""))
+        # Receive-only because of the role, not by choice: becoming an editor restarts it both ways.
+        may_promote = not (args.receive_only or args.once or state.get("prefixes"))
         try:
             with ui:
-                await agent.run(stop, follow=not args.once)
+                while not stop.is_set():
+                    two_way = await _two_way(client, state, role, args)
+                    role = None  # a restart asks the server again
+                    agent = FolderAgent(root, client, state, ui, path_policy(state, root),
+                                        send_options(args) if two_way else None, may_promote)
+                    ui.message(f"{'syncing' if two_way else 'mirroring'} project "
+                               f"{state.get('project_name')!r} into {root}"
+                               + (" both ways" if two_way else ", receive-only")
+                               + (f" (only {', '.join(state.get('prefixes') or [])})"
+                                  if state.get("prefixes") else ""))
+                    try:
+                        await agent.run(stop, follow=not args.once)
+                    finally:
+                        agent.close()
+                    if not agent.promoted:
+                        break
         finally:
-            agent.close()
             state.close()
             os.close(lock_fd)
 
