@@ -1,12 +1,14 @@
 """Locks with real agents: a file locked by one member is read-only in everyone else's folder
 (the mode comes back on unlock), a change made to it elsewhere waits for the lock to go, and an
-editing app's lock file (Premiere's ``.prlock``) takes and releases the lock by itself."""
+editing app's lock file (Premiere's ``.prlock``, Avid's ``.lck``) takes and releases the lock by
+itself."""
 
 from __future__ import annotations
 
 import stat
 import time
 
+import pytest
 from harness import all_events
 
 from agent_join.helpers import wait_until, write
@@ -46,16 +48,20 @@ def test_a_locked_file_is_read_only_elsewhere_and_a_change_to_it_waits(team, api
     assert stat.S_IMODE((vic.mirror / "cut.prproj").stat().st_mode) & 0o200
 
 
-def test_an_apps_lock_file_locks_the_file_it_guards(team, api):
-    write(team.owner.root, "edit/cut.prproj", b"v0")
+@pytest.mark.parametrize(("guarded", "lock_file", "app"), [
+    ("edit/cut.prproj", "edit/cut.prlock", "Premiere has it open"),
+    ("bins/Reel 1.avb", "bins/Reel 1.lck", "Avid has the bin open"),
+])
+def test_an_apps_lock_file_locks_the_file_it_guards(team, api, guarded, lock_file, app):
+    write(team.owner.root, guarded, b"v0")
     team.start()
     ana = team.member("Ana")
     team.converged()
 
-    write(ana.mirror, "edit/cut.prlock", b"Premiere has it open")
-    wait_until(lambda: not writable(team.owner.root / "edit/cut.prproj"), 20, "the lock")
+    write(ana.mirror, lock_file, app.encode())
+    wait_until(lambda: not writable(team.owner.root / guarded), 20, "the lock")
     r = api.get(f"/api/projects/{team.project_id}/locks", token=team.owner_token)
-    assert [(lk["path"], lk["user"]["name"]) for lk in r.json()["locks"]] == [("edit/cut.prproj", "Ana")]
-    (ana.mirror / "edit/cut.prlock").unlink()
-    wait_until(lambda: writable(team.owner.root / "edit/cut.prproj"), 20, "the unlock")
-    assert not (team.owner.root / "edit/cut.prlock").exists()  # never synced
+    assert [(lk["path"], lk["user"]["name"]) for lk in r.json()["locks"]] == [(guarded, "Ana")]
+    (ana.mirror / lock_file).unlink()
+    wait_until(lambda: writable(team.owner.root / guarded), 20, "the unlock")
+    assert not (team.owner.root / lock_file).exists()  # never synced
