@@ -203,6 +203,9 @@ def test_a_promoted_viewer_starts_sending_without_a_restart(team, api):
     assert (team.owner.root / "while-viewer.txt").read_bytes() == b"kept, not sent, while a viewer"
     assert vic.proc.poll() is None, vic.log  # the same process all along
     assert "two-way" in vic.run("status", str(vic.mirror)).stdout
+    out = vic.run("revert", str(vic.mirror))  # nothing is held back here: refused, with the way
+    assert out.returncode != 0 and "syncs both ways" in out.stderr and "restore" in out.stderr
+    assert (vic.mirror / "as-editor.txt").exists()
 
     r = api.patch(f"/api/projects/{team.project_id}/members/{vic.user['id']}",
                   json={"role": "viewer"}, token=team.owner_token)

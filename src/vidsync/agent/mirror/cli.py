@@ -155,6 +155,13 @@ def join(args: argparse.Namespace) -> None:
 
 async def _revert(root: Path, args: argparse.Namespace) -> None:
     state = MirrorState(root)
+    if state.get("mode") == "two-way":
+        state.close()
+        # Nothing here is held back from the project: moving a file aside would be sent as its
+        # deletion. Going back is the project's history, for every member at once.
+        raise Refused(f"{root} syncs both ways: what is changed here is sent, not kept aside, "
+                      f"so there is nothing to revert. To go back to an earlier version: "
+                      f"'vidsync history {root} PATH', then 'vidsync restore {root} PATH --seq N'")
     creds = _credentials()
     only = [p.rstrip("/") for p in args.paths] or None
     ui = Ui()
