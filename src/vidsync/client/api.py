@@ -429,7 +429,9 @@ class Client:
         Posts the manifest, sends the blocks the server says it lacks (in file order, at most
         ``upload_concurrency`` requests and 32 MiB in flight), then posts the manifest again:
         after a cut-off upload, calling it again sends only the rest. Give the ``manifest`` from
-        ``split_file`` if you have it; otherwise the file is hashed first. ``path`` (the file's
+        ``split_file`` if you have it (or from ``hash_file``, whose saved states make hashing the
+        file's next version cost only what follows its first change); otherwise the file is
+        hashed first. ``path`` (the file's
         path in the project) lets the server announce the upload to members. ``ContentMismatch``
         if the file changes meanwhile. ``on_progress(n)`` gets bytes sent."""
         return await upload_file(self, project_id, local_path, manifest=manifest, path=path,
