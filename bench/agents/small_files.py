@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from harness import (
-    VIDSYNC,
     RsyncDaemon,
     account,
     agent,
@@ -42,7 +41,7 @@ from harness import (
 )
 
 from vidsync.agent.share.status import share_status
-from vidsync.testing import AgentProcess, ServerProcess
+from vidsync.testing import VIDSYNC, AgentProcess, ServerProcess
 
 TIMEOUT_S = 900
 

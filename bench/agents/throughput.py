@@ -53,7 +53,6 @@ import time
 from pathlib import Path
 
 from harness import (
-    VIDSYNC,
     RsyncDaemon,
     account,
     agent,
@@ -69,7 +68,7 @@ from harness import (
 from small_files import measure_small_files, print_rows
 
 from vidsync.client import Checkpoints, Client, hash_file
-from vidsync.testing import AgentProcess
+from vidsync.testing import VIDSYNC, AgentProcess
 
 MiB = 1024 * 1024
 JOIN_TIMEOUT_S = 1800
