@@ -10,6 +10,9 @@
    the frames fetched in batches, each checked against its SHA-256, fsynced, renamed into
    place); every file is then compared with the source. Beside rsync of the same tree again
    into an empty destination.
+3. delete: the owner deletes every frame (1,000 changes per post), then ``vidsync join --once``
+   on the mirror until they are gone (and their emptied folders). Beside ``rsync -r --delete``
+   of an emptied folder onto the destination holding the tree.
 
 rsync runs twice per step, as it comes and with ``--fsync`` (every file on disk when it ends, as
 ours are). ``throughput.py`` runs the same steps (``measure_small_files``) after its big-file
@@ -41,6 +44,7 @@ from harness import (
 )
 
 from vidsync.agent.share.status import share_status
+from vidsync.client import Client
 from vidsync.testing import VIDSYNC, AgentProcess, ServerProcess
 
 TIMEOUT_S = 900
@@ -70,7 +74,7 @@ Row = tuple[str, float, float, float, float]
 
 def measure_small_files(scratch: Path, server: ServerProcess, rsyncd: RsyncDaemon, files: int,
                         size: int) -> list[Row]:
-    """Steps 1 and 2 (see the module's docstring) in ``scratch``, beside ``rsyncd``."""
+    """Steps 1 to 3 (see the module's docstring) in ``scratch``, beside ``rsyncd``."""
     sharer: AgentProcess | None = None
     rows: list[Row] = []
     try:
@@ -109,10 +113,37 @@ def measure_small_files(scratch: Path, server: ServerProcess, rsyncd: RsyncDaemo
                      *rsyncd.send_both(src, "-r")[:2], load()))
         if not same_tree(src, mirror):
             raise SystemExit("the mirror differs from the source")
+
+        # 3. the owner deletes the sequence; the mirror catches up
+        names = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
+        asyncio.run(delete_all(server.url, owner, project_id, names))
+        t = time.perf_counter()
+        subprocess.run([*VIDSYNC, "join", "--once", str(mirror)],
+                       env=env_for(server.url, viewer, scratch / "frames-viewer"), check=True,
+                       timeout=TIMEOUT_S, stdout=subprocess.DEVNULL)
+        delete_s = time.perf_counter() - t
+        if any(p.is_file() for p in mirror.rglob("*") if ".vidsync" not in p.parts):
+            raise SystemExit("the mirror still holds deleted frames")
+        gone = scratch / "frames-gone" / src.name
+        gone.mkdir(parents=True)
+        deletes = []
+        for extra in ((), ("--fsync",)):
+            rsyncd.clear(src.name)
+            rsyncd.send(src, "-r")  # the tree in place again (not timed)
+            deletes.append(rsyncd.send(gone, "-r", "--delete", *extra)[0])
+        rows.append(("small files: deleted -> gone from the mirror", delete_s, *deletes, load()))
     finally:
         if sharer is not None:
             sharer.stop()
     return rows
+
+
+async def delete_all(url: str, token: str, project_id: str, paths: list[str]) -> None:
+    """The owner deletes these files, 1,000 changes per post."""
+    async with Client(url, token) as c:
+        for i in range(0, len(paths), 1000):
+            await c.post_changes(project_id, [{"path": p, "op": "delete"}
+                                              for p in paths[i:i + 1000]])
 
 
 def print_rows(rows: list[Row], files: int) -> None:

@@ -11,6 +11,7 @@ from agent_join.helpers import publish_small, tree, viewer_token
 from vidsync.agent.mirror.apply import Applier, ContentRejected
 from vidsync.agent.mirror.safepath import PathPolicy
 from vidsync.agent.mirror.state import MirrorState
+from vidsync.client import Client
 
 FRAMES = 2000
 
@@ -73,3 +74,32 @@ def test_a_batch_installs_only_what_hashes_right_and_never_over_a_local_edit(tmp
     assert tree(root) == {"seq/1.exr": good, "seq/2.exr": b"painted over here"}
     assert os.stat(root / "seq/1.exr").st_mtime_ns == 1_700_000_000_000 * 1_000_000
     assert list((root / ".vidsync/tmp").iterdir()) == []
+
+
+def test_a_deleted_sequence_goes_in_batches_and_a_local_edit_stays(api, server, owner,
+                                                                    make_agent, tmp_path):
+    """The owner deletes two sequences (1,300 frames): the mirror removes them together, and the
+    folders they leave empty, except a frame edited there, which it keeps and reports."""
+    frames = {f"sh020/comp/sh020_comp.{i:07d}.exr": os.urandom(512) for i in range(1200)}
+    frames["sh020/keep.txt"] = b"stays"
+    frames.update({f"sh030/comp/sh030_comp.{i:07d}.exr": os.urandom(512) for i in range(100)})
+    asyncio.run(publish_small(server.url, owner.token, owner.project_id, frames))
+    agent = make_agent(server, viewer_token(api), tmp_path / "mirror")
+    out = agent.run("join", "--once", "--", owner.invite(), str(agent.mirror), timeout=600)
+    assert tree(agent.mirror) == frames, out.stdout[-2000:]
+    edited = "sh020/comp/sh020_comp.0000500.exr"
+    (agent.mirror / edited).write_bytes(b"painted over here")
+
+    async def delete_all() -> None:
+        async with Client(server.url, owner.token) as c:
+            paths = [p for p in frames if "/comp/" in p]
+            for i in range(0, len(paths), 1000):
+                await c.post_changes(owner.project_id, [{"path": p, "op": "delete"}
+                                                        for p in paths[i:i + 1000]])
+
+    asyncio.run(delete_all())
+    out = agent.run("join", "--once", str(agent.mirror), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert tree(agent.mirror) == {"sh020/keep.txt": b"stays", edited: b"painted over here"}
+    assert edited in out.stdout + out.stderr  # reported, not deleted
+    assert not (agent.mirror / "sh030").exists()  # emptied: gone, as on the owner's side

@@ -99,14 +99,38 @@ class Applier:
         ``updated``, ``deleted``, ``unchanged``, ``held`` (a local edit), ``refused`` or
         ``superseded`` (something changed meanwhile; the path stays pending)."""
         if row.hash is None:
-            try:
-                if self.policy.check(row.path) != row.path:
-                    raise UnsafePath("path is not in Unicode NFC form")
-            except UnsafePath:
-                self.state.drop_local(row.path)  # nothing can have been written there
-                return UNCHANGED
-            return await self._delete(row)
+            return (await self.delete_many([row]))[row.path]
         return _raise(await self._install(row, progress))
+
+    async def delete_many(self, rows: list[RemoteFile]) -> dict[str, str]:
+        """Apply many deletions together, as ``apply`` does one: examined under one hold of
+        the lock, removed under another (each still what was examined), every folder touched
+        fsynced once, recorded in one transaction. Returns each path's outcome."""
+        outcomes: dict[str, str] = {}
+        todo = []
+        for row in rows:
+            try:
+                safe = self.policy.check(row.path) == row.path
+            except UnsafePath:
+                safe = False
+            if not safe or self.state.local(row.path) is None:
+                self.state.drop_local(row.path)  # nothing was (or can have been) written here
+                outcomes[row.path] = UNCHANGED
+            else:
+                todo.append(row.path)
+        ours = []
+        for path, (verdict, seen) in zip(todo, await self.edits.examine_many(todo), strict=True):
+            if verdict == OURS:
+                ours.append((path, seen))
+            else:
+                outcomes[path] = verdict
+        if ours:
+            async with self.lock.held():
+                removed = await asyncio.to_thread(disk.remove_many, self.root_fd, ours)
+                self.state.drop_locals(removed)
+            outcomes.update((path, "superseded") for path, _ in ours)
+            outcomes.update((path, "deleted") for path in removed)
+        return outcomes
 
     async def apply_small(self, files: list[tuple[RemoteFile, bytes]]) -> dict[str, Outcome]:
         """Install many small files whose bytes are at hand, the same way as ``apply`` but
@@ -238,12 +262,6 @@ class Applier:
             out[i] = error
         return out
 
-    def _remove_unless_changed(self, seen: disk.Seen, path: str) -> bool:
-        if not disk.look(self.root_fd, path).same_as(seen):
-            return False
-        disk.remove(self.root_fd, path)
-        return True
-
     def _verify(self, row: RemoteFile, tmp_path: str, written: str | None) -> None:
         size = os.stat(tmp_path).st_size
         if row.size is not None and size != row.size:
@@ -254,16 +272,3 @@ class Applier:
             raise ContentRejected(f"{row.path}: content hash {digest[:12]}... is not {row.hash[:12]}...")
         disk.finish_temp(tmp_path, row.mtime)
 
-    async def _delete(self, row: RemoteFile) -> str:
-        path = row.path
-        if self.state.local(path) is None:
-            self.state.drop_local(path)  # never written here: nothing to remove
-            return UNCHANGED
-        verdict, seen = await self.edits.examine(path)
-        if verdict != OURS:
-            return verdict
-        async with self.lock.held():
-            if await asyncio.to_thread(self._remove_unless_changed, seen, path):
-                self.state.drop_local(path)
-                return "deleted"
-        return "superseded"

@@ -7,6 +7,7 @@ functions block (they hash, fsync, rename): callers run them on a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -187,28 +188,42 @@ def adopt(path: str, digest: str, seen: Seen) -> LocalFile:
                      seen.st.st_ctime_ns)
 
 
-def remove(root_fd: int, path: str) -> None:
-    """Delete the file at ``path``, then the folders it leaves empty (the owner's side only
-    tracks files, so an emptied folder there is gone too)."""
-    segments = path.split("/")
-    with open_parent(root_fd, path, create=False) as parent:
-        if parent is None:
-            return
-        try:
-            os.unlink(segments[-1], dir_fd=parent)
-        except FileNotFoundError:
-            return
-        os.fsync(parent)
-    for depth in range(len(segments) - 1, 0, -1):
-        folder = "/".join(segments[:depth])
-        with open_parent(root_fd, folder, create=False) as parent:
-            if parent is None:
-                return
+def remove_many(root_fd: int, files: list[tuple[str, Seen]]) -> list[str]:
+    """Delete these files, each only if it is still what its ``Seen`` says (else it is left
+    alone), then the folders they leave empty, deepest first (the owner's side only tracks
+    files, so an emptied folder there is gone too). Each folder touched is fsynced once, after
+    all of it, not once per file. Returns the paths removed (or found gone)."""
+    removed: list[str] = []
+    touched: set[int] = set()
+    with Parents(root_fd, create=False) as parents:
+        for path, seen in files:
+            now = _look(parents, path)
+            if not now.same_as(seen) or now.blocked:
+                continue
+            if now.st is not None:
+                parent = parents.of(path)
+                assert parent is not None  # the file was just seen in it
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(_name(path), dir_fd=parent)
+                touched.add(parent)
+            removed.append(path)
+        folders = {"/".join(p.split("/")[:depth]) for p in removed
+                   for depth in range(1, p.count("/") + 1)}
+        for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
             try:
-                os.rmdir(segments[depth - 1], dir_fd=parent)
+                parent = parents.of(folder)
+            except UnsafePath:
+                continue
+            if parent is None:
+                continue
+            try:
+                os.rmdir(_name(folder), dir_fd=parent)
             except OSError:
-                return  # not empty (or not a folder): stop climbing
-            os.fsync(parent)
+                continue  # not empty (or not a folder): kept
+            touched.add(parent)
+        for fd in touched:
+            os.fsync(fd)
+    return removed
 
 
 def move_aside(root_fd: int, path: str, trash_fd: int, trash_name: str) -> bool:

@@ -309,11 +309,20 @@ class MirrorAgent:
         singles = len(running) - batches
         batch: list[RemoteFile] = []
         batch_bytes = 0
+        deletes: list[RemoteFile] = []
         for row in self.state.pending(limit=SMALL_BATCHES * BATCH_FILES + 2 * self.workers):
             if blocked.nested(row.path):
                 blocked.add(row.path)  # keep the order of changes along one branch
                 continue
             blocked.add(row.path)
+            if row.hash is None:  # deletions: removed together, each folder fsynced once
+                if batches < SMALL_BATCHES:
+                    deletes.append(row)
+                if len(deletes) >= BATCH_FILES:
+                    batches += 1
+                    self._start(running, True, deletes, self._apply_deletes(deletes))
+                    deletes = []
+                continue
             if not self._batched(row):
                 if singles < self.workers:
                     singles += 1
@@ -329,6 +338,8 @@ class MirrorAgent:
                 batch, batch_bytes = [], 0
         if batch:
             self._start(running, True, batch, self._apply_batch(batch))
+        if deletes:
+            self._start(running, True, deletes, self._apply_deletes(deletes))
 
     def _batched(self, row: RemoteFile) -> bool:
         """Small files are fetched and installed in batches, unless a batch could not get them."""
@@ -365,6 +376,21 @@ class MirrorAgent:
             self._error(row, e)
         finally:
             self.busy.pop(row.path, None)
+            self._wake.set()
+
+    async def _apply_deletes(self, rows: list[RemoteFile]) -> None:
+        """Deletions, applied together (``Applier.delete_many``)."""
+        try:
+            outcomes = await self.applier.delete_many(rows)
+            self._show([(row, outcomes[row.path], "") for row in rows])
+        except AgentStopped:
+            raise
+        except Exception as e:  # each of its paths is told why, and retried later
+            for row in rows:
+                self._error(row, e)
+        finally:
+            for row in rows:
+                self.busy.pop(row.path, None)
             self._wake.set()
 
     async def _apply_batch(self, rows: list[RemoteFile]) -> None:

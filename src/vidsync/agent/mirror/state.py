@@ -279,11 +279,16 @@ class MirrorState:
 
     def drop_local(self, path: str) -> None:
         """The file is gone from disk (deleted by this agent, or moved aside by revert)."""
+        self.drop_locals([path])
+
+    def drop_locals(self, paths: list[str]) -> None:
+        """``drop_local`` for many files, in one transaction."""
         with self._tx():
-            self.db.execute("DELETE FROM local WHERE path = ?", (path,))
-            self._settled(path)
-            if self.on_synced is not None:
-                self.on_synced(path, None)
+            for path in paths:
+                self.db.execute("DELETE FROM local WHERE path = ?", (path,))
+                self._settled(path)
+                if self.on_synced is not None:
+                    self.on_synced(path, None)
 
     def posted(self, row: RemoteFile, synced: LocalFile | None, fold: str) -> None:
         """The server recorded this folder's change ``row`` (at ``row.seq``): the server's side
