@@ -115,7 +115,8 @@ def measure_small_files(scratch: Path, server: ServerProcess, rsyncd: RsyncDaemo
             raise SystemExit("the mirror differs from the source")
 
         # 3. the owner deletes the sequence; the mirror catches up
-        names = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
+        names = sorted(str(p.relative_to(src)) for p in src.rglob("*")
+                       if p.is_file() and ".vidsync" not in p.relative_to(src).parts)
         asyncio.run(delete_all(server.url, owner, project_id, names))
         t = time.perf_counter()
         subprocess.run([*VIDSYNC, "join", "--once", str(mirror)],
