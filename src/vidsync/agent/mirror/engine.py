@@ -14,10 +14,11 @@ report local edits. A heartbeat writes the connection state for ``vidsync status
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 
 from vidsync.agent.mirror.apply import Applier, ContentRejected
 from vidsync.agent.mirror.fetch import Fetcher
@@ -380,27 +381,23 @@ class MirrorAgent:
 
     async def _apply_deletes(self, rows: list[RemoteFile]) -> None:
         """Deletions, applied together (``Applier.delete_many``)."""
-        try:
+        with self._group(rows):
             outcomes = await self.applier.delete_many(rows)
             self._show([(row, outcomes[row.path], "") for row in rows])
-        except AgentStopped:
-            raise
-        except Exception as e:  # each of its paths is told why, and retried later
-            for row in rows:
-                self._error(row, e)
-        finally:
-            for row in rows:
-                self.busy.pop(row.path, None)
-            self._wake.set()
 
     async def _apply_batch(self, rows: list[RemoteFile]) -> None:
         """Small files: their bytes in as few requests as fit, then installed together. What
         the batch could not get is applied file by file (which fetches it again, verifies it,
         and reports what is wrong)."""
-        try:
-            got = await self.fetcher.small.get_many(rows)
-            files = [(row, got[row.hash]) for row in rows if row.hash in got]  # type: ignore[index]
-            outcomes = await self.applier.apply_small(files)
+        with self._group(rows):
+            try:
+                got = await self.fetcher.small.get_many(rows)
+                files = [(row, got[row.hash]) for row in rows
+                         if row.hash in got]  # type: ignore[index]
+                outcomes = await self.applier.apply_small(files)
+            except ServerUnreachable as e:
+                self._unreachable(f"{len(rows)} small files", e)
+                return
             self._offline_wait = 0.0
             self.ui.advance(sum(len(data) for _, data in files))
             shown = []
@@ -411,11 +408,16 @@ class MirrorAgent:
                 else:
                     shown.append((row, outcome, human_bytes(row.size or 0)))
             self._show(shown)
-        except ServerUnreachable as e:
-            self._unreachable(f"{len(rows)} small files", e)
+
+    @contextlib.contextmanager
+    def _group(self, rows: list[RemoteFile]) -> Iterator[None]:
+        """Around a batch's work: if it stops as a whole, each of its paths is told why (and
+        retried later); either way they are no longer busy, and the loop looks again."""
+        try:
+            yield
         except AgentStopped:
             raise
-        except Exception as e:  # the whole batch stopped: each of its files is told why
+        except Exception as e:
             for row in rows:
                 self._error(row, e)
         finally:
