@@ -255,7 +255,9 @@ def test_an_edit_takes_unchanged_blocks_only_from_an_untouched_old_copy(
     owner.write("cut.mov", v2)
     owner.publish()
     wait_until(lambda: copy.read_bytes() == v2, 30, "the second version")
-    assert "fetched 256.0 KiB" in agent.log, agent.log  # block 0 again, and the new block 3
+    # Block 0 again, and the new block 3 (said just after the file is in place).
+    wait_until(lambda: "fetched" in agent.log, 10, "the agent's report of what it fetched")
+    assert "fetched 256.0 KiB" in agent.log, agent.log
 
 
 def test_copier_methods_copy_the_same_bytes(tmp_path: Path) -> None:

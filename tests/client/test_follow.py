@@ -139,15 +139,15 @@ async def test_lost_messages_are_fetched_over_http(server: ServerProcess, cast_o
         push(kind, data, project_id)
 
     follower._push = lossy
-    http_calls = 0
+    fetched: set[int] = set()
     events = cast.viewer.events
 
-    async def counting_events(*args, **kwargs):
-        nonlocal http_calls
-        http_calls += 1
-        return await events(*args, **kwargs)
+    async def recording_events(*args, **kwargs):
+        page = await events(*args, **kwargs)
+        fetched.update(event["seq"] for event in page["events"])
+        return page
 
-    cast.viewer.events = counting_events
+    cast.viewer.events = recording_events
     got = Collector(follower)
     await got.until(lambda: follower.state == ConnectionState.WEBSOCKET, "websocket")
     for _ in range(20):
@@ -156,7 +156,8 @@ async def test_lost_messages_are_fetched_over_http(server: ServerProcess, cast_o
     await got.until(lambda: len(got.seqs) >= 22, "22 events")
     await asyncio.sleep(0.2)
     assert got.seqs == list(range(1, 23))
-    assert dropped and http_calls >= len([s for s in dropped if s < 21])
+    # Every hole was filled over HTTP (one fetch may fill several when the machine is busy).
+    assert dropped and set(dropped) <= fetched
     await got.close()
 
 

@@ -40,7 +40,9 @@ def built_ui() -> None:
         pytest.fail("the web UI is not built: run `make web` (npm ci && npm run build in web/)")
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while sync Playwright runs, its event loop counts as running in
+# this thread, so a later test's asyncio.run() in the same test process would fail.
+@pytest.fixture(scope="module")
 def browser(built_ui) -> Iterator:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
