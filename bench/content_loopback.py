@@ -5,6 +5,8 @@
 Starts its own ``vidsync serve`` in a scratch directory (fsync on, as in production), writes a
 random file, then times ``split_file``, ``Client.upload_file`` (every block new),
 ``Client.download_file`` (nothing local) and ``Client.content`` (the whole file as one stream).
+Each step also prints the CPU seconds the client and the server used, beside the floor the
+checks set: SHA-256 of every byte costs ``sha256 s/GiB`` (measured first, on this machine) per pass.
 A quick check, not a formal benchmark: client and server share the machine's cores.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import tempfile
 import time
@@ -23,30 +26,60 @@ from vidsync.testing import ServerProcess
 MiB = 1024 * 1024
 
 
-async def run(url: str, path: Path, size: int, out: Path, concurrency: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sha256_seconds_per_gib() -> float:
+    data = os.urandom(64 * MiB)
+    t = time.perf_counter()
+    hashlib.sha256(data).digest()
+    return (time.perf_counter() - t) * 16
+
+
+async def run(url: str, server_pid: int, path: Path, size: int, out: Path,
+              concurrency: int) -> None:
+    gib = size / (1024 * MiB)
+    sha = sha256_seconds_per_gib()
+    print(f"SHA-256 of a GiB in memory: {sha:.2f} s (one pass over this file: {sha * gib:.2f} s)")
+    print(f"{'step':<34} {'rate':>13}  {'wall':>7}  {'client CPU':>10}  {'server CPU':>10}")
     async with Client(url, upload_concurrency=concurrency, download_concurrency=concurrency) as c:
         await c.register(f"bench-{os.getpid()}-{time.time_ns()}@example.com", "correct horse 1")
         pid = (await c.create_project("bench"))["id"]
+        me = os.getpid()
 
-        def report(what: str, seconds: float) -> None:
-            print(f"{what:<34} {size / MiB / seconds:8.0f} MiB/s  ({seconds:.2f} s)")
+        class step:
+            def __init__(self, what: str) -> None:
+                self.what = what
 
-        t = time.perf_counter()
-        manifest = await asyncio.to_thread(split_file, path)
-        report(f"split_file ({len(manifest.blocks)} blocks)", time.perf_counter() - t)
-        t = time.perf_counter()
-        result = await c.upload_file(pid, path)
-        report(f"upload_file (concurrency {concurrency})", time.perf_counter() - t)
+            def __enter__(self) -> None:
+                self.t = time.perf_counter()
+                self.cpu = cpu_seconds(me), cpu_seconds(server_pid)
+
+            def __exit__(self, *exc: object) -> None:
+                seconds = time.perf_counter() - self.t
+                client, server = (cpu_seconds(me) - self.cpu[0],
+                                  cpu_seconds(server_pid) - self.cpu[1])
+                print(f"{self.what:<34} {size / MiB / seconds:7.0f} MiB/s  {seconds:6.2f} s  "
+                      f"{client:8.2f} s  {server:8.2f} s")
+
+        with step("split_file"):
+            manifest = await asyncio.to_thread(split_file, path)
+        with step(f"upload_file, hashed (x{concurrency})"):
+            result = await c.upload_file(pid, path, manifest=manifest)
         assert result.uploaded_bytes == size
-        t = time.perf_counter()
-        await c.download_file(pid, manifest, out)
-        report(f"download_file (concurrency {concurrency})", time.perf_counter() - t)
-        t = time.perf_counter()
+        with step(f"download_file (x{concurrency})"):
+            await c.download_file(pid, manifest, out)
         n = 0
-        async for chunk in c.content(pid, manifest.hash):
-            n += len(chunk)
-        report("content stream (one request)", time.perf_counter() - t)
+        with step("content stream (one request)"):
+            async for chunk in c.content(pid, manifest.hash):
+                n += len(chunk)
         assert n == size
+        print(f"floor (SHA-256 passes x {sha * gib:.2f} s): split 2, upload 2 (server), "
+              f"download 2 (client), stream 0")
 
 
 def main() -> None:
@@ -62,8 +95,8 @@ def main() -> None:
                 f.write(os.urandom(MiB))
         server = ServerProcess(root / "server", quiet=True).start()
         try:
-            asyncio.run(run(server.url, path, args.size_mib * MiB, root / "output.bin",
-                            args.concurrency))
+            asyncio.run(run(server.url, server.pid, path, args.size_mib * MiB,
+                            root / "output.bin", args.concurrency))
         finally:
             server.stop()
 

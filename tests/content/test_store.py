@@ -13,7 +13,7 @@ from server.helpers import assert_error
 
 from content.helpers import manifest_of, missing, put_block, sha, split, store_file
 from vidsync.content.blobstore import BlobStore
-from vidsync.content.blocks import EMPTY_HASH, MAX_BLOCK_SIZE
+from vidsync.content.blocks import EMPTY_HASH, MAX_BLOCK_SIZE, Manifest
 
 KiB = 1024
 
@@ -323,3 +323,49 @@ def test_a_one_block_manifest_file_of_an_older_store_is_still_read(
     assert api.post_changes(owner, project, [{"path": "old.txt", "op": "create",
                                               "hash": sha(data), "size": 3000}]).status_code == 200
     assert path.read_bytes() == orjson.dumps(manifest)  # left as it was
+
+
+@pytest.mark.asyncio
+async def test_a_change_naming_a_block_sent_alone_makes_it_durable_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-block file sent with PUT and then named by a change, with no manifest posted: the
+    block is fsynced before the change is accepted (its manifest is implied, so no manifest post
+    did it), once; a file with a manifest file and a size this node just stored are not."""
+    import vidsync.content.blobstore as blobstore
+    from vidsync.changes import Change
+    from vidsync.content.config import ContentConfig
+    from vidsync.server.content import ContentService
+
+    synced: list[str] = []
+    real_fsync_path = blobstore._fsync_path
+
+    def recording_fsync_path(path: str) -> None:
+        synced.append(os.path.basename(path))
+        real_fsync_path(path)
+
+    monkeypatch.setattr(blobstore, "_fsync_path", recording_fsync_path)
+    svc = ContentService(ContentConfig(), str(tmp_path))
+    pid = "p" * 16
+    small = os.urandom(1000)
+
+    async def chunks(data: bytes):
+        yield data
+
+    await svc.blobs.put_block(pid, sha(small), chunks(small), len(small))
+    assert synced == []  # a PUT starts the writeback only
+    await svc.check_changes(pid, [Change("a.exr", "create", sha(small), len(small), 1)])
+    assert synced == [sha(small)]
+    await svc.check_changes(pid, [Change("b.exr", "create", sha(small), len(small), 1)])
+    assert synced == [sha(small)]  # checked by this node now: not again
+
+    data = os.urandom(3 * 128 * 1024)
+    for block in split(data, 128 * 1024):
+        await svc.blobs.put_block(pid, sha(block), chunks(block), len(block))
+    big = Manifest.from_json(manifest_of(data, 128 * 1024))
+    svc.blobs.put_manifest(pid, big)
+    synced.clear()
+    fresh = ContentService(ContentConfig(), str(tmp_path))  # as after a restart: nothing cached
+    await fresh.check_changes(pid, [Change("c.mov", "create", big.hash, big.size, 1)])
+    assert synced == []  # its manifest file was written after its blocks' fsync
+    with pytest.raises(Exception, match="not stored"):
+        await fresh.check_changes(pid, [Change("d.exr", "create", "0" * 64, 5, 1)])

@@ -26,9 +26,9 @@ Durability is settled when a manifest is stored, not per block: its blocks are f
 pass, which lets the kernel write them back together; an fsync per block halved upload speed),
 then the manifest. A manifest is what ``files/update`` requires, so an acknowledged event never
 names content a power cut could lose. For a one-block file, storing its manifest is its block's
-fsync (``put_manifest``), and a batch fsyncs its blocks before answering; a client that names a
-one-block file it sent with ``PUT`` without posting its manifest (no agent does) relies on the
-writeback started when the block was stored. A block a crash damaged before that is caught by the
+fsync (``put_manifest``), and a batch fsyncs its blocks before answering; a change naming a
+one-block file sent with ``PUT`` alone (no agent does that) fsyncs it before the event is written
+(``sync_implied``). A block a crash damaged before that is caught by the
 manifest's whole-file hash: the blocks are then checked one by one, the damaged ones deleted and
 reported missing, and the uploader sends them again.
 Blocks are kept per project, not across projects, so a member of one project can never learn
@@ -372,6 +372,17 @@ class BlobStore:
         except FileNotFoundError:
             return None
         return Manifest(file_hash, size, (BlockRef(file_hash, size),))
+
+    def sync_implied(self, project_id: str, file_hash: str) -> None:
+        """Make a stored one-block file durable: fsync block ``file_hash`` unless the file has a
+        manifest file (written only after its blocks were fsynced) or is empty. For a file
+        named by a change without its manifest having been posted (blocking)."""
+        if file_hash == EMPTY_HASH or os.path.isfile(self.manifest_path(project_id, file_hash)):
+            return
+        try:
+            _fsync_path(self.block_path(project_id, file_hash))
+        except FileNotFoundError:
+            pass  # not stored: the caller's check says so
 
     @staticmethod
     def _manifest_file(path: str) -> Manifest | None:

@@ -196,11 +196,17 @@ class ContentService:
             for i, c in enumerate(changes):
                 if c.op == "delete":
                     continue
+                checked = (project_id, c.hash) in self._sizes
                 size = None if c.hash in gone else self.manifest_size(project_id, c.hash or "")
                 if size is None:
                     return i, "its content is not stored: upload the blocks and the manifest first"
                 if size != c.size:
                     return i, f"'size' is {c.size} but the stored content has {size} bytes"
+                if not checked:
+                    # Not stored through this node's manifest or batch path (sent with PUT
+                    # alone, or before a restart): an acknowledged event must not name a
+                    # one-block file a power cut could lose.
+                    self.blobs.sync_implied(project_id, c.hash or "")
             return None
 
         # Usually every size is cached (an agent posts right after uploading): then the check
