@@ -325,47 +325,84 @@ def test_a_one_block_manifest_file_of_an_older_store_is_still_read(
     assert path.read_bytes() == orjson.dumps(manifest)  # left as it was
 
 
+@pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files fsynced in this process from now on (in the order fsynced)."""
+    names: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        names.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return names
+
+
+async def _chunks(data: bytes):
+    yield data
+
+
 @pytest.mark.asyncio
 async def test_a_change_naming_a_block_sent_alone_makes_it_durable_first(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, fsynced: list[str]) -> None:
     """A one-block file sent with PUT and then named by a change, with no manifest posted: the
     block is fsynced before the change is accepted (its manifest is implied, so no manifest post
     did it), once; a file with a manifest file and a size this node just stored are not."""
-    import vidsync.content.blobstore as blobstore
     from vidsync.changes import Change
     from vidsync.content.config import ContentConfig
     from vidsync.server.content import ContentService
 
-    synced: list[str] = []
-    real_fsync_path = blobstore._fsync_path
-
-    def recording_fsync_path(path: str) -> None:
-        synced.append(os.path.basename(path))
-        real_fsync_path(path)
-
-    monkeypatch.setattr(blobstore, "_fsync_path", recording_fsync_path)
     svc = ContentService(ContentConfig(), str(tmp_path))
     pid = "p" * 16
     small = os.urandom(1000)
-
-    async def chunks(data: bytes):
-        yield data
-
-    await svc.blobs.put_block(pid, sha(small), chunks(small), len(small))
-    assert synced == []  # a PUT starts the writeback only
+    await svc.blobs.put_block(pid, sha(small), _chunks(small), len(small))
+    assert sha(small) not in fsynced  # a PUT starts the writeback only
     await svc.check_changes(pid, [Change("a.exr", "create", sha(small), len(small), 1)])
-    assert synced == [sha(small)]
+    assert fsynced.count(sha(small)) == 1
     await svc.check_changes(pid, [Change("b.exr", "create", sha(small), len(small), 1)])
-    assert synced == [sha(small)]  # checked by this node now: not again
+    assert fsynced.count(sha(small)) == 1  # checked by this node now: not again
 
     data = os.urandom(3 * 128 * 1024)
     for block in split(data, 128 * 1024):
-        await svc.blobs.put_block(pid, sha(block), chunks(block), len(block))
+        await svc.blobs.put_block(pid, sha(block), _chunks(block), len(block))
     big = Manifest.from_json(manifest_of(data, 128 * 1024))
     svc.blobs.put_manifest(pid, big)
-    synced.clear()
+    fsynced.clear()
     fresh = ContentService(ContentConfig(), str(tmp_path))  # as after a restart: nothing cached
     await fresh.check_changes(pid, [Change("c.mov", "create", big.hash, big.size, 1)])
-    assert synced == []  # its manifest file was written after its blocks' fsync
+    assert fsynced == []  # its manifest file was written after its blocks' fsync
     with pytest.raises(Exception, match="not stored"):
         await fresh.check_changes(pid, [Change("d.exr", "create", "0" * 64, 5, 1)])
+
+
+@pytest.mark.asyncio
+async def test_a_manifest_fsyncs_only_blocks_not_already_fsynced_as_they_are(
+        tmp_path: Path, fsynced: list[str]) -> None:
+    """An edit's manifest names the blocks of the version before: those this process fsynced,
+    still the same files (inode and ctime), are not fsynced again; a block replaced since is."""
+    blobs = BlobStore(str(tmp_path / "blobs"), 2**40)
+    pid = "p" * 16
+    size = 128 * 1024
+    v1 = os.urandom(3 * size)
+    v2 = v1[:2 * size] + os.urandom(size)
+    for block in split(v1, size) + split(v2, size)[2:]:
+        await blobs.put_block(pid, sha(block), _chunks(block), len(block))
+    first, second = (Manifest.from_json(manifest_of(v, size)) for v in (v1, v2))
+
+    def blocks_fsynced() -> list[str]:  # leaving out the manifest's own file and folder
+        return [name for name in fsynced if len(name) == 64]
+
+    assert blobs.put_manifest(pid, first)
+    assert sorted(blocks_fsynced()) == sorted(sha(b) for b in split(v1, size))
+    fsynced.clear()
+    assert blobs.put_manifest(pid, second)
+    assert blocks_fsynced() == [sha(v2[2 * size:])]  # the new block alone
+
+    # Block 0 deleted and sent again (as after a collection): a new file, fsynced again.
+    os.unlink(blobs.block_path(pid, sha(v1[:size])))
+    await blobs.put_block(pid, sha(v1[:size]), _chunks(v1[:size]), size)
+    os.unlink(blobs.manifest_path(pid, first.hash))
+    fsynced.clear()
+    assert blobs.put_manifest(pid, first)
+    assert blocks_fsynced() == [sha(v1[:size])]

@@ -74,6 +74,8 @@ USAGE_TTL_S = 60.0
 # fsyncs issued side by side when a batch of small files is made durable: the filesystem's
 # journal commits them together (on ext4 one fsync at a time costs ~5 ms; 32 at once ~0.5 ms each).
 FSYNC_THREADS = 32
+# Blocks remembered as fsynced by this process (about 0.2 KB each; 64 GiB of 1 MiB blocks).
+SYNCED_BLOCKS = 65_536
 # Temporary files of a batch open at once (written, waiting for their fsync).
 MAX_OPEN_SMALL_FILES = 256
 # How long freshly written or touched content is safe from the collector (``--gc-grace``): the
@@ -116,6 +118,12 @@ class BlobStore:
         self.gc_grace_s = gc_grace_s
         self._usage: dict[str, _Usage] = {}
         self._usage_locks: dict[str, asyncio.Lock] = {}
+        # Blocks this process fsynced, with the (inode, ctime) they had then. A block file never
+        # changes in place (it is only ever replaced, by a rename: new inode and ctime), so one
+        # that still shows them is on disk: an edit's manifest names nearly every block of the
+        # version before, and an fsync of a clean file still costs ~65 us (0.07 s per GiB of
+        # 1 MiB blocks) against ~2.5 us to open and fstat it.
+        self._synced: dict[tuple[str, str], tuple[int, int]] = {}
         os.makedirs(self.root, exist_ok=True)
 
     # -- paths --------------------------------------------------------------------------------------
@@ -380,9 +388,25 @@ class BlobStore:
         if file_hash == EMPTY_HASH or os.path.isfile(self.manifest_path(project_id, file_hash)):
             return
         try:
-            _fsync_path(self.block_path(project_id, file_hash))
+            self._sync_block(project_id, file_hash)
         except FileNotFoundError:
             pass  # not stored: the caller's check says so
+
+    def _sync_block(self, project_id: str, block_hash: str) -> None:
+        """fsync a stored block, unless this process did since it was last replaced."""
+        key = (project_id, block_hash)
+        fd = os.open(self.block_path(project_id, block_hash), os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+            mark = (st.st_ino, st.st_ctime_ns)
+            if self._synced.get(key) == mark:
+                return
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if len(self._synced) >= SYNCED_BLOCKS:
+            self._synced.clear()
+        self._synced[key] = mark
 
     @staticmethod
     def _manifest_file(path: str) -> Manifest | None:
@@ -433,7 +457,7 @@ class BlobStore:
         if not is_implied(manifest) and os.path.isfile(final):
             return False
         for block_hash in {r.hash for r in manifest.blocks}:
-            _fsync_path(self.block_path(project_id, block_hash))
+            self._sync_block(project_id, block_hash)
         if is_implied(manifest):
             return True
         tmp = self._tmp_path(project_id)
