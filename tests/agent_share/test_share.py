@@ -168,7 +168,8 @@ def test_copy_and_rename_upload_nothing(tmp_path: Path, api: Api, server, owner,
 def test_edits_of_a_big_file_send_what_changed(tmp_path: Path, api: Api, server, owner, agents):
     """A 40 MiB file edited twice: each version reaches the server byte for byte with only its
     changed blocks sent; the agent and the server hash each edit from their saved SHA-256 states
-    (content/resumable.py), which must give the file's real hash or the server refuses it."""
+    (content/resumable.py), which must give the file's real hash or the server refuses it. The
+    agent's states outlive a restart (kept in its database)."""
     root = tmp_path / "film"
     size = 40 * 1024 * 1024
     write(root / "take.mov", os.urandom(size))
@@ -176,7 +177,11 @@ def test_edits_of_a_big_file_send_what_changed(tmp_path: Path, api: Api, server,
     converge(api, owner, agent)
     sent = agent.status()["bytes_uploaded"]
     assert sent == size
-    for offset in (30 * 1024 * 1024 + 7, 9 * 1024 * 1024 + 100_000):
+    resumed = agent.status()["bytes_hash_resumed"]
+    assert resumed == 0
+    # States are kept every 8 MiB: the whole-file hash resumes at 24 MiB, then at 8 MiB; the
+    # agent is restarted before the second edit, which finds the states saved in its database.
+    for offset, resumes_at in ((30 * 1024 * 1024 + 7, 24), (9 * 1024 * 1024 + 100_000, 8)):
         with open(root / "take.mov", "r+b") as f:
             f.seek(offset)
             f.write(os.urandom(5000))
@@ -184,3 +189,7 @@ def test_edits_of_a_big_file_send_what_changed(tmp_path: Path, api: Api, server,
         now = agent.status()["bytes_uploaded"]
         assert 0 < now - sent <= 2 * 128 * 1024  # one or two 128 KiB blocks, not the file
         sent = now
+        assert agent.status()["bytes_hash_resumed"] - resumed == resumes_at * 1024 * 1024
+        resumed = agent.status()["bytes_hash_resumed"]
+        agent.stop()
+        agent.start()

@@ -96,6 +96,29 @@ def test_edit_is_hashed_from_its_first_changed_block(tmp_path: Path,
 
 
 @needs_states
+def test_states_stored_and_read_back_resume_the_same(tmp_path: Path,
+                                                     resumed_at: list[int]) -> None:
+    """What an agent keeps in its database (``pack_states``, beside the block hashes) resumes
+    an edit as the states in memory do, and says how much the resumed hash skipped; stored
+    bytes that do not fit the blocks are not used."""
+    path = tmp_path / "clip.mov"
+    path.write_bytes(os.urandom(40 * MiB))
+    _, states = hash_file(path)
+    assert states is not None and states.resumed_from == 0
+    packed = states.pack_states()
+    assert len(packed) == 44 * len(states.states)
+    stored = Checkpoints.unpack(states.blocks, packed)
+    assert stored == states
+    _edit(path, 30 * MiB, os.urandom(1000))
+    manifest, after = hash_file(path, previous=stored)
+    assert manifest.hash == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert resumed_at == [24 * MiB] and after is not None and after.resumed_from == 24 * MiB
+    assert Checkpoints.unpack(states.blocks, packed[:-1]) is None  # torn
+    assert Checkpoints.unpack(states.blocks[:5], packed) is None  # states past its blocks
+    assert Checkpoints.unpack(states.blocks, b"") is None
+
+
+@needs_states
 def test_unrelated_or_resized_previous_is_not_trusted(tmp_path: Path,
                                                       resumed_at: list[int]) -> None:
     a, b = tmp_path / "a", tmp_path / "b"

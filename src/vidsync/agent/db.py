@@ -13,8 +13,12 @@ Three views of each path meet here:
   tombstones for files deleted here. A change to send is ``idx`` differing from ``local``; its
   ``base`` is ``local``'s hash.
 
+``hash_states`` keeps, for a big file's version in ``idx`` (the same ``hash``), the SHA-256 states
+at some block boundaries, so its next edit is hashed from its first changed block even after a
+restart (``content/resumable.py``).
+
 ``dirty``, ``edits`` and ``failures`` belong to the receiving side (``agent/mirror/state.py``),
-``idx`` and ``outbox`` to the sending side (``agent/share/state.py``). Both open the same
+``idx``, ``hash_states`` and ``outbox`` to the sending side (``agent/share/state.py``). Both open the same
 connection, so a change that touches both (recording a post, writing a file from the server) is
 one transaction.
 """
@@ -48,6 +52,10 @@ CREATE TABLE IF NOT EXISTS idx (
   path TEXT PRIMARY KEY, fspath TEXT, size INTEGER, mtime_ns INTEGER, ino INTEGER, hash TEXT,
   block_size INTEGER, blocks BLOB, ord INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS idx_ino ON idx (ino);
+CREATE TABLE IF NOT EXISTS hash_states (
+  path TEXT PRIMARY KEY, hash TEXT NOT NULL, states BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS idx_gone AFTER DELETE ON idx
+  BEGIN DELETE FROM hash_states WHERE path = old.path; END;
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT NOT NULL, changes TEXT NOT NULL,
   created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);

@@ -18,7 +18,7 @@ from vidsync.agent.share.ignore import IgnoreRules
 from vidsync.agent.share.scanner import Entry, probe, restat, server_path, walk
 from vidsync.agent.share.state import LocalFile, ShareState
 from vidsync.content.blocks import MIN_BLOCK_SIZE, Manifest, hash_file, read_small
-from vidsync.content.resumable import Checkpoints, StatesCache
+from vidsync.content.resumable import Checkpoints
 
 Progress = Callable[[int], None]
 log = logging.getLogger("vidsync.share")
@@ -30,9 +30,6 @@ HASH_BATCH_BYTES = 64 * 1024 * 1024
 # Bytes of small files kept from hashing until they are uploaded (checked against a fresh stat
 # then), so an image sequence is read once, not twice.
 CONTENT_CACHE_BYTES = 64 * 1024 * 1024
-# Memory for the hash states of big files kept between versions (an edit is hashed from its
-# first changed block: content/resumable.py); about 120 KB per GiB of file.
-STATES_BYTES = 16 * 1024 * 1024
 # Below this many files to look up, a query per file beats reading every indexed inode.
 SAME_FILE_BULK = 64
 
@@ -53,7 +50,6 @@ class Indexer:
         # hashed and not uploaded yet
         self.contents: dict[str, tuple[tuple[int, int, int, int], str, bytes]] = {}
         self.contents_bytes = 0
-        self.states: StatesCache[str] = StatesCache(STATES_BYTES)  # by fspath
 
     def next_recheck(self) -> float | None:
         """When the earliest unsettled file is due for another look (monotonic), if any."""
@@ -88,7 +84,6 @@ class Indexer:
             return await self._dir(fspath)
         self.unsettled.pop(fspath, None)
         self.take_content(fspath)
-        self.states.pop(fspath)
         path = server_path(fspath)
         return bool(path and self.state.remove_local(self.state.local_paths(path)))
 
@@ -155,7 +150,9 @@ class Indexer:
         they were read, in one transaction; the others wait to settle again."""
         root = self.root
 
-        previous = {e.fspath: self.states.get(e.fspath) for e in entries
+        # A big file is hashed from the states saved with its indexed version (an edit then
+        # costs what follows its first changed block: content/resumable.py).
+        previous = {e.fspath: self.state.checkpoints(e.path) for e in entries
                     if e.size > MIN_BLOCK_SIZE}
         states: dict[str, Checkpoints | None] = {}
 
@@ -178,9 +175,8 @@ class Indexer:
             return out
 
         files = []
+        kept: list[tuple[str, str, Checkpoints]] = []
         results = await asyncio.to_thread(work)
-        for fspath, kept in states.items():
-            self.states.put(fspath, kept)
         for e, result, data, after in results:
             if isinstance(result, OSError):
                 self.unsettled.pop(e.fspath, None)
@@ -194,7 +190,12 @@ class Indexer:
             files.append(self._local(e, result.hash, *LocalFile.pack_blocks(result)))
             if data is not None:
                 self._keep(after, result.hash, data)
+            if (checkpoints := states.get(e.fspath)) is not None:
+                kept.append((e.path, result.hash, checkpoints))
         self.state.put_many(files)
+        self.state.keep_checkpoints(kept)
+        if resumed := sum(c.resumed_from for _, _, c in kept):
+            self.state.add_counter("bytes_hash_resumed", resumed)
         return bool(files)
 
     def _keep(self, entry: Entry, digest: str, data: bytes) -> None:

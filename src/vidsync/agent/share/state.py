@@ -31,6 +31,7 @@ from vidsync.agent.mirror.state import LocalFile as Synced
 from vidsync.agent.mirror.state import MirrorState, RemoteFile
 from vidsync.changes import RESERVED_DIR
 from vidsync.content.blocks import BlockRef, Manifest
+from vidsync.content.resumable import Checkpoints
 
 DB_NAME = "share.db"
 
@@ -138,6 +139,26 @@ class ShareState:
                               (path,)).fetchone()
         return _local(row) if row else None
 
+    def checkpoints(self, path: str) -> Checkpoints | None:
+        """The saved hash states of the indexed version of ``path``, if any."""
+        row = self.db.execute(
+            "SELECT i.blocks, h.states FROM idx i JOIN hash_states h"
+            " ON h.path = i.path AND h.hash = i.hash WHERE i.path = ? AND i.blocks IS NOT NULL",
+            (path,)).fetchone()
+        if row is None:
+            return None
+        blocks = row[0]
+        return Checkpoints.unpack(
+            tuple(blocks[i:i + 32].hex() for i in range(0, len(blocks), 32)), row[1])
+
+    def keep_checkpoints(self, kept: list[tuple[str, str, Checkpoints]]) -> None:
+        """Save ``(path, hash, checkpoints)``: the states of the version of ``path`` with that
+        hash (used while ``idx`` holds that version; gone with its row)."""
+        if kept:
+            with self.tx() as db:
+                db.executemany("INSERT OR REPLACE INTO hash_states VALUES (?, ?, ?)",
+                               [(p, h, c.pack_states()) for p, h, c in kept])
+
     def local_paths(self, prefix: str = "") -> set[str]:
         """Live indexed paths equal to ``prefix`` or under ``prefix/`` (all with ``""``)."""
         if not prefix:
@@ -235,9 +256,16 @@ class ShareState:
             self.db.execute("DELETE FROM idx WHERE path = ?", (path,))
             return
         old = self.db.execute("SELECT ord FROM idx WHERE path = ?", (path,)).fetchone()
-        self.db.execute("INSERT OR REPLACE INTO idx VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
-                        (path, path, synced.size, synced.mtime_ns, synced.ino, synced.hash,
-                         old["ord"] if old else self._next_ord()))
+        # The same content as indexed (e.g. this folder's own post, come back): its block hashes
+        # (and so its saved hash states) still hold.
+        self.db.execute(
+            "INSERT INTO idx VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?) ON CONFLICT (path) DO UPDATE"
+            " SET fspath = excluded.fspath, size = excluded.size, mtime_ns = excluded.mtime_ns,"
+            " ino = excluded.ino, hash = excluded.hash, ord = excluded.ord,"
+            " block_size = CASE WHEN idx.hash = excluded.hash THEN idx.block_size END,"
+            " blocks = CASE WHEN idx.hash = excluded.hash THEN idx.blocks END",
+            (path, path, synced.size, synced.mtime_ns, synced.ino, synced.hash,
+             old["ord"] if old else self._next_ord()))
 
     def move(self, path: str, new_path: str, new_fspath: str) -> None:
         """The file indexed at ``path`` was renamed to ``new_path`` by the agent (a conflict

@@ -27,7 +27,10 @@ def share_status(root: str | os.PathLike) -> dict | None:
     ``{project_id, project_name, server, agent_running, server_reachable, last_error,
     last_posted_seq, queued_changes, outbox_batches, uploads: [{path, sent, size}],
     bytes_uploaded, files_uploaded, changes_posted, indexed_files, last_seq, mode, conflicts,
-    conflicts_kept_here}``
+    conflicts_kept_here, bytes_hash_resumed}``
+
+    ``bytes_hash_resumed``: bytes of edited big files whose whole-file SHA-256 resumed from a
+    state saved with the version before, instead of being read and hashed again.
     """
     root = Path(root).resolve()
     if not (state_dir(root) / DB_NAME).exists():
@@ -65,4 +68,5 @@ def _read(root: Path, state: ShareState) -> dict:
         "mode": state.get("mode") or "two-way",
         "conflicts": unresolved(state.db),
         "conflicts_kept_here": kept_here(state_dir(root)),
+        "bytes_hash_resumed": int(state.get("bytes_hash_resumed", 0)),
     }
