@@ -7,7 +7,14 @@ from collections.abc import Callable, Iterator
 import pytest
 from harness import Api
 
-from server.helpers import Listener
+from server.helpers import Listener, _Loop
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _listeners_loop() -> Iterator[None]:
+    """The listeners' shared loop ends with the run, and whatever it still runs with it."""
+    yield
+    _Loop.stop()
 
 
 @pytest.fixture

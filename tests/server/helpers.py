@@ -38,6 +38,24 @@ class _Loop:
                 threading.Thread(target=cls.loop.run_forever, daemon=True, name="listeners").start()
             return cls.loop
 
+    @classmethod
+    def stop(cls) -> None:
+        """Cancel what is left on the loop and stop it: an Engine.IO client refused in the middle
+        of its connect can keep a write loop that times out (and logs) after the run ends."""
+        with cls.lock:
+            loop, cls.loop = cls.loop, None
+        if loop is None:
+            return
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+
 
 def _run(coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
     return asyncio.run_coroutine_threadsafe(coro, _Loop.get()).result(timeout)
