@@ -127,14 +127,18 @@ async def test_a_plain_collection_removes_the_expired_version(world: World) -> N
     assert result.usage.live_bytes == 2000 and result.usage.stored_bytes == 2000
 
 
-async def test_a_removed_version_takes_its_poster_frame(world: World) -> None:
+async def test_a_removed_version_takes_its_poster_frame_and_hash_states(world: World) -> None:
     old, new = await expired_version(world)
-    posters = {m.hash: world.blobs.poster_path(world.project, m.hash) for m in (old, new)}
-    for path in posters.values():
-        world.blobs.put_cache_file(path, b"\xff\xd8 a poster")
+    derived = {(m.hash, kind): path(world.project, m.hash) for m in (old, new)
+               for kind, path in (("poster", world.blobs.poster_path),
+                                  ("states", world.blobs.states_path))}
+    for path in derived.values():
+        await asyncio.to_thread(os.makedirs, os.path.dirname(path), exist_ok=True)
+        world.blobs.put_cache_file(path, b"derived")
     await world.collector.collect_project(world.project)
-    left = await asyncio.to_thread(lambda: {h: os.path.exists(p) for h, p in posters.items()})
-    assert left == {old.hash: False, new.hash: True}
+    left = await asyncio.to_thread(lambda: {k: os.path.exists(p) for k, p in derived.items()})
+    assert left == {(old.hash, "poster"): False, (old.hash, "states"): False,
+                    (new.hash, "poster"): True, (new.hash, "states"): True}
 
 
 async def test_restore_between_mark_and_sweep_keeps_the_content(world: World) -> None:

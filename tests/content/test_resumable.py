@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
+from harness import Api
 
+from content.helpers import manifest_of, put_block, sha, split
 from vidsync.content import blocks as blocks_mod
 from vidsync.content import pending as pending_mod
 from vidsync.content import resumable
@@ -195,3 +197,63 @@ def test_states_cache_is_bounded() -> None:
     assert cache.nbytes <= cache.max_bytes
     cache.put("4", None)
     assert "4" not in cache
+
+
+def _resumed_bytes(api: Api) -> float:
+    """The server's count of bytes its upload hashes resumed from saved states (``/metrics``)."""
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith("vidsync_upload_hash_resumed_bytes_total "):
+            return float(line.split()[1])
+    raise AssertionError("no vidsync_upload_hash_resumed_bytes in /metrics")
+
+
+@needs_states
+def test_the_server_resumes_an_edit_from_states_saved_before_a_restart(server_factory) -> None:
+    """The states a server took while verifying a big file are saved beside its manifest: after
+    a restart, the next version of that path is hashed from the state before its change (the
+    hash must still match, or the post is refused), and states that do not fit are ignored."""
+    server = server_factory()
+    api = Api(server.url)
+    owner, _ = api.register("owner")
+    project = api.project(owner)
+    block = 128 * 1024
+    version = os.urandom(40 * MiB)
+
+    def upload(data: bytes) -> None:
+        body = {**manifest_of(data, block), "path": "clip.mov"}
+        first = api.post(f"/api/projects/{project}/manifests", token=owner, json=body)
+        if first.status_code == 409:
+            blocks = {sha(b): b for b in split(data, block)}
+            for missing in first.json()["error"]["missing"]:
+                assert put_block(api, owner, project, blocks[missing]).status_code == 201
+        assert api.post(f"/api/projects/{project}/manifests", token=owner,
+                        json=body).status_code == 201
+        assert api.post_changes(owner, project, [{"path": "clip.mov", "op": "update",
+                                                  "hash": sha(data), "size": len(data)}]
+                                ).status_code == 200
+
+    def edit(data: bytes, offset: int) -> bytes:
+        return data[:offset] + os.urandom(1000) + data[offset + 1000:]
+
+    upload(version)
+    server.kill()
+    server.start()
+    assert _resumed_bytes(api) == 0
+    version = edit(version, 30 * MiB + 5)  # states are taken every 8 MiB: resumed at 24 MiB
+    upload(version)
+    assert _resumed_bytes(api) == 24 * MiB
+    assert api.get(f"/api/projects/{project}/content/{sha(version)}", token=owner
+                   ).content == version
+
+    # Saved states that were not taken over the stored manifest's blocks are not used.
+    states = server.data_dir / "blobs" / project / "states" / f"{sha(version)}.bin"
+    assert states.is_file()
+    states.write_bytes(os.urandom(32) + states.read_bytes()[32:])
+    server.kill()
+    server.start()
+    version = edit(version, 20 * MiB)
+    upload(version)
+    assert _resumed_bytes(api) == 0
+    assert api.get(f"/api/projects/{project}/content/{sha(version)}", token=owner
+                   ).content == version
+    api.http.close()

@@ -7,6 +7,7 @@ of one deployment may share it)::
     <project_id>/manifests/<sha256>.json                    {hash, size, blocks}, for a file
                                                             of two or more blocks
     <project_id>/posters/<sha256>.jpg                       a video's poster frame (a cache)
+    <project_id>/states/<sha256>.bin                        a big file's SHA-256 states (a cache)
     <project_id>/tmp/                                       writes in progress
 
 Every file appears by ``os.replace`` of a complete temporary file, so a reader (on this node or
@@ -67,6 +68,7 @@ from dataclasses import dataclass
 import orjson
 
 from vidsync.content.blocks import EMPTY_HASH, MAX_BLOCK_SIZE, BlockRef, Manifest, is_hash
+from vidsync.content.resumable import Checkpoints
 from vidsync.writeback import start_writeback
 
 READ_CHUNK = 1024 * 1024
@@ -144,9 +146,36 @@ class BlobStore:
         """A file's cached poster frame (made from its content, so kept per content hash)."""
         return os.path.join(self._project_dir(project_id), "posters", file_hash + ".jpg")
 
+    def states_path(self, project_id: str, file_hash: str) -> str:
+        """A verified file's saved SHA-256 states (``content/resumable.py``), so the next
+        version's hash resumes from them even after a restart; removed with its manifest."""
+        return os.path.join(self._project_dir(project_id), "states", file_hash + ".bin")
+
+    def save_states(self, project_id: str, file_hash: str, checkpoints: Checkpoints) -> None:
+        """Keep the states of stored file ``file_hash`` (blocking; a cache, not fsynced)."""
+        path = self.states_path(project_id, file_hash)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.put_cache_file(path, _blocks_digest(checkpoints.blocks) + checkpoints.pack_states())
+
+    def load_states(self, project_id: str, file_hash: str) -> Checkpoints | None:
+        """The saved states of stored file ``file_hash``, if any and if they were taken over
+        the block list its manifest has (blocking)."""
+        try:
+            with open(self.states_path(project_id, file_hash), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        manifest = self.get_manifest(project_id, file_hash)
+        if manifest is None:
+            return None
+        blocks = tuple(ref.hash for ref in manifest.blocks)
+        if data[:32] != _blocks_digest(blocks):
+            return None
+        return Checkpoints.unpack(blocks, data[32:])
+
     def put_cache_file(self, path: str, data: bytes) -> None:
-        """Write a derived file (a poster) whole or not at all; not durable, it can be made
-        again. ``path`` is one of this store's (``poster_path``)."""
+        """Write a derived file (a poster, saved states) whole or not at all; not durable, it
+        can be made again. ``path`` is one of this store's (``poster_path``, ``states_path``)."""
         project_dir = os.path.dirname(os.path.dirname(path))
         tmp = os.path.join(project_dir, "tmp")
         os.makedirs(tmp, exist_ok=True)
@@ -614,6 +643,11 @@ def _close_released(fd: int, open_fds: threading.BoundedSemaphore) -> None:
         os.close(fd)
     finally:
         open_fds.release()
+
+
+def _blocks_digest(blocks: tuple[str, ...]) -> bytes:
+    """What a saved state depends on besides its bytes: the block list it was taken over."""
+    return hashlib.sha256(b"".join(bytes.fromhex(h) for h in blocks)).digest()
 
 
 def _fsync_path(path: str) -> None:

@@ -214,10 +214,12 @@ class Collector:
                 for path in marked.manifests[i:i + SWEEP_CHUNK]:
                     if _unlink_if_stale(path, stale_before) is not None:
                         result.removed_manifests += 1
-                        # Its poster frame (content/media.py) goes with it.
+                        # Its poster frame (content/media.py) and saved hash states go with it.
                         file_hash = os.path.basename(path).removesuffix(".json")
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(self.blobs.poster_path(project_id, file_hash))
+                        for derived in (self.blobs.poster_path(project_id, file_hash),
+                                        self.blobs.states_path(project_id, file_hash)):
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(derived)
             time.sleep(0)  # let request threads in between chunks
         for i in range(0, len(marked.blocks), SWEEP_CHUNK):
             with self.blobs.project_lock(project_id, exclusive=True):

@@ -10,9 +10,11 @@ extra pass over the bytes, and it runs during the upload instead of after it.
 
 An edit to a big file shares a prefix of blocks with the version before it. While hashing, a
 pending upload keeps the SHA-256 state every few MiB (``content/resumable.py``); once its hash is
-established they are remembered (``KnownStates``, memory only, bounded), and the next upload whose
-blocks start the same resumes from the last state before its first change: a 1 MiB edit in the
-middle of a 1 GiB file hashes half a GiB, not all of it.
+established they are remembered (``KnownStates``, in memory, bounded) and handed to
+``on_verified`` (the server saves them beside the manifest), and the next upload whose blocks
+start the same resumes from the last state before its first change: a 1 MiB edit in the middle of
+a 1 GiB file hashes half a GiB, not all of it. After a restart the server puts the saved states of
+the version an upload replaces back into ``known`` before starting it.
 
 A pending upload is memory on one node: a restart or a post that reaches another node falls back
 to hashing the stored blocks then, the same way. The blocks themselves are ordinary
@@ -25,6 +27,7 @@ unreferenced blocks.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -35,6 +38,8 @@ from vidsync.content.resumable import Checkpoints, Recorder, StatesCache, new_sh
 
 if TYPE_CHECKING:
     from vidsync.content.resumable import Sha256
+
+log = logging.getLogger(__name__)
 
 # A pending upload with no new block for this long is forgotten (a later post hashes from disk).
 IDLE_S = 600.0
@@ -55,6 +60,9 @@ KNOWN_STATES_BYTES = 64 * 1024 * 1024
 ReadBlock = Callable[[str, str], "bytes | None"]
 # Progress for announcements: (project_id, pending upload, indexes of the blocks just hashed).
 OnProgress = Callable[[str, "Pending", list[int]], None]
+# A file's hash established, with the states taken on the way: (project_id, hash, states).
+# Blocking (run on a worker thread); an OSError is logged, the upload goes on.
+OnVerified = Callable[[str, str, Checkpoints], None]
 
 
 @dataclass(eq=False)
@@ -89,9 +97,11 @@ class Pending:
 class PendingUploads:
     """The pending uploads of this node, advanced as blocks are stored."""
 
-    def __init__(self, read_block: ReadBlock, on_progress: OnProgress | None = None) -> None:
+    def __init__(self, read_block: ReadBlock, on_progress: OnProgress | None = None,
+                 on_verified: OnVerified | None = None) -> None:
         self._read = read_block
         self.on_progress = on_progress
+        self.on_verified = on_verified
         # Keyed by the whole manifest: the same ``hash`` with other blocks is another upload.
         self._by_project: dict[str, dict[Manifest, Pending]] = {}
         self.known = KnownStates()
@@ -192,6 +202,13 @@ class PendingUploads:
                 checkpoints = p._recorder.checkpoints(tuple(r.hash for r in blocks))
                 if checkpoints is not None:
                     self.known.add(p.project_id, p.manifest.hash, checkpoints)
+                    if self.on_verified is not None:
+                        try:
+                            await asyncio.to_thread(self.on_verified, p.project_id,
+                                                    p.manifest.hash, checkpoints)
+                        except OSError as e:  # only a cache: the next edit hashes more
+                            log.warning("cannot save the hash states of %s: %s",
+                                        p.manifest.hash, e)
             p._done.set()
         except OSError:
             p.digest = ""
@@ -247,6 +264,10 @@ class KnownStates:
         self._cache: StatesCache[tuple[str, str]] = StatesCache(max_bytes)
         # (project, first block hash) -> file hashes: where an edited version looks
         self._by_first: dict[tuple[str, str], set[str]] = {}
+
+    def knows_start(self, project_id: str, manifest: Manifest) -> bool:
+        """Whether states of some version starting with ``manifest``'s first block are held."""
+        return bool(manifest.blocks) and (project_id, manifest.blocks[0].hash) in self._by_first
 
     def add(self, project_id: str, file_hash: str, checkpoints: Checkpoints) -> None:
         if (project_id, file_hash) in self._cache:

@@ -101,7 +101,10 @@ class ContentService:
         self.collector: Collector | None = None  # set by setup, which has the store
         # The last usage measured per project (by a collection or on demand).
         self.usages: dict[str, Usage] = {}
-        self.pending = PendingUploads(self.blobs.read_block, self._progress)
+        self.pending = PendingUploads(self.blobs.read_block, self._progress,
+                                      self.blobs.save_states)
+        # Bytes of uploads whose whole-file hash resumed from saved states (``/metrics``).
+        self.hash_resumed_bytes = 0
         self._announce = announce
         self._measuring: dict[str, asyncio.Future[None]] = {}
 
@@ -220,6 +223,8 @@ class ContentService:
 
 
 CONTENT: web.AppKey[ContentService] = web.AppKey("content", ContentService)
+# Larger than any seq: ``history`` before it gives a path's latest version.
+LATEST_SEQ = 2**62
 
 
 def _content(request: web.Request) -> ContentService:
@@ -312,7 +317,7 @@ async def post_manifest(request: web.Request) -> web.Response:
     pending = svc.pending.get(project_id, manifest)
     if missing:
         if pending is None:
-            pending = svc.pending.start(project_id, manifest, path, set(missing))
+            pending = await _start_upload(request, svc, project_id, manifest, path, set(missing))
             svc.announce_upload(project_id, pending, "started")
         raise ApiError(409, "missing_blocks", f"{len(missing)} block(s) are not stored yet",
                        missing=missing[:MAX_CHECK_HASHES])
@@ -328,10 +333,10 @@ async def post_manifest(request: web.Request) -> web.Response:
         raise ApiError(422, "block_size_mismatch",
                        f"blocks[{wrong[0]}]: 'size' differs from the stored block's", index=wrong[0])
     if pending is None:  # posted complete at once, or the pending upload lives on another node
-        pending = svc.pending.start(project_id, manifest, path)
+        pending = await _start_upload(request, svc, project_id, manifest, path)
     while (digest := await svc.pending.digest(pending, DIGEST_RECHECK_S)) is None:
         if svc.pending.get(project_id, manifest) is not pending:  # forgotten meanwhile
-            pending = svc.pending.start(project_id, manifest, path)
+            pending = await _start_upload(request, svc, project_id, manifest, path)
             continue
         gone = await svc.blobs.missing_blocks(
             project_id, [b.hash for b in manifest.blocks[pending.next_index:]])
@@ -349,6 +354,28 @@ async def post_manifest(request: web.Request) -> web.Response:
     created = await asyncio.to_thread(svc.blobs.put_manifest, project_id, manifest)
     svc.announce_upload(project_id, pending, "stored")
     return json_response({"manifest": manifest.to_json()}, status=201 if created else 200)
+
+
+async def _start_upload(request: web.Request, svc: ContentService, project_id: str,
+                        manifest: Manifest, path: str | None,
+                        missing: set[str] | frozenset[str] = frozenset()) -> Pending:
+    """Start hashing an upload's blocks in order as they land. An edit of a big file whose
+    earlier states this node does not hold (it restarted, or another node verified the version
+    before) first takes those saved with the version at ``path``: the hash then resumes before
+    the first changed block, as it would have here."""
+    if path is not None and len(manifest.blocks) > 1 \
+            and not svc.pending.known.knows_start(project_id, manifest):
+        last = await services(request).store.history(project_id, path, LATEST_SEQ, 1)
+        old = last[0].change.hash if last else None
+        if old and old != manifest.hash:
+            checkpoints = await asyncio.to_thread(svc.blobs.load_states, project_id, old)
+            if checkpoints is not None:
+                svc.pending.known.add(project_id, old, checkpoints)
+    fresh = svc.pending.get(project_id, manifest) is None
+    pending = svc.pending.start(project_id, manifest, path, missing)
+    if fresh:  # it starts where its saved state was taken
+        svc.hash_resumed_bytes += pending.hashed_bytes
+    return pending
 
 
 # -- download (members) -----------------------------------------------------------------------------

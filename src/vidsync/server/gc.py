@@ -93,7 +93,8 @@ class GcRunner:
 
 
 class StorageMetrics(PromCollector):
-    """Per-project usage as last measured, and the collector's totals, read at scrape time."""
+    """Per-project usage as last measured, the collector's totals, and what saved hash states
+    spared uploads, read at scrape time."""
 
     def __init__(self, runner: GcRunner) -> None:
         self.runner = runner
@@ -113,6 +114,10 @@ class StorageMetrics(PromCollector):
                                   value=self.runner.removed_bytes)
         yield GaugeMetricFamily("vidsync_gc_last_duration_seconds", "The last collection's time",
                                 value=self.runner.last_seconds)
+        yield CounterMetricFamily("vidsync_upload_hash_resumed_bytes",
+                                  "Bytes of uploaded files whose whole-file hash resumed from the "
+                                  "saved states of an earlier version instead of being read",
+                                  value=self.runner.content.hash_resumed_bytes)
 
 
 GC_RUNNER: web.AppKey[GcRunner] = web.AppKey("gc_runner", GcRunner)
