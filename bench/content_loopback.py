@@ -81,6 +81,24 @@ async def run(url: str, server_pid: int, path: Path, size: int, out: Path,
         print(f"floor (SHA-256 passes x {sha * gib:.2f} s): split 2, upload 2 (server), "
               f"download 2 (client), stream 0")
 
+        # What one request costs the server, beside the bytes: the same block fetched again
+        # and again (in the page cache), ``concurrency`` at a time.
+        requests = 2000
+        block = manifest.blocks[0]
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with gate:
+                await c.get_block(pid, block.hash)
+
+        before = cpu_seconds(server_pid)
+        t = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(requests)))
+        seconds = time.perf_counter() - t
+        print(f"{requests} GETs of one {block.size // 1024} KiB block: "
+              f"{seconds / requests * 1000:.2f} ms each, server CPU "
+              f"{(cpu_seconds(server_pid) - before) / requests * 1000:.2f} ms per request")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
