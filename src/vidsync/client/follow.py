@@ -27,11 +27,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import socketio
-
 from vidsync.client.errors import ApiError, ProjectRemoved, ServerUnreachable
 
 if TYPE_CHECKING:
+    import socketio
+
     from vidsync.client.api import Client
 
 log = logging.getLogger("vidsync.client")
@@ -226,6 +226,10 @@ class Follower:
 
     async def _connect_any(self) -> str | None:
         """Connect and subscribe over the first transport that works; None if none did."""
+        # Imported here, not at the top: python-socketio (with engineio, requests and its Redis
+        # manager) costs every CLI command 0.13 s of start-up, most of them never open a socket.
+        import socketio
+
         for transport in self.transports:
             if self._closed.is_set():
                 return None
@@ -244,6 +248,8 @@ class Follower:
         self._wake.set()
 
     async def _connect(self, transport: str) -> None:
+        import socketio  # (see _connect_any)
+
         sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
         self._sio = sio
         connect_error: list[Any] = []
