@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from vidsync.agent.mirror.status import mirror_status
+from vidsync.agent.share import share_status
 from vidsync.client import Client
 from vidsync.testing import AgentProcess, Process, ServerProcess, free_port
 
@@ -132,6 +133,20 @@ def env_for(url: str, token: str, home: Path) -> dict[str, str]:
 def agent(args: list[str], env: dict[str, str], log: Path) -> AgentProcess:
     """A ``vidsync`` agent started in the background, its output in ``log``."""
     return AgentProcess(args, env=env, log_path=log).start()
+
+
+def share_folder(folder: Path, url: str, token: str, home: Path, log: Path,
+                 args: list[str] | None = None, timeout: float = 60) -> tuple[AgentProcess, str]:
+    """``vidsync share folder`` started in the background, once it has made its project:
+    (the agent, the project id)."""
+    home.mkdir(exist_ok=True)
+    sharer = agent(["share", str(folder), *(args or [])], env_for(url, token, home), log)
+    deadline = time.monotonic() + timeout
+    while not (status := share_status(folder) or {}).get("project_id"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"vidsync share did not create its project:\n{sharer.log}")
+        time.sleep(0.1)
+    return sharer, status["project_id"]
 
 
 def wait_connected(mirror: Path, timeout: float = 60) -> None:

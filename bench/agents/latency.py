@@ -28,11 +28,11 @@ from harness import (
     machine,
     percentile,
     save,
+    share_folder,
     start_server,
     wait_connected,
 )
 
-from vidsync.agent.share import share_status
 from vidsync.client import Client
 from vidsync.testing import AgentProcess
 
@@ -92,17 +92,11 @@ def main() -> None:
         viewer = asyncio.run(account(server.url, "viewer"))
         src, mirror = scratch / "src", scratch / "mirror"
         src.mkdir()
-        (scratch / "owner").mkdir()
         (scratch / "viewer").mkdir()
-        procs.append(agent(["share", str(src), "--debounce", str(args.debounce), "--settle",
-                            str(args.settle)], env_for(server.url, owner, scratch / "owner"),
-                           scratch / "share.log"))
-        deadline = time.monotonic() + 60
-        while not (share_status(src) or {}).get("project_id"):
-            if time.monotonic() > deadline:
-                raise SystemExit("vidsync share did not create its project:\n" + procs[0].log)
-            time.sleep(0.1)
-        project_id = share_status(src)["project_id"]
+        sharer, project_id = share_folder(
+            src, server.url, owner, scratch / "owner", scratch / "share.log",
+            ["--debounce", str(args.debounce), "--settle", str(args.settle)])
+        procs.append(sharer)
         code = asyncio.run(invite(server.url, owner, project_id))
         procs.append(agent(["join", code, str(mirror)],
                            env_for(server.url, viewer, scratch / "viewer"), scratch / "join.log"))

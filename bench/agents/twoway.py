@@ -33,12 +33,12 @@ from harness import (
     machine,
     percentile,
     save,
+    share_folder,
     start_server,
     wait_connected,
 )
 from latency import summary, wait_for
 
-from vidsync.agent.share import share_status
 from vidsync.testing import AgentProcess
 
 
@@ -83,15 +83,9 @@ def main() -> None:
         owner = asyncio.run(account(server.url, "owner"))
         src = scratch / "src"
         src.mkdir()
-        (scratch / "owner").mkdir()
-        procs.append(agent(["share", str(src), *timing],
-                           env_for(server.url, owner, scratch / "owner"), scratch / "share.log"))
-        deadline = time.monotonic() + 60
-        while not (share_status(src) or {}).get("project_id"):
-            if time.monotonic() > deadline:
-                raise SystemExit("vidsync share did not create its project:\n" + procs[0].log)
-            time.sleep(0.1)
-        project_id = share_status(src)["project_id"]
+        sharer, project_id = share_folder(src, server.url, owner, scratch / "owner",
+                                          scratch / "share.log", timing)
+        procs.append(sharer)
         editors = []
         for name in ("ana", "ben"):
             token = asyncio.run(account(server.url, name))
