@@ -35,23 +35,18 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from vidsync.testing import Process, RedisProcess, ServerProcess
+from vidsync.testing import Process, RedisProcess, ServerProcess, cpu_seconds
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 CONTENT = b"vidsync cluster fan-out bench\n"
 CONTENT_HASH = hashlib.sha256(CONTENT).hexdigest()
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def log(message: str) -> None:
     print(f"[cluster-fanout] {message}", file=sys.stderr, flush=True)
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -21,16 +21,11 @@ import time
 from pathlib import Path
 
 from vidsync.client import Client, split_file
-from vidsync.testing import ServerProcess
+from vidsync.testing import ServerProcess, cpu_seconds
 
 MiB = 1024 * 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sha256_seconds_per_gib() -> float:

@@ -36,7 +36,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidsync.testing import HOST, Process, ServerProcess, free_port
+from vidsync.testing import (
+    HOST,
+    Process,
+    ServerProcess,
+    cpu_seconds,
+    free_port,
+    machine_busy_seconds,
+)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -45,7 +52,6 @@ NODE_REF = BENCH / "node-ref"
 RESULTS = BENCH / "results"
 SERVERS = ("vidsync", "node-ref")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def log(message: str) -> None:
@@ -85,22 +91,11 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process tree (fields 14 and 15 of /proc/<pid>/stat)."""
-    total = 0
-    for p in process_tree(pid):
-        with contextlib.suppress(OSError), open(f"/proc/{p}/stat") as f:
-            # The command name (field 2) may hold spaces; the fields after it do not.
-            fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process tree."""
+    return cpu_seconds(*process_tree(pid))
 
 
-def machine_busy_seconds() -> float:
-    """CPU time all cores spent on anything but idling, from the first line of /proc/stat."""
-    with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 class RssSampler(threading.Thread):
@@ -264,12 +259,12 @@ def run_loadgen(argv: list[str], server: Process, result: RunResult,
             if msg["type"] == "subscribed":
                 result.rss_subscribed_bytes = rss_bytes(server.pid)
             elif msg["type"] == "posting":
-                server_cpu, machine_cpu = cpu_seconds(server.pid), machine_busy_seconds()
+                server_cpu, machine_cpu = tree_cpu_seconds(server.pid), machine_busy_seconds()
                 wall_start = time.monotonic()
             elif msg["type"] == "result":
                 if wall_start is not None:
                     wall = time.monotonic() - wall_start
-                    result.server_cpu_seconds = cpu_seconds(server.pid) - server_cpu
+                    result.server_cpu_seconds = tree_cpu_seconds(server.pid) - server_cpu
                     result.server_cpu_cores = result.server_cpu_seconds / wall
                     result.machine_cpu_cores = (machine_busy_seconds() - machine_cpu) / wall
                 report = msg

@@ -21,7 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidsync.testing import Process, RedisProcess, ServerProcess
+from vidsync.testing import (
+    Process,
+    RedisProcess,
+    ServerProcess,
+    cpu_seconds,
+    machine_busy_seconds,
+)
 
 BENCH = Path(__file__).resolve().parent.parent
 REPO = BENCH.parent
@@ -29,7 +35,6 @@ sys.path.insert(0, str(BENCH))
 import fanout  # noqa: E402 - its Node reference server, started the same way here
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DEFAULT_POSTGRES = os.environ.get("VIDSYNC_TEST_DATABASE", "postgresql://127.0.0.1:5432/test")
 
 
@@ -43,21 +48,8 @@ def rss_bytes(pid: int) -> int:
         return int(f.read().split()[1]) * PAGE_SIZE
 
 
-def cpu_seconds(*pids: int) -> float:
-    """User + system CPU time of processes (fields 14 and 15 of /proc/<pid>/stat)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()  # the name (field 2) may hold spaces
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
 
 
-def machine_busy_seconds() -> float:
-    """CPU time all cores spent on anything but idling (first line of /proc/stat)."""
-    with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def listen_overflows() -> int:

@@ -32,6 +32,27 @@ VIDSYNC = [sys.executable, "-m", "vidsync"]  # this interpreter's vidsync, whate
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(*pids: int) -> float:
+    """User + system CPU time so far of processes ``pids``, all their threads (fields 14 and 15
+    of /proc/<pid>/stat); a process that is gone counts nothing."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name (field 2) may hold spaces
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent on anything but idling (the first line of /proc/stat)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def free_port() -> int:
     """A port of 127.0.0.1 that nothing listens on right now (the kernel picks it)."""
     with socket.socket() as s:
