@@ -94,6 +94,20 @@ async def run(url: str, server_pid: int, path: Path, size: int, out: Path,
               f"{seconds / requests * 1000:.2f} ms each, server CPU "
               f"{(cpu_seconds(server_pid) - before) / requests * 1000:.2f} ms per request")
 
+        small = [os.urandom(64 * 1024) for _ in range(requests)]
+
+        async def put(data: bytes) -> None:
+            async with gate:
+                await c.put_block(pid, hashlib.sha256(data).hexdigest(), data)
+
+        before = cpu_seconds(server_pid)
+        t = time.perf_counter()
+        await asyncio.gather(*(put(data) for data in small))
+        seconds = time.perf_counter() - t
+        print(f"{requests} PUTs of new 64 KiB blocks: {seconds / requests * 1000:.2f} ms each, "
+              f"server CPU {(cpu_seconds(server_pid) - before) / requests * 1000:.2f} ms per "
+              "request")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -301,13 +301,15 @@ class BlobStore:
         ``stored`` False with ``hash_ok`` True: it was already there. Raises ``TooLarge`` past
         ``MAX_BLOCK_SIZE`` and ``QuotaExceeded``; the quota is reserved before the bytes are read so
         concurrent uploads cannot overshoot it together."""
-        final = self.block_path(project_id, block_hash)
-        if await asyncio.to_thread(_touch, final):  # already stored; fresh for the collector
-            return False, True
         reserve = declared_size if declared_size is not None else MAX_BLOCK_SIZE
         if reserve > MAX_BLOCK_SIZE:
             raise TooLarge()
-        await self._reserve(project_id, reserve)
+        try:
+            await self._reserve(project_id, reserve)
+        except QuotaExceeded:  # a block already stored adds nothing: still fine to send
+            if await asyncio.to_thread(_touch, self.block_path(project_id, block_hash)):
+                return False, True
+            raise
         try:
             # The body is gathered first (at most 16 MiB), then hashed and written on a worker
             # thread in one go: no hashing on the event loop, one thread hop per block.
@@ -331,13 +333,16 @@ class BlobStore:
 
     def _store_block(self, project_id: str, block_hash: str, parts: list[bytes]) -> bool | None:
         """Check and store a block's bytes (blocking): True stored, False already there, None
-        if they do not hash to ``block_hash`` (nothing stored)."""
+        if they do not hash to ``block_hash`` (nothing stored). One trip to a thread per block:
+        whether it is there, its hash and its write."""
+        final = self.block_path(project_id, block_hash)
+        if _touch(final):  # already stored (and fresh for the collector now)
+            return False
         digest = hashlib.sha256()
         for part in parts:
             digest.update(part)
         if digest.hexdigest() != block_hash:
             return None
-        final = self.block_path(project_id, block_hash)
         if _touch(final):  # stored meanwhile by another request
             return False
         tmp = self._tmp_path(project_id)
