@@ -108,16 +108,19 @@ class Applier:
         fsynced once, recorded in one transaction. Returns each path's outcome."""
         outcomes: dict[str, str] = {}
         todo = []
+        unwritten = []  # nothing was (or can have been) written here: only recorded
         for row in rows:
             try:
                 safe = self.policy.check(row.path) == row.path
             except UnsafePath:
                 safe = False
             if not safe or self.state.local(row.path) is None:
-                self.state.drop_local(row.path)  # nothing was (or can have been) written here
+                unwritten.append(row.path)
                 outcomes[row.path] = UNCHANGED
             else:
                 todo.append(row.path)
+        if unwritten:
+            self.state.drop_locals(unwritten)
         ours = []
         for path, (verdict, seen) in zip(todo, await self.edits.examine_many(todo), strict=True):
             if verdict == OURS:
