@@ -18,8 +18,8 @@ at some block boundaries, so its next edit is hashed from its first changed bloc
 restart (``content/resumable.py``).
 
 ``dirty``, ``edits`` and ``failures`` belong to the receiving side (``agent/mirror/state.py``),
-``idx``, ``hash_states`` and ``outbox`` to the sending side (``agent/share/state.py``). Both open the same
-connection, so a change that touches both (recording a post, writing a file from the server) is
+``idx``, ``hash_states`` and ``outbox`` to the sending side (``agent/share/state.py``). Both open the
+same connection, so a change that touches both (recording a post, writing a file from the server) is
 one transaction.
 """
 
