@@ -133,7 +133,6 @@ async def test_a_removed_version_takes_its_poster_frame_and_hash_states(world: W
                for kind, path in (("poster", world.blobs.poster_path),
                                   ("states", world.blobs.states_path))}
     for path in derived.values():
-        await asyncio.to_thread(os.makedirs, os.path.dirname(path), exist_ok=True)
         world.blobs.put_cache_file(path, b"derived")
     await world.collector.collect_project(world.project)
     left = await asyncio.to_thread(lambda: {k: os.path.exists(p) for k, p in derived.items()})

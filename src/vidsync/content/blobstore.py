@@ -153,9 +153,8 @@ class BlobStore:
 
     def save_states(self, project_id: str, file_hash: str, checkpoints: Checkpoints) -> None:
         """Keep the states of stored file ``file_hash`` (blocking; a cache, not fsynced)."""
-        path = self.states_path(project_id, file_hash)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.put_cache_file(path, _blocks_digest(checkpoints.blocks) + checkpoints.pack_states())
+        self.put_cache_file(self.states_path(project_id, file_hash),
+                            _blocks_digest(checkpoints.blocks) + checkpoints.pack_states())
 
     def load_states(self, project_id: str, file_hash: str) -> Checkpoints | None:
         """The saved states of stored file ``file_hash``, if any and if they were taken over
