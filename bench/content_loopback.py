@@ -18,12 +18,14 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 from vidsync.client import Client, split_file
 from vidsync.testing import ServerProcess, cpu_seconds
 
 MiB = 1024 * 1024
+REQUESTS = 2000  # per request-cost line
 
 
 
@@ -76,37 +78,29 @@ async def run(url: str, server_pid: int, path: Path, size: int, out: Path,
         print(f"floor (SHA-256 passes x {sha * gib:.2f} s): split 2, upload 2 (server), "
               f"download 2 (client), stream 0")
 
-        # What one request costs the server, beside the bytes: the same block fetched again
-        # and again (in the page cache), ``concurrency`` at a time.
-        requests = 2000
-        block = manifest.blocks[0]
+        # What one request costs the server, beside the bytes: the same block fetched again and
+        # again (in the page cache), then new small blocks sent, ``concurrency`` at a time.
         gate = asyncio.Semaphore(concurrency)
 
-        async def one() -> None:
-            async with gate:
-                await c.get_block(pid, block.hash)
+        async def per_request(what: str, requests: list[Awaitable[object]]) -> None:
+            async def one(request: Awaitable[object]) -> None:
+                async with gate:
+                    await request
 
-        before = cpu_seconds(server_pid)
-        t = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(requests)))
-        seconds = time.perf_counter() - t
-        print(f"{requests} GETs of one {block.size // 1024} KiB block: "
-              f"{seconds / requests * 1000:.2f} ms each, server CPU "
-              f"{(cpu_seconds(server_pid) - before) / requests * 1000:.2f} ms per request")
+            before = cpu_seconds(server_pid)
+            t = time.perf_counter()
+            await asyncio.gather(*(one(r) for r in requests))
+            seconds = time.perf_counter() - t
+            print(f"{len(requests)} {what}: {seconds / len(requests) * 1000:.2f} ms each, server "
+                  f"CPU {(cpu_seconds(server_pid) - before) / len(requests) * 1000:.2f} ms per "
+                  "request")
 
-        small = [os.urandom(64 * 1024) for _ in range(requests)]
-
-        async def put(data: bytes) -> None:
-            async with gate:
-                await c.put_block(pid, hashlib.sha256(data).hexdigest(), data)
-
-        before = cpu_seconds(server_pid)
-        t = time.perf_counter()
-        await asyncio.gather(*(put(data) for data in small))
-        seconds = time.perf_counter() - t
-        print(f"{requests} PUTs of new 64 KiB blocks: {seconds / requests * 1000:.2f} ms each, "
-              f"server CPU {(cpu_seconds(server_pid) - before) / requests * 1000:.2f} ms per "
-              "request")
+        block = manifest.blocks[0]
+        await per_request(f"GETs of one {block.size // 1024} KiB block",
+                          [c.get_block(pid, block.hash) for _ in range(REQUESTS)])
+        small = [os.urandom(64 * 1024) for _ in range(REQUESTS)]
+        await per_request("PUTs of new 64 KiB blocks",
+                          [c.put_block(pid, hashlib.sha256(d).hexdigest(), d) for d in small])
 
 
 def main() -> None:
