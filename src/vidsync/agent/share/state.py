@@ -60,10 +60,9 @@ class LocalFile:
         if self.blocks is None:
             return None
         refs = []
-        for i in range(len(self.blocks) // 32):
+        for i, block_hash in enumerate(unpack_blocks(self.blocks)):
             offset = i * self.block_size
-            refs.append(BlockRef(self.blocks[i * 32:(i + 1) * 32].hex(),
-                                 min(self.block_size, self.size - offset), offset))
+            refs.append(BlockRef(block_hash, min(self.block_size, self.size - offset), offset))
         return Manifest(self.hash, self.size, tuple(refs))
 
     @staticmethod
@@ -71,6 +70,11 @@ class LocalFile:
         """(block size, packed hashes) of a manifest from ``split_file``."""
         size = manifest.blocks[0].size if manifest.blocks else 0
         return size, b"".join(bytes.fromhex(b.hash) for b in manifest.blocks)
+
+
+def unpack_blocks(packed: bytes) -> tuple[str, ...]:
+    """The block hashes an index row keeps packed (32 raw bytes each), in hex."""
+    return tuple(packed[i:i + 32].hex() for i in range(0, len(packed), 32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +149,7 @@ class ShareState:
             "SELECT i.blocks, h.states FROM idx i JOIN hash_states h"
             " ON h.path = i.path AND h.hash = i.hash WHERE i.path = ? AND i.blocks IS NOT NULL",
             (path,)).fetchone()
-        if row is None:
-            return None
-        blocks = row[0]
-        return Checkpoints.unpack(
-            tuple(blocks[i:i + 32].hex() for i in range(0, len(blocks), 32)), row[1])
+        return None if row is None else Checkpoints.unpack(unpack_blocks(row[0]), row[1])
 
     def keep_checkpoints(self, kept: list[tuple[str, str, Checkpoints]]) -> None:
         """Save ``(path, hash, checkpoints)``: the states of the version of ``path`` with that
